@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Here (no GPU): build the jar and pack what a device run needs into .carry/ (ignored by git, named in `carry`):
+#   .carry/jre.tar.xz          a jlink'd Java 17 runtime (the GPU machines have no Java)
+#   .carry/distserve.jar       the application
+#   .carry/qwen3-tokenizer/    ../shared/models/qwen3-tokenizer (../shared does not travel)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+mkdir -p .carry
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  mvn -B -q -ntp -o -DskipTests package
+fi
+cp routes/target/distserve.jar .carry/distserve.jar
+if [ ! -f .carry/jre.tar.xz ]; then
+  rm -rf /tmp/distserve-jre
+  jlink --add-modules java.base,java.logging,java.management,java.naming,java.net.http,java.xml,java.sql,jdk.unsupported,jdk.management,jdk.incubator.vector,java.desktop,jdk.crypto.ec,java.instrument,java.scripting,jdk.zipfs \
+    --strip-debug --no-header-files --no-man-pages --compress=2 --output /tmp/distserve-jre
+  tar -C /tmp -cJf .carry/jre.tar.xz distserve-jre
+fi
+if [ -d ../shared/models/qwen3-tokenizer ]; then
+  rm -rf .carry/qwen3-tokenizer && cp -r ../shared/models/qwen3-tokenizer .carry/qwen3-tokenizer
+fi
+du -sh .carry/*
