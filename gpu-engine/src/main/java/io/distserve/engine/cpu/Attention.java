@@ -64,11 +64,10 @@ final class Attention {
         int qDim = config.qDim();
         int kvDim = config.kvDim();
         int hidden = config.hiddenSize();
-        mm.matmul(w.wq(), qDim, hidden, xn, n, s.q);
-        mm.matmul(w.wk(), kvDim, hidden, xn, n, s.k);
-        mm.matmul(w.wv(), kvDim, hidden, xn, n, s.v);
+        mm.matmul(hidden, xn, n, new MatMul.Projection(w.wq(), qDim, s.q),
+                new MatMul.Projection(w.wk(), kvDim, s.k), new MatMul.Projection(w.wv(), kvDim, s.v));
 
-        mm.parallelFor(n, (part, from, to) -> {
+        mm.parallelFor(n, 8L * (qDim + kvDim), (part, from, to) -> {
             for (int t = from; t < to; t++) {
                 positionQk(w, s, t, b.positions[t]);
             }
@@ -76,7 +75,8 @@ final class Attention {
         writeKv(layer, b, s);
 
         int units = b.slices.size() * kvHeads;
-        mm.parallelFor(units, (part, from, to) -> {
+        long work = (long) b.n / b.slices.size() * b.maxEnd * headDim * 2 * group + (long) b.maxEnd * headDim;
+        mm.parallelFor(units, work, (part, from, to) -> {
             for (int u = from; u < to; u++) {
                 attendSliceHead(layer, b, u / kvHeads, u % kvHeads, s, part);
             }

@@ -31,6 +31,9 @@ final class MatMul implements AutoCloseable {
     /** Bytes of activations per token tile: a tile stays in L2 while the weight rows stream through. */
     private static final int TILE_BYTES = 256 * 1024;
 
+    /** Below this much work (multiply-adds) a loop is not worth waking a worker for. */
+    private static final long MIN_PARALLEL_WORK = 1 << 15;
+
     private final int threads;
     private final ExecutorService pool;
     private volatile boolean closed;
@@ -58,13 +61,14 @@ final class MatMul implements AutoCloseable {
 
     /**
      * Runs {@code task} over {@code [0, n)} split into at most {@link #threads()} contiguous ranges; the caller runs
-     * the first range itself. Returns when every range is done; rethrows the first failure.
+     * the first range itself. Returns when every range is done; rethrows the first failure. Loops whose total work
+     * ({@code n * workPerItem}, in multiply-adds or so) is too small to pay for a hand-off run on the caller alone.
      */
-    void parallelFor(int n, RangeTask task) {
+    void parallelFor(int n, long workPerItem, RangeTask task) {
         if (closed) {
             throw new IllegalStateException("CPU backend thread pool is closed");
         }
-        int parts = Math.min(threads, n);
+        int parts = n * Math.max(1, workPerItem) < MIN_PARALLEL_WORK ? 1 : Math.min(threads, n);
         if (parts <= 1) {
             if (n > 0) {
                 task.run(0, 0, n);
@@ -108,13 +112,40 @@ final class MatMul implements AutoCloseable {
         }
     }
 
+    /** One projection of a {@link #matmul(int, float[], int, Projection...)}: {@code out = x . w^T}. */
+    record Projection(float[] w, int rows, float[] out) {
+    }
+
     /** {@code out[t, r] = dot(w[r, :], x[t, :])} for {@code t < tokens}, {@code r < rows}, in parallel over rows. */
     void matmul(float[] w, int rows, int cols, float[] x, int tokens, float[] out) {
-        if ((long) rows * cols > w.length || (long) tokens * cols > x.length || (long) tokens * rows > out.length) {
-            throw new IllegalArgumentException("matmul shapes: w " + w.length + " for " + rows + "x" + cols
-                    + ", x " + x.length + " for " + tokens + " tokens, out " + out.length);
+        matmul(cols, x, tokens, new Projection(w, rows, out));
+    }
+
+    /**
+     * Several projections of the same input (q/k/v, gate/up) in one parallel loop over their stacked output rows,
+     * so that the workers are woken once for all of them.
+     */
+    void matmul(int cols, float[] x, int tokens, Projection... projections) {
+        int total = 0;
+        for (Projection p : projections) {
+            if ((long) p.rows() * cols > p.w().length || (long) tokens * cols > x.length
+                    || (long) tokens * p.rows() > p.out().length) {
+                throw new IllegalArgumentException("matmul shapes: w " + p.w().length + " for " + p.rows() + "x"
+                        + cols + ", x " + x.length + " for " + tokens + " tokens, out " + p.out().length);
+            }
+            total += p.rows();
         }
-        parallelFor(rows, (part, from, to) -> rows(w, rows, cols, x, tokens, out, from, to));
+        parallelFor(total, (long) cols * tokens, (part, from, to) -> {
+            int base = 0;
+            for (Projection p : projections) {
+                int lo = Math.max(from - base, 0);
+                int hi = Math.min(to - base, p.rows());
+                if (lo < hi) {
+                    rows(p.w(), p.rows(), cols, x, tokens, p.out(), lo, hi);
+                }
+                base += p.rows();
+            }
+        });
     }
 
     /** The serial kernel for output rows {@code [from, to)}. */

@@ -27,8 +27,8 @@ final class Mlp {
     void forward(CpuWeights.Layer w, float[] xn, int n, Scratch s, float[] out) {
         int hidden = config.hiddenSize();
         int inter = config.intermediateSize();
-        mm.matmul(w.gate(), inter, hidden, xn, n, s.gate);
-        mm.matmul(w.up(), inter, hidden, xn, n, s.up);
+        mm.matmul(hidden, xn, n, new MatMul.Projection(w.gate(), inter, s.gate),
+                new MatMul.Projection(w.up(), inter, s.up));
         float[] g = s.gate;
         float[] u = s.up;
         for (int i = 0; i < n * inter; i++) {
