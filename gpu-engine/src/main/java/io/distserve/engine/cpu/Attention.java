@@ -74,11 +74,13 @@ final class Attention {
         });
         writeKv(layer, b, s);
 
-        int units = b.slices.size() * kvHeads;
+        // units ordered head-major, so that contiguous ranges share out a long prefill slice's heads
+        int slices = b.slices.size();
+        int units = slices * kvHeads;
         long work = (long) b.n / b.slices.size() * b.maxEnd * headDim * 2 * group + (long) b.maxEnd * headDim;
         mm.parallelFor(units, work, (part, from, to) -> {
             for (int u = from; u < to; u++) {
-                attendSliceHead(layer, b, u / kvHeads, u % kvHeads, s, part);
+                attendSliceHead(layer, b, u % slices, u / slices, s, part);
             }
         });
 

@@ -117,6 +117,8 @@ public final class CpuBackend implements ComputeBackend {
     /** Free memory for direct buffers: see {@link #createWithCacheFraction}. */
     public static long freeDirectMemoryBytes() {
         long limit = Runtime.getRuntime().maxMemory();
+        long used = 0;
+        long physicalFree = Long.MAX_VALUE;
         try {
             var hotspot = ManagementFactory.getPlatformMXBean(com.sun.management.HotSpotDiagnosticMXBean.class);
             long configured = Long.parseLong(hotspot.getVMOption("MaxDirectMemorySize").getValue());
@@ -124,22 +126,21 @@ public final class CpuBackend implements ComputeBackend {
                 limit = configured;
             }
         } catch (RuntimeException | LinkageError e) {
-            // not HotSpot: keep the default limit
+            // not HotSpot, or no jdk.management module: the default limit (the maximum heap size)
         }
-        long used = 0;
-        for (BufferPoolMXBean pool : ManagementFactory.getPlatformMXBeans(BufferPoolMXBean.class)) {
-            if ("direct".equals(pool.getName())) {
-                used = pool.getMemoryUsed();
-            }
-        }
-        long free = limit - used;
         try {
-            var os = (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
-            free = Math.min(free, os.getFreeMemorySize());
+            for (BufferPoolMXBean pool : ManagementFactory.getPlatformMXBeans(BufferPoolMXBean.class)) {
+                if ("direct".equals(pool.getName())) {
+                    used = pool.getMemoryUsed();
+                }
+            }
+            if (ManagementFactory.getOperatingSystemMXBean() instanceof com.sun.management.OperatingSystemMXBean os) {
+                physicalFree = os.getFreeMemorySize();
+            }
         } catch (RuntimeException | LinkageError e) {
-            // no physical-memory figure: the JVM limit alone
+            // no java.management / jdk.management module: the JVM limit alone
         }
-        return Math.max(0, free);
+        return Math.max(0, Math.min(limit - used, physicalFree));
     }
 
     private static void checkConfig(ModelConfig c) {

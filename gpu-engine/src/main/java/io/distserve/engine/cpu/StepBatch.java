@@ -75,7 +75,8 @@ final class StepBatch {
             n += slice.length();
             logits += slice.logitRows();
         }
-        if (n > Integer.MAX_VALUE / Math.max(config.hiddenSize(), config.intermediateSize())
+        int widest = Math.max(Math.max(config.hiddenSize(), config.intermediateSize()), config.qDim());
+        if (n > Integer.MAX_VALUE / widest
                 || logits * config.vocabSize() > Integer.MAX_VALUE - 8) {
             throw new IllegalArgumentException("batch too large: " + n + " tokens, " + logits + " logit rows");
         }
