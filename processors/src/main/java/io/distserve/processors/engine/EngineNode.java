@@ -1,0 +1,163 @@
+package io.distserve.processors.engine;
+
+import io.distserve.engine.EngineStats;
+import io.distserve.engine.GenerationRequest;
+import io.distserve.engine.LlmEngine;
+import io.distserve.engine.tokenizer.ChatTemplateException;
+import io.distserve.engine.tokenizer.ModelTokenizer;
+import io.distserve.registry.NodeRole;
+import io.distserve.processors.openai.InferenceRequest;
+import io.distserve.processors.openai.OpenAiException;
+import io.distserve.processors.openai.OpenAiRequestParser;
+import io.distserve.processors.openai.RequestKind;
+import java.time.Clock;
+import java.util.UUID;
+import java.util.concurrent.atomic.AtomicReference;
+
+/**
+ * One served model on this node: its name, tokenizer and running engine, and the node's serving state. Turns a
+ * validated OpenAI request into an engine request (tokenization, chat template, context-length checks).
+ */
+public final class EngineNode implements AutoCloseable {
+
+    /** Serving state, as /health reports it. */
+    public enum State { LOADING, SERVING, DRAINING, STOPPED }
+
+    private final String engineId;
+    private final String modelName;
+    private final NodeRole role;
+    private final ModelTokenizer tokenizer;
+    private final LlmEngine engine;
+    private final int contextLength;
+    private final int vocabSize;
+    private final Clock clock;
+    private final AtomicReference<State> state = new AtomicReference<>(State.LOADING);
+
+    public EngineNode(String modelName, NodeRole role, ModelTokenizer tokenizer, LlmEngine engine, int contextLength,
+                      int vocabSize, Clock clock) {
+        this.engineId = "engine-" + UUID.randomUUID();
+        this.modelName = modelName;
+        this.role = role;
+        this.tokenizer = tokenizer;
+        this.engine = engine;
+        this.contextLength = contextLength;
+        this.vocabSize = vocabSize;
+        this.clock = clock;
+    }
+
+    public String engineId() {
+        return engineId;
+    }
+
+    public String modelName() {
+        return modelName;
+    }
+
+    public NodeRole role() {
+        return role;
+    }
+
+    public LlmEngine engine() {
+        return engine;
+    }
+
+    public ModelTokenizer tokenizer() {
+        return tokenizer;
+    }
+
+    public int contextLength() {
+        return contextLength;
+    }
+
+    public State state() {
+        return state.get();
+    }
+
+    public void markServing() {
+        state.compareAndSet(State.LOADING, State.SERVING);
+    }
+
+    /** Stops accepting new requests; in-flight ones go on. */
+    public void markDraining() {
+        state.updateAndGet(s -> s == State.STOPPED ? s : State.DRAINING);
+    }
+
+    public EngineStats stats() {
+        return engine.stats();
+    }
+
+    /** Rejects work unless serving: 503 while loading or draining. */
+    public void requireServing() {
+        State s = state.get();
+        if (s != State.SERVING) {
+            throw OpenAiException.unavailable("The engine is " + s.name().toLowerCase() + "; try again later.");
+        }
+    }
+
+    /**
+     * Tokenizes the prompt (through the chat template for chat), checks the model name and the context length,
+     * and resolves max_tokens.
+     */
+    public PreparedGeneration prepare(InferenceRequest request) {
+        requireServing();
+        if (request.model() != null && !request.model().equals(modelName)) {
+            throw OpenAiException.badRequest("model", "The model '" + request.model()
+                    + "' does not exist on this server; it serves '" + modelName + "'.");
+        }
+        int[] prompt = tokenize(request);
+        int max = request.sampling().maxTokens();
+        if (max == OpenAiRequestParser.UNTIL_CONTEXT_END) {
+            max = contextLength - prompt.length;
+            if (max < 1) {
+                throw contextOverflow(prompt.length, 1);
+            }
+        } else if ((long) prompt.length + max > contextLength) {
+            throw contextOverflow(prompt.length, max);
+        }
+        String id = request.kind().idPrefix() + UUID.randomUUID().toString().replace("-", "");
+        GenerationRequest generation = new GenerationRequest(id, prompt, request.sampling().withMaxTokens(max));
+        return new PreparedGeneration(request, id, clock.millis() / 1000, generation);
+    }
+
+    private int[] tokenize(InferenceRequest request) {
+        if (request.kind() == RequestKind.CHAT) {
+            if (!tokenizer.hasChatTemplate()) {
+                throw OpenAiException.badRequest("messages",
+                        "This model has no chat template; use /v1/completions.");
+            }
+            try {
+                return tokenizer.encodeChat(request.messages(), true, request.chatTemplateKwargs());
+            } catch (ChatTemplateException e) {
+                throw OpenAiException.badRequest("messages", "The chat template failed: " + e.getMessage());
+            }
+        }
+        if (request.promptTokenIds() != null) {
+            int[] ids = request.promptTokenIds();
+            for (int i = 0; i < ids.length; i++) {
+                if (ids[i] >= vocabSize) {
+                    throw OpenAiException.badRequest("prompt", "Token id " + ids[i] + " at position " + i
+                            + " is outside the vocabulary (size " + vocabSize + ").");
+                }
+            }
+            return ids;
+        }
+        int[] ids = tokenizer.encodePrompt(request.promptText());
+        if (ids.length == 0) {
+            throw OpenAiException.badRequest("prompt", "The prompt encodes to no tokens.");
+        }
+        return ids;
+    }
+
+    private OpenAiException contextOverflow(int promptTokens, int maxTokens) {
+        return OpenAiException.badRequest("max_tokens", "This model's maximum context length is " + contextLength
+                + " tokens. However, you requested " + ((long) promptTokens + maxTokens) + " tokens ("
+                + promptTokens + " in the prompt, " + maxTokens + " for the completion).");
+    }
+
+    @Override
+    public void close() {
+        state.set(State.STOPPED);
+        engine.close();
+        tokenizer.close();
+    }
+}

@@ -1,0 +1,23 @@
+package io.distserve.processors.engine;
+
+import org.apache.camel.Exchange;
+import org.apache.camel.Processor;
+
+/** {@code GET /health}: 200 while serving, 503 while loading, draining or stopped. */
+public final class HealthCheck implements Processor {
+
+    private final EngineNode node;
+
+    public HealthCheck(EngineNode node) {
+        this.node = node;
+    }
+
+    @Override
+    public void process(Exchange exchange) {
+        EngineNode.State state = node.state();
+        boolean up = state == EngineNode.State.SERVING;
+        exchange.getMessage().setHeader(Exchange.HTTP_RESPONSE_CODE, up ? 200 : 503);
+        exchange.getMessage().setHeader(Exchange.CONTENT_TYPE, "application/json");
+        exchange.getMessage().setBody("{\"status\":\"" + state.name().toLowerCase() + "\"}");
+    }
+}

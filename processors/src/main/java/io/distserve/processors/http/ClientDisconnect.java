@@ -1,0 +1,18 @@
+package io.distserve.processors.http;
+
+import org.apache.camel.Exchange;
+import org.apache.camel.component.platform.http.vertx.HttpMessage;
+
+/** Runs an action when the HTTP client of a (non-streamed) request disconnects before the answer. */
+public final class ClientDisconnect {
+
+    private ClientDisconnect() {
+    }
+
+    public static void onClose(Exchange exchange, Runnable action) {
+        HttpMessage message = exchange.getIn(HttpMessage.class);
+        if (message != null && message.getResponse() != null) {
+            message.getResponse().closeHandler(v -> action.run());
+        }
+    }
+}

@@ -1,0 +1,52 @@
+package io.distserve.processors.http;
+
+import io.distserve.processors.metrics.RequestMetrics;
+import io.distserve.processors.openai.OpenAiException;
+import io.distserve.processors.openai.OpenAiResponses;
+import org.apache.camel.Exchange;
+import org.apache.camel.Processor;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The route's error handler: turns the caught exception into an HTTP status and an OpenAI error body. Client
+ * errors are logged at DEBUG; anything unexpected is a 500 whose stack trace goes to the log (never to the client).
+ */
+public final class ErrorResponse implements Processor {
+
+    private static final Logger LOG = LoggerFactory.getLogger(ErrorResponse.class);
+
+    private final OpenAiResponses responses;
+    private final RequestMetrics metrics;
+
+    public ErrorResponse(OpenAiResponses responses, RequestMetrics metrics) {
+        this.responses = responses;
+        this.metrics = metrics;
+    }
+
+    @Override
+    public void process(Exchange exchange) throws Exception {
+        Throwable caught = exchange.getProperty(Exchange.EXCEPTION_CAUGHT, Throwable.class);
+        OpenAiException error = toOpenAi(caught);
+        String route = exchange.getFromRouteId();
+        if (error.status() >= 500) {
+            LOG.error("{} failed: {}", route, caught == null ? error.getMessage() : caught.toString(), caught);
+        } else {
+            LOG.debug("{} rejected with {}: {}", route, error.status(), error.getMessage());
+        }
+        metrics.requestEnded(route, error.status());
+        exchange.getMessage().setHeader(Exchange.HTTP_RESPONSE_CODE, error.status());
+        exchange.getMessage().setHeader(Exchange.CONTENT_TYPE, "application/json");
+        exchange.getMessage().setBody(responses.json().writeValueAsString(responses.error(error)));
+    }
+
+    public static OpenAiException toOpenAi(Throwable caught) {
+        for (Throwable t = caught; t != null; t = t.getCause()) {
+            if (t instanceof OpenAiException e) {
+                return e;
+            }
+        }
+        return OpenAiException.internal("Internal error: " + (caught == null ? "unknown" : caught.getClass().getSimpleName())
+                + "; see the server log.");
+    }
+}

@@ -1,0 +1,77 @@
+package io.distserve.processors.http;
+
+import io.vertx.core.http.HttpServerResponse;
+import org.apache.camel.Exchange;
+import org.apache.camel.component.platform.http.vertx.HttpMessage;
+
+/**
+ * A Server-Sent Events response written straight to the Vert.x response, one {@code data:} frame per call.
+ *
+ * <p>Why not hand Camel an InputStream: platform-http-vertx copies a streamed body in 4 KiB reads that wait for a
+ * full buffer, so tokens would reach the client in bursts (LMDeploy's #3227). Writing each frame to the response
+ * flushes it at once. The route runs on a Vert.x worker thread, which owns the response until {@link #end()};
+ * Camel then sees an ended response and writes nothing more.
+ */
+public final class SseResponse {
+
+    private final HttpServerResponse response;
+    private volatile boolean clientGone;
+    private boolean started;
+    private boolean ended;
+
+    private SseResponse(HttpServerResponse response) {
+        this.response = response;
+    }
+
+    /** The exchange's HTTP response, which must come from platform-http on Vert.x. */
+    public static SseResponse of(Exchange exchange) {
+        HttpMessage message = exchange.getIn(HttpMessage.class);
+        if (message == null || message.getResponse() == null) {
+            throw new IllegalStateException("streaming needs the platform-http Vert.x engine (camel-platform-http-vertx)");
+        }
+        return new SseResponse(message.getResponse());
+    }
+
+    /**
+     * Sends the 200 status and event-stream headers. {@code onClientGone} runs (on a Vert.x thread) when the client
+     * closes the connection before the stream ends.
+     */
+    public void start(Runnable onClientGone) {
+        response.setStatusCode(200);
+        response.putHeader("Content-Type", "text/event-stream; charset=utf-8");
+        response.putHeader("Cache-Control", "no-cache");
+        response.putHeader("X-Accel-Buffering", "no");
+        response.setChunked(true);
+        response.closeHandler(v -> {
+            clientGone = true;
+            onClientGone.run();
+        });
+        started = true;
+        // Send the headers now: the client sees the stream open before the first token.
+        response.write("");
+    }
+
+    public boolean clientGone() {
+        return clientGone || response.closed();
+    }
+
+    /** Writes {@code data: <payload>\n\n}; returns false when the client is gone. */
+    public boolean send(String payload) {
+        if (!started || ended || clientGone()) {
+            return false;
+        }
+        response.write("data: " + payload + "\n\n");
+        return true;
+    }
+
+    /** Writes {@code data: [DONE]} and ends the response. Idempotent. */
+    public void end() {
+        if (ended) {
+            return;
+        }
+        ended = true;
+        if (!clientGone()) {
+            response.end("data: [DONE]\n\n");
+        }
+    }
+}
