@@ -9,14 +9,14 @@ import java.util.random.RandomGenerator;
  * temperature, top-k, top-p, min-p and a draw from the per-sequence random generator.
  *
  * <p>Stateless and thread-safe. Built for wide vocabularies (151,936 for Qwen3): no step sorts the whole row. Top-k
- * keeps a heap of k candidates; top-p sorts only the tokens above a probability threshold that is lowered until they
- * hold the nucleus mass (exact, because the nucleus is a prefix of the descending order); min-p is a threshold on
+ * keeps a heap of k candidates; top-p buckets the probabilities and sorts only the bucket where the nucleus ends
+ * (exact, because the nucleus is a prefix of the descending order); min-p is a threshold on
  * the probability ratio to the best token, which renormalisation does not change.
  */
 public final class Sampler {
 
-    /** Relative weight thresholds tried, in turn, to find a superset of the nucleus before sorting. */
-    private static final float[] NUCLEUS_THRESHOLDS = {1e-2f, 1e-4f, 1e-6f, 1e-9f, 0f};
+    /** Buckets of {@link #bucket(float)}: weights are at most 1.0f, whose bits shifted right by 20 are 0x3F8. */
+    private static final int BUCKETS = (Float.floatToRawIntBits(1.0f) >>> 20) + 1;
 
     /**
      * Samples one token. The row is used as scratch space and holds garbage afterwards.
@@ -171,40 +171,74 @@ public final class Sampler {
         return last;
     }
 
+    /**
+     * Top-p (then min-p) over the whole row of weights. Instead of sorting the row, weights are bucketed by their
+     * float bits (8 buckets per power of two; the bits of positive floats order like the values): the buckets above
+     * the one where the cumulative mass crosses {@code topP} are kept whole, and only that one bucket is sorted to
+     * find the exact cut. The result is the same set as a full descending sort would give.
+     */
     private static int sampleNucleus(float[] weights, double total, SamplingParams params, RandomGenerator rng) {
-        double mass = params.topP() * total;
-        for (float threshold : NUCLEUS_THRESHOLDS) {
-            int count = 0;
-            double sum = 0;
-            for (float w : weights) {
-                if (w > 0 && w >= threshold) {
-                    count++;
-                    sum += w;
-                }
+        int[] counts = new int[BUCKETS];
+        double[] masses = new double[BUCKETS];
+        for (float w : weights) {
+            if (w > 0) {
+                int b = bucket(w);
+                counts[b]++;
+                masses[b] += w;
             }
-            if (sum < mass && threshold > 0) {
-                continue; // the nucleus reaches below this threshold; try a lower one
-            }
-            long[] keys = new long[count];
-            int n = 0;
-            for (int i = 0; i < weights.length; i++) {
-                float w = weights[i];
-                if (w > 0 && w >= threshold) {
+        }
+        double target = params.topP() * total;
+        double above = 0;
+        int cutBucket = BUCKETS - 1;
+        while (cutBucket > 0 && above + masses[cutBucket] < target) {
+            above += masses[cutBucket];
+            cutBucket--;
+        }
+        // The crossing bucket, sorted: best first, ties lowest id first.
+        long[] keys = new long[counts[cutBucket]];
+        int n = 0;
+        int keptWhole = 0;
+        for (int b = cutBucket + 1; b < BUCKETS; b++) {
+            keptWhole += counts[b];
+        }
+        int[] ids = new int[keptWhole + keys.length];
+        double[] ws = new double[ids.length];
+        int k = 0;
+        for (int i = 0; i < weights.length; i++) {
+            float w = weights[i];
+            if (w > 0) {
+                int b = bucket(w);
+                if (b > cutBucket) {
+                    ids[k] = i;
+                    ws[k++] = w;
+                } else if (b == cutBucket) {
                     keys[n++] = pack(w, i);
                 }
             }
-            Arrays.sort(keys);
-            int[] ids = new int[n];
-            double[] ws = new double[n];
-            for (int j = 0; j < n; j++) {
-                long key = keys[n - 1 - j];
-                ids[j] = unpackId(key);
-                ws[j] = weights[ids[j]];
-            }
-            int kept = nucleusAndMinP(ws, n, total, params);
-            return draw(ids, ws, kept, rng);
         }
-        throw new AssertionError("threshold 0 always covers the nucleus");
+        Arrays.sort(keys, 0, n);
+        double cum = above;
+        for (int j = n - 1; j >= 0 && (cum < target || k == 0); j--) {
+            int id = unpackId(keys[j]);
+            ids[k] = id;
+            ws[k++] = weights[id];
+            cum += weights[id];
+        }
+        // min-p: both it and the nucleus are prefixes of the descending order, so their intersection is a filter.
+        float minP = (float) params.minP();
+        int kept = 0;
+        for (int j = 0; j < k; j++) {
+            if (ws[j] >= minP) {
+                ids[kept] = ids[j];
+                ws[kept++] = ws[j];
+            }
+        }
+        return draw(ids, ws, kept, rng);
+    }
+
+    /** Bucket of a positive float weight <= 1: its exponent and top 3 mantissa bits. */
+    private static int bucket(float w) {
+        return Float.floatToRawIntBits(w) >>> 20;
     }
 
     /**

@@ -79,6 +79,9 @@ class SamplerTest {
         assertThat(support(logits, params(1, 0.9, 0, 0, 1, null), 3000)).containsExactlyInAnyOrder(0, 1, 2);
         // Combined with top-k, the nucleus is taken over the top-k distribution (renormalised).
         assertThat(support(logits, params(1, 0.7, 3, 0, 1, null), 3000)).containsExactlyInAnyOrder(0, 1);
+        // Ties at the cut: the lower ids come first in the nucleus.
+        assertThat(support(new float[] {0f, 3f, 3f, 3f}, params(1, 0.5, 0, 0, 1, null), 3000))
+                .containsExactlyInAnyOrder(1, 2);
         // A tiny top-p keeps at least the best token.
         assertThat(support(logits, params(1, 1e-9, 0, 0, 1, null), 200)).containsExactly(0);
     }
