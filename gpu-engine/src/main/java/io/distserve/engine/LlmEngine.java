@@ -591,6 +591,8 @@ public final class LlmEngine implements AutoCloseable {
             queuedNew.decrementAndGet();
         }
         active.remove(seq.requestId(), h);
+        // Before the terminal callback, so that whoever it wakes sees stats without this request.
+        publishSnapshot();
         return h;
     }
 
