@@ -3,7 +3,8 @@ package io.distserve.engine;
 /**
  * Scheduling limits of an engine.
  *
- * @param maxBatchedTokens tokens computed per step at most (decodes count one each; prefill chunks fill the rest)
+ * @param maxBatchedTokens tokens computed per step at most (decodes count one each; prefill chunks fill the rest);
+ *                         below {@code maxRunning}, the youngest decodes wait for a later step
  * @param maxRunning       sequences in the running batch at most
  * @param maxWaiting       submitted requests not yet admitted at most; beyond it submit fails with
  *                         {@link QueueFullException}
