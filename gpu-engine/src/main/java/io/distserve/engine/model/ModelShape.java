@@ -87,7 +87,7 @@ public enum ModelShape {
         return Math.max(presetVocabSize, tokenizerIdCount);
     }
 
-    /** The configuration of this shape paired with a tokenizer. */
+    /** The configuration of this shape paired with a tokenizer, as {@link ModelConfigLoader} will read it back. */
     public ModelConfig config(TokenizerIds tokenizer) {
         return new ModelConfig(
                 "qwen3",
@@ -104,7 +104,7 @@ public enum ModelShape {
                 tieWordEmbeddings,
                 true,
                 tokenizer.bosId(),
-                List.of(tokenizer.eosId()),
+                tokenizer.generationEosIds(),
                 "bfloat16");
     }
 }
