@@ -8,12 +8,12 @@ import io.distserve.engine.safetensors.FloatCodec;
 import io.distserve.engine.safetensors.SafetensorsWriter;
 import io.distserve.engine.safetensors.TensorSpec;
 import java.io.IOException;
+import java.io.InputStream;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -48,8 +48,9 @@ import org.slf4j.LoggerFactory;
  *       identity but not exactly (a backend that forgets a norm weight shows it).</li>
  *   <li>LM head (untied) and tied embedding: N(0, 3/sqrt(hidden)). After the final RMSNorm the hidden state has
  *       RMS about 1, so a logit, a dot product of hidden with one row, has standard deviation
- *       3/sqrt(hidden) * sqrt(hidden) = 3. With 151,936 rows the top logit sits about 4.5 deviations out and is
- *       typically 0.5 above the runner-up, far above bf16 spacing there (0.06).</li>
+ *       3/sqrt(hidden) * sqrt(hidden) = 3. With 151,936 rows the top logit sits about 4.5 deviations out, on
+ *       average about 0.6 above the runner-up, ten times the bf16 spacing there (0.0625), so ties are rare.
+ *       Measured with a NumPy forward pass on random prompts: logit std 2.9-3.2 for TINY, 3.0 for qwen3-0.6b.</li>
  *   <li>Untied embedding: N(0, 1); its scale is immaterial to the first layer (input RMSNorm) and keeps the
  *       token's own identity visible in the residual stream.</li>
  * </ul>
@@ -183,7 +184,10 @@ public final class CheckpointGenerator {
         for (String name : TOKENIZER_FILES) {
             Path source = tokenizerDir.resolve(name);
             if (Files.isRegularFile(source)) {
-                Files.copy(source, outDir.resolve(name), StandardCopyOption.REPLACE_EXISTING);
+                // Copy the content only: a read-only source must not make the checkpoint's files read-only.
+                try (InputStream in = Files.newInputStream(source)) {
+                    Files.copy(in, outDir.resolve(name));
+                }
                 copied.add(name);
             }
         }
