@@ -8,7 +8,6 @@ import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 
@@ -46,8 +45,7 @@ public record TokenizerIds(int idCount, int bosId, int eosId, int padId, List<In
         if (!vocab.isObject() || vocab.isEmpty()) {
             throw new CheckpointException(tokenizerFile + ": 'model.vocab' is missing or empty");
         }
-        for (Iterator<Map.Entry<String, JsonNode>> it = vocab.fields(); it.hasNext(); ) {
-            Map.Entry<String, JsonNode> e = it.next();
+        for (Map.Entry<String, JsonNode> e : vocab.properties()) {
             ids.put(e.getKey(), e.getValue().asInt());
         }
         for (JsonNode added : tokenizer.path("added_tokens")) {

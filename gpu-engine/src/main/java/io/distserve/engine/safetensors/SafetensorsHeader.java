@@ -14,7 +14,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.Comparator;
-import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -77,8 +76,7 @@ public record SafetensorsHeader(Path file, long dataStart, Map<String, TensorEnt
         }
         Map<String, String> metadata = new LinkedHashMap<>();
         Map<String, TensorEntry> tensors = new LinkedHashMap<>();
-        for (Iterator<Map.Entry<String, JsonNode>> it = root.fields(); it.hasNext(); ) {
-            Map.Entry<String, JsonNode> field = it.next();
+        for (Map.Entry<String, JsonNode> field : root.properties()) {
             if (field.getKey().equals(METADATA_KEY)) {
                 metadata.putAll(parseMetadata(file, field.getValue()));
             } else {
@@ -95,8 +93,7 @@ public record SafetensorsHeader(Path file, long dataStart, Map<String, TensorEnt
             throw error(file, METADATA_KEY + " is not an object");
         }
         Map<String, String> metadata = new LinkedHashMap<>();
-        for (Iterator<Map.Entry<String, JsonNode>> it = node.fields(); it.hasNext(); ) {
-            Map.Entry<String, JsonNode> e = it.next();
+        for (Map.Entry<String, JsonNode> e : node.properties()) {
             if (!e.getValue().isTextual()) {
                 throw error(file, METADATA_KEY + " entry '" + e.getKey() + "' is not a string");
             }

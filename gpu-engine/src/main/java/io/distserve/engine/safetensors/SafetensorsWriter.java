@@ -157,15 +157,16 @@ public final class SafetensorsWriter implements AutoCloseable {
             return;
         }
         closed = true;
-        try (FileChannel c = channel) {
-            for (Slot slot : slots.values()) {
-                if (slot.written().get() != slot.entry().byteSize()) {
-                    throw new CheckpointException(file + ": tensor " + slot.entry().name() + " received "
-                            + slot.written().get() + " of its " + slot.entry().byteSize() + " bytes");
-                }
-            }
+        try {
+            channel.close();
         } catch (IOException e) {
             throw new CheckpointException(file + ": cannot finish writing: " + e.getMessage(), e);
+        }
+        for (Slot slot : slots.values()) {
+            if (slot.written().get() != slot.entry().byteSize()) {
+                throw new CheckpointException(file + ": tensor " + slot.entry().name() + " received "
+                        + slot.written().get() + " of its " + slot.entry().byteSize() + " bytes");
+            }
         }
     }
 
