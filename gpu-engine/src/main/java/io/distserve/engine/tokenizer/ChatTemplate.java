@@ -3,6 +3,7 @@ package io.distserve.engine.tokenizer;
 import io.distserve.engine.tokenizer.jinja.HfJinjaEnvironment;
 import io.distserve.engine.tokenizer.jinja.JinjaTemplateException;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -75,8 +76,9 @@ public final class ChatTemplate {
             Map<String, Object> dict = new LinkedHashMap<>();
             dict.put("role", message.role());
             dict.put("content", message.content());
-            dicts.add(dict);
+            dicts.add(Collections.unmodifiableMap(dict));
         }
-        return dicts;
+        // unmodifiable, like Jinja2's ImmutableSandboxedEnvironment: messages.append(...) in a template fails
+        return Collections.unmodifiableList(dicts);
     }
 }

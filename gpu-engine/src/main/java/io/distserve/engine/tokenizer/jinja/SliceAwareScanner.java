@@ -52,6 +52,10 @@ final class SliceAwareScanner extends ExtendedScanner {
             case COLON -> {
                 OpenBracket innermost = openBrackets.peek();
                 if (innermost != null && innermost.kind == '[' && ++innermost.colons == 2) {
+                    if (nextNonBlankIs(']')) {
+                        // [start::] and [::] have no step: the colon means nothing, read on to the ']'
+                        return next();
+                    }
                     Token step = previous != null && previous.getSymbol() == Symbol.COLON
                             ? STEP_WITHOUT_STOP : STEP_AFTER_STOP;
                     setToken(step);
@@ -63,5 +67,14 @@ final class SliceAwareScanner extends ExtendedScanner {
             }
         }
         return token;
+    }
+
+    private boolean nextNonBlankIs(char expected) {
+        String input = getInput();
+        int i = getPosition() + getToken().getSize();
+        while (i < input.length() && Character.isWhitespace(input.charAt(i))) {
+            i++;
+        }
+        return i < input.length() && input.charAt(i) == expected;
     }
 }
