@@ -1,7 +1,10 @@
-package io.distserve.engine.tokenizer.jinja;
+package io.distserve.engine.tokenizer;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.distserve.engine.tokenizer.jinja.HfJinjaEnvironment;
+import io.distserve.engine.tokenizer.jinja.JinjaTemplateException;
 
 import java.util.List;
 import java.util.Map;
