@@ -1,5 +1,8 @@
 package io.distserve.engine.cpu;
 
+import io.distserve.engine.model.LayerTensorNames;
+import io.distserve.engine.model.ModelTensors;
+
 import io.distserve.engine.model.CheckpointException;
 import io.distserve.engine.model.ModelConfig;
 import io.distserve.engine.model.TensorStore;
@@ -47,24 +50,25 @@ public record CpuWeights(float[] embedding, List<Layer> layers, float[] finalNor
         long vocab = c.vocabSize();
         long qDim = c.qDim();
         long kvDim = c.kvDim();
-        float[] embedding = read(store, Names.embedTokens(), vocab, hidden);
+        float[] embedding = read(store, ModelTensors.embedTokens(), vocab, hidden);
         List<Layer> layers = new ArrayList<>(c.numLayers());
         for (int i = 0; i < c.numLayers(); i++) {
+            LayerTensorNames names = ModelTensors.layer(i);
             layers.add(new Layer(
-                    read(store, Names.inputNorm(i), hidden),
-                    read(store, Names.qProj(i), qDim, hidden),
-                    read(store, Names.kProj(i), kvDim, hidden),
-                    read(store, Names.vProj(i), kvDim, hidden),
-                    c.qkNorm() ? read(store, Names.qNorm(i), c.headDim()) : null,
-                    c.qkNorm() ? read(store, Names.kNorm(i), c.headDim()) : null,
-                    read(store, Names.oProj(i), hidden, qDim),
-                    read(store, Names.postAttentionNorm(i), hidden),
-                    read(store, Names.gateProj(i), inter, hidden),
-                    read(store, Names.upProj(i), inter, hidden),
-                    read(store, Names.downProj(i), hidden, inter)));
+                    read(store, names.inputLayernorm(), hidden),
+                    read(store, names.qProj(), qDim, hidden),
+                    read(store, names.kProj(), kvDim, hidden),
+                    read(store, names.vProj(), kvDim, hidden),
+                    c.qkNorm() ? read(store, names.qNorm(), c.headDim()) : null,
+                    c.qkNorm() ? read(store, names.kNorm(), c.headDim()) : null,
+                    read(store, names.oProj(), hidden, qDim),
+                    read(store, names.postAttentionLayernorm(), hidden),
+                    read(store, names.gateProj(), inter, hidden),
+                    read(store, names.upProj(), inter, hidden),
+                    read(store, names.downProj(), hidden, inter)));
         }
-        float[] finalNorm = read(store, Names.finalNorm(), hidden);
-        float[] lmHead = c.tieWordEmbeddings() ? embedding : read(store, Names.lmHead(), vocab, hidden);
+        float[] finalNorm = read(store, ModelTensors.finalNorm(), hidden);
+        float[] lmHead = c.tieWordEmbeddings() ? embedding : read(store, ModelTensors.lmHead(), vocab, hidden);
         return new CpuWeights(embedding, layers, finalNorm, lmHead);
     }
 
@@ -82,74 +86,5 @@ public record CpuWeights(float[] embedding, List<Layer> layers, float[] finalNor
                     + data.length);
         }
         return data;
-    }
-
-    /**
-     * The Hugging Face tensor names, in this one place (to be replaced by the shared name helper of package
-     * {@code model} when it exists).
-     */
-    private static final class Names {
-        private Names() {
-        }
-
-        static String embedTokens() {
-            return "model.embed_tokens.weight";
-        }
-
-        static String finalNorm() {
-            return "model.norm.weight";
-        }
-
-        static String lmHead() {
-            return "lm_head.weight";
-        }
-
-        private static String layer(int i, String rest) {
-            return "model.layers." + i + "." + rest;
-        }
-
-        static String inputNorm(int i) {
-            return layer(i, "input_layernorm.weight");
-        }
-
-        static String qProj(int i) {
-            return layer(i, "self_attn.q_proj.weight");
-        }
-
-        static String kProj(int i) {
-            return layer(i, "self_attn.k_proj.weight");
-        }
-
-        static String vProj(int i) {
-            return layer(i, "self_attn.v_proj.weight");
-        }
-
-        static String oProj(int i) {
-            return layer(i, "self_attn.o_proj.weight");
-        }
-
-        static String qNorm(int i) {
-            return layer(i, "self_attn.q_norm.weight");
-        }
-
-        static String kNorm(int i) {
-            return layer(i, "self_attn.k_norm.weight");
-        }
-
-        static String postAttentionNorm(int i) {
-            return layer(i, "post_attention_layernorm.weight");
-        }
-
-        static String gateProj(int i) {
-            return layer(i, "mlp.gate_proj.weight");
-        }
-
-        static String upProj(int i) {
-            return layer(i, "mlp.up_proj.weight");
-        }
-
-        static String downProj(int i) {
-            return layer(i, "mlp.down_proj.weight");
-        }
     }
 }
