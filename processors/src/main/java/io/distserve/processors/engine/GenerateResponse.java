@@ -1,5 +1,6 @@
 package io.distserve.processors.engine;
 
+import io.distserve.processors.http.Replies;
 import io.distserve.engine.FinishEvent;
 import io.distserve.processors.http.ClientDisconnect;
 import io.distserve.processors.metrics.RequestMetrics;
@@ -45,9 +46,7 @@ public final class GenerateResponse implements Processor {
             String body = responses.json().writeValueAsString(responses.response(p.request().kind(), p.id(),
                     p.createdEpochSeconds(), node.modelName(), f.text(), f.reason().openAiName(), f.promptTokens(),
                     f.completionTokens()));
-            exchange.getMessage().setHeader(Exchange.HTTP_RESPONSE_CODE, 200);
-            exchange.getMessage().setHeader(Exchange.CONTENT_TYPE, "application/json");
-            exchange.getMessage().setBody(body);
+            Replies.json(exchange, 200, body);
             metrics.requestEnded(exchange.getFromRouteId(), 200);
         } catch (InterruptedException e) {
             s.handle().abort();

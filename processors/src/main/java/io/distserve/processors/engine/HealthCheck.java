@@ -1,5 +1,6 @@
 package io.distserve.processors.engine;
 
+import io.distserve.processors.http.Replies;
 import org.apache.camel.Exchange;
 import org.apache.camel.Processor;
 
@@ -16,8 +17,6 @@ public final class HealthCheck implements Processor {
     public void process(Exchange exchange) {
         EngineNode.State state = node.state();
         boolean up = state == EngineNode.State.SERVING;
-        exchange.getMessage().setHeader(Exchange.HTTP_RESPONSE_CODE, up ? 200 : 503);
-        exchange.getMessage().setHeader(Exchange.CONTENT_TYPE, "application/json");
-        exchange.getMessage().setBody("{\"status\":\"" + state.name().toLowerCase() + "\"}");
+        Replies.json(exchange, up ? 200 : 503, "{\"status\":\"" + state.name().toLowerCase() + "\"}");
     }
 }

@@ -1,5 +1,6 @@
 package io.distserve.processors.engine;
 
+import io.distserve.processors.http.Replies;
 import io.distserve.processors.openai.OpenAiResponses;
 import java.util.List;
 import org.apache.camel.Exchange;
@@ -19,8 +20,7 @@ public final class ListModels implements Processor {
 
     @Override
     public void process(Exchange exchange) throws Exception {
-        exchange.getMessage().setHeader(Exchange.CONTENT_TYPE, "application/json");
-        exchange.getMessage().setBody(responses.json().writeValueAsString(
+        Replies.json(exchange, 200, responses.json().writeValueAsString(
                 responses.models(List.of(node.modelName()), created, "distserve")));
     }
 }

@@ -35,9 +35,7 @@ public final class ErrorResponse implements Processor {
             LOG.debug("{} rejected with {}: {}", route, error.status(), error.getMessage());
         }
         metrics.requestEnded(route, error.status());
-        exchange.getMessage().setHeader(Exchange.HTTP_RESPONSE_CODE, error.status());
-        exchange.getMessage().setHeader(Exchange.CONTENT_TYPE, "application/json");
-        exchange.getMessage().setBody(responses.json().writeValueAsString(responses.error(error)));
+        Replies.json(exchange, error.status(), responses.json().writeValueAsString(responses.error(error)));
     }
 
     public static OpenAiException toOpenAi(Throwable caught) {

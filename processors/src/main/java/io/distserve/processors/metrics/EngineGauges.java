@@ -1,32 +1,35 @@
 package io.distserve.processors.metrics;
 
 import io.distserve.engine.EngineStats;
+import io.distserve.processors.engine.EngineNode;
 import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
-import java.util.function.Supplier;
 import java.util.function.ToDoubleFunction;
 
-/** Engine state as Prometheus gauges, read from {@link EngineStats} at scrape time. */
+/**
+ * Engine state as Prometheus gauges, read from {@link EngineStats} at scrape time. Micrometer holds the state object
+ * weakly, so it is the node itself (which the application keeps), not a throwaway supplier.
+ */
 public final class EngineGauges {
 
     private EngineGauges() {
     }
 
-    public static void register(MeterRegistry registry, Supplier<EngineStats> stats) {
-        gauge(registry, "distserve.sequences.waiting", "Sequences waiting to be scheduled", stats, EngineStats::waiting);
-        gauge(registry, "distserve.sequences.running", "Sequences being generated", stats, EngineStats::running);
-        gauge(registry, "distserve.kv.blocks.used", "KV cache blocks in use", stats, EngineStats::blocksUsed);
-        gauge(registry, "distserve.kv.blocks.free", "KV cache blocks free", stats, EngineStats::blocksFree);
-        gauge(registry, "distserve.kv.blocks.total", "KV cache blocks in all", stats, EngineStats::blocksTotal);
-        FunctionCounter.builder("distserve.engine.preemptions", stats, s -> s.get().preemptions())
+    public static void register(MeterRegistry registry, EngineNode node) {
+        gauge(registry, "distserve.sequences.waiting", "Sequences waiting to be scheduled", node, EngineStats::waiting);
+        gauge(registry, "distserve.sequences.running", "Sequences being generated", node, EngineStats::running);
+        gauge(registry, "distserve.kv.blocks.used", "KV cache blocks in use", node, EngineStats::blocksUsed);
+        gauge(registry, "distserve.kv.blocks.free", "KV cache blocks free", node, EngineStats::blocksFree);
+        gauge(registry, "distserve.kv.blocks.total", "KV cache blocks in all", node, EngineStats::blocksTotal);
+        FunctionCounter.builder("distserve.engine.preemptions", node, n -> n.stats().preemptions())
                 .description("Sequences preempted for lack of KV blocks").register(registry);
-        FunctionCounter.builder("distserve.engine.steps", stats, s -> s.get().steps())
+        FunctionCounter.builder("distserve.engine.steps", node, n -> n.stats().steps())
                 .description("Engine forward steps").register(registry);
     }
 
-    private static void gauge(MeterRegistry registry, String name, String description, Supplier<EngineStats> stats,
+    private static void gauge(MeterRegistry registry, String name, String description, EngineNode node,
                               ToDoubleFunction<EngineStats> value) {
-        Gauge.builder(name, stats, s -> value.applyAsDouble(s.get())).description(description).register(registry);
+        Gauge.builder(name, node, n -> value.applyAsDouble(n.stats())).description(description).register(registry);
     }
 }

@@ -1,5 +1,6 @@
 package io.distserve.processors.metrics;
 
+import io.distserve.processors.http.Replies;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import org.apache.camel.Exchange;
 import org.apache.camel.Processor;
@@ -15,7 +16,6 @@ public final class PrometheusScrape implements Processor {
 
     @Override
     public void process(Exchange exchange) {
-        exchange.getMessage().setHeader(Exchange.CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
-        exchange.getMessage().setBody(registry.scrape());
+        Replies.reply(exchange, 200, "text/plain; version=0.0.4; charset=utf-8", registry.scrape());
     }
 }

@@ -9,7 +9,7 @@ import org.apache.camel.Exchange;
 public final class Ingest implements org.apache.camel.Processor {
 
     /** Exchange property: whether the client asked for SSE. */
-    public static final String STREAM = "distserve.stream";
+    public static final String STREAM = "stream";
 
     private final RequestKind kind;
     private final OpenAiRequestParser parser;

@@ -40,6 +40,10 @@ public final class OpenAiRequestParser {
     }
 
     public InferenceRequest parse(RequestKind kind, byte[] body) {
+        if (body.length == 0) {
+            throw OpenAiException.badRequest(null,
+                    "The request body is empty: send a JSON object with 'Content-Type: application/json'.");
+        }
         JsonNode root;
         try {
             root = json.readTree(body);

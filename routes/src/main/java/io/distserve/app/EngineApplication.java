@@ -1,0 +1,177 @@
+package io.distserve.app;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.distserve.engine.LoadedModel;
+import io.distserve.processors.cluster.AdvertisedAddress;
+import io.distserve.processors.cluster.ProxyRegistration;
+import io.distserve.processors.engine.EngineManagement;
+import io.distserve.processors.engine.EngineNode;
+import io.distserve.processors.engine.GenerateResponse;
+import io.distserve.processors.engine.HealthCheck;
+import io.distserve.processors.engine.ListModels;
+import io.distserve.processors.engine.PrepareGeneration;
+import io.distserve.processors.engine.StreamResponse;
+import io.distserve.processors.http.ApiKeyCheck;
+import io.distserve.processors.http.ErrorResponse;
+import io.distserve.processors.metrics.EngineGauges;
+import io.distserve.processors.metrics.PrometheusScrape;
+import io.distserve.processors.metrics.RequestMetrics;
+import io.distserve.processors.openai.Ingest;
+import io.distserve.processors.openai.OpenAiRequestParser;
+import io.distserve.processors.openai.OpenAiResponses;
+import io.distserve.processors.openai.RequestKind;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import javax.management.ObjectName;
+import org.apache.camel.CamelContext;
+import org.apache.camel.component.micrometer.MicrometerConstants;
+import org.apache.camel.main.BaseMainSupport;
+import org.apache.camel.main.Main;
+import org.apache.camel.main.MainListenerSupport;
+import org.apache.camel.spi.ManagementAgent;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * {@code serve api_server}: loads the model, binds the processors that the YAML routes name, and runs Camel Main
+ * until the process is told to stop. Shutdown drains: new requests get 503 while in-flight ones finish (up to
+ * {@code distserve.engine.drainTimeoutSeconds}), then what remains is aborted and everything is freed.
+ */
+public final class EngineApplication {
+
+    private static final Logger LOG = LoggerFactory.getLogger(EngineApplication.class);
+
+    private final EngineServerSettings settings;
+    private volatile Main main;
+    private volatile EngineNode node;
+
+    public EngineApplication(EngineServerSettings settings) {
+        this.settings = settings;
+    }
+
+    /** Runs until stopped; returns the exit code. Model loading failures throw before anything listens. */
+    public int run() throws Exception {
+        LoadedModel model = LoadedModel.load(settings.modelDir(), settings.engine());
+        String name = settings.modelName() != null ? settings.modelName() : model.name();
+        EngineNode engineNode = new EngineNode(name, settings.role(), model.tokenizer(), model.engine(),
+                model.config().maxPositions(), model.config().vocabSize(), Clock.systemUTC());
+        this.node = engineNode;
+
+        ObjectMapper json = new ObjectMapper();
+        OpenAiResponses responses = new OpenAiResponses(json);
+        OpenAiRequestParser parser = new OpenAiRequestParser(json);
+        PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+        RequestMetrics metrics = new RequestMetrics(registry);
+        EngineGauges.register(registry, engineNode);
+
+        Main m = CamelServers.newMain(EngineApplication.class, settings.host(), settings.port(),
+                CamelServers.routes(settings.routes(), settings.extraRoutes(), EngineServerSettings.DEFAULT_ROUTES),
+                settings.propertiesFile());
+        m.bind(MicrometerConstants.METRICS_REGISTRY_NAME, registry);
+        m.bind("apiKeyCheck", new ApiKeyCheck(settings.apiKeys()));
+        m.bind("errorResponse", new ErrorResponse(responses, metrics));
+        m.bind("ingestCompletion", new Ingest(RequestKind.COMPLETION, parser));
+        m.bind("ingestChat", new Ingest(RequestKind.CHAT, parser));
+        m.bind("prepareGeneration", new PrepareGeneration(engineNode));
+        m.bind("generateResponse", new GenerateResponse(engineNode, responses, metrics));
+        m.bind("streamResponse", new StreamResponse(engineNode, responses, metrics));
+        m.bind("listModels", new ListModels(engineNode, responses));
+        m.bind("healthCheck", new HealthCheck(engineNode));
+        m.bind("prometheusScrape", new PrometheusScrape(registry));
+        m.addMainListener(new Lifecycle(model, json));
+        this.main = m;
+        m.run();
+        return m.getExitCode();
+    }
+
+    /** Stops a running server from another thread (tests, JMX). */
+    public void stop() {
+        Main m = main;
+        if (m != null) {
+            m.completed();
+        }
+    }
+
+    public EngineNode node() {
+        return node;
+    }
+
+    /** Start: JMX bean, serving, proxy registration. Stop: drain, deregister, free. */
+    private final class Lifecycle extends MainListenerSupport {
+        private final LoadedModel model;
+        private final ObjectMapper json;
+        private ProxyRegistration registration;
+
+        Lifecycle(LoadedModel model, ObjectMapper json) {
+            this.model = model;
+            this.json = json;
+        }
+
+        @Override
+        public void afterStart(BaseMainSupport mainSupport) {
+            CamelContext context = mainSupport.getCamelContext();
+            registerMBean(context);
+            node.markServing();
+            String host = AdvertisedAddress.host(settings.host(), settings.proxyUrl());
+            int port = settings.port();
+            String url = "http://" + host + ":" + port;
+            LOG.info("engine {} serving {} as {} on {} (KV: {} blocks of {} tokens)", node.engineId(),
+                    node.modelName(), node.role(), url, model.backend().kvLayout().numBlocks(),
+                    model.backend().kvLayout().blockSize());
+            if (settings.proxyUrl() != null) {
+                int interval = context.getPropertiesComponent()
+                        .resolveProperty("distserve.engine.proxyRegistrationIntervalSeconds").map(Integer::parseInt)
+                        .orElse(15);
+                registration = new ProxyRegistration(settings.proxyUrl(), url, node.role().name(),
+                        List.of(node.modelName()), settings.apiKeys().isEmpty() ? null : settings.apiKeys().get(0),
+                        Duration.ofSeconds(interval), json);
+                registration.start();
+            }
+        }
+
+        private void registerMBean(CamelContext context) {
+            ManagementAgent agent = context.getManagementStrategy().getManagementAgent();
+            if (agent == null) {
+                return;
+            }
+            try {
+                ObjectName name = new ObjectName(agent.getMBeanObjectDomainName() + ":context="
+                        + ObjectName.quote(context.getManagementName()) + ",type=services,name=DistServeEngine");
+                agent.register(new EngineManagement(node), name);
+            } catch (Exception e) {
+                LOG.warn("engine MBean not registered: {}", e.toString());
+            }
+        }
+
+        @Override
+        public void beforeStop(BaseMainSupport mainSupport) {
+            node.markDraining();
+            if (registration != null) {
+                registration.close();
+            }
+            int seconds = mainSupport.getCamelContext().getPropertiesComponent()
+                    .resolveProperty("distserve.engine.drainTimeoutSeconds").map(Integer::parseInt).orElse(30);
+            try {
+                node.engine().drain().get(seconds, TimeUnit.SECONDS);
+            } catch (TimeoutException e) {
+                LOG.warn("requests still running after {} s of draining; aborting them", seconds);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            } catch (Exception e) {
+                LOG.warn("drain failed: {}", e.toString());
+            }
+        }
+
+        @Override
+        public void afterStop(BaseMainSupport mainSupport) {
+            node.markDraining();
+            model.close();
+            LOG.info("engine {} stopped", node.engineId());
+        }
+    }
+}

@@ -1,0 +1,33 @@
+package io.distserve.app;
+
+import io.distserve.engine.EngineOptions;
+import io.distserve.registry.NodeRole;
+import java.net.URI;
+import java.nio.file.Path;
+import java.util.List;
+
+/**
+ * Everything {@code serve api_server} was told, validated by the command.
+ *
+ * @param modelDir     the Hugging Face folder
+ * @param modelName    the name clients use (default: the folder's name)
+ * @param host         bind address
+ * @param port         port (0: any free port)
+ * @param role         Hybrid, Prefill or Decode
+ * @param proxyUrl     proxy to register with, or null
+ * @param apiKeys      keys clients must present (empty: none)
+ * @param engine       backend and KV cache settings
+ * @param routes       Camel route files (replacing the built-in engine routes when given)
+ * @param extraRoutes  Camel route files added beside them
+ * @param propertiesFile an extra application.properties, or null
+ */
+public record EngineServerSettings(Path modelDir, String modelName, String host, int port, NodeRole role,
+                                   URI proxyUrl, List<String> apiKeys, EngineOptions engine, String routes,
+                                   String extraRoutes, Path propertiesFile) {
+
+    public static final String DEFAULT_ROUTES = "classpath:camel/engine.camel.yaml";
+
+    public EngineServerSettings {
+        apiKeys = List.copyOf(apiKeys);
+    }
+}

@@ -1,0 +1,157 @@
+package io.distserve.cli;
+
+import io.distserve.app.EngineApplication;
+import io.distserve.app.EngineServerSettings;
+import io.distserve.engine.EngineConfig;
+import io.distserve.engine.EngineOptions;
+import io.distserve.registry.NodeRole;
+import java.net.URI;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Spec;
+
+/** {@code distserve serve api_server MODEL_DIR ...}: an engine node, flags as LMDeploy's. */
+@Command(name = "api_server", mixinStandardHelpOptions = true,
+        description = "Serve a model with the OpenAI API (/v1/completions, /v1/chat/completions, /v1/models), "
+                + "/health and /metrics, as a Camel application.")
+final class ApiServerCommand implements Callable<Integer> {
+
+    enum Backend { cuda, cpu }
+
+    enum MigrationBackend { tcp, nvlink, rdma }
+
+    @Spec
+    CommandSpec spec;
+
+    @Mixin
+    LoggingOptions logging;
+
+    @Parameters(index = "0", paramLabel = "MODEL_PATH", description = "Hugging Face model folder.")
+    Path modelPath;
+
+    @Option(names = "--model-name", description = "The model name clients use (default: the folder's name).")
+    String modelName;
+
+    @Option(names = "--server-name", defaultValue = "0.0.0.0", description = "Bind address (default: ${DEFAULT-VALUE}).")
+    String serverName;
+
+    @Option(names = "--server-port", defaultValue = "23333", description = "Port (default: ${DEFAULT-VALUE}).")
+    int serverPort;
+
+    @Option(names = "--role", defaultValue = "Hybrid",
+            description = "Hybrid, Prefill or Decode (default: ${DEFAULT-VALUE}).")
+    String role;
+
+    @Option(names = "--proxy-url", paramLabel = "URL", description = "Register with this proxy (and again periodically).")
+    String proxyUrl;
+
+    @Option(names = "--backend", defaultValue = "cpu", description = "cpu or cuda (default: ${DEFAULT-VALUE}).")
+    Backend backend;
+
+    @Option(names = "--migration-backend", defaultValue = "tcp",
+            description = "KV migration transport: tcp, nvlink or rdma (default: ${DEFAULT-VALUE}).")
+    MigrationBackend migrationBackend;
+
+    @Option(names = "--cache-block-seq-len", defaultValue = "64",
+            description = "Tokens per KV cache block (default: ${DEFAULT-VALUE}).")
+    int cacheBlockSeqLen;
+
+    @Option(names = "--cache-max-entry-count", defaultValue = "0.8",
+            description = "Fraction of free memory for the KV cache, in (0, 1] (default: ${DEFAULT-VALUE}). CPU "
+                    + "backend: of the JVM's direct-memory budget (-XX:MaxDirectMemorySize, by default -Xmx).")
+    double cacheMaxEntryCount;
+
+    @Option(names = "--max-batch-size", defaultValue = "256",
+            description = "Sequences generated at once at most (default: ${DEFAULT-VALUE}).")
+    int maxBatchSize;
+
+    @Option(names = "--max-prefill-token-num", defaultValue = "2048",
+            description = "Tokens computed per engine step at most; longer prompts are prefilled in chunks "
+                    + "(default: ${DEFAULT-VALUE}).")
+    int maxPrefillTokens;
+
+    @Option(names = "--max-queue", defaultValue = "1024",
+            description = "Requests waiting at most; more get HTTP 429 (default: ${DEFAULT-VALUE}).")
+    int maxQueue;
+
+    @Option(names = "--threads", description = "CPU backend compute threads (default: all cores).")
+    Integer threads;
+
+    @Option(names = "--api-keys", arity = "1..*", paramLabel = "KEY",
+            description = "Require 'Authorization: Bearer KEY' with one of these keys (all routes but /health).")
+    List<String> apiKeys = new ArrayList<>();
+
+    @Option(names = "--routes", paramLabel = "PATTERN",
+            description = "Camel route files that replace the built-in engine routes (e.g. file:my.camel.yaml).")
+    String routes;
+
+    @Option(names = "--extra-routes", paramLabel = "PATTERN",
+            description = "Camel route files added beside the built-in ones.")
+    String extraRoutes;
+
+    @Option(names = "--properties", paramLabel = "FILE",
+            description = "An application.properties whose settings override the defaults.")
+    Path properties;
+
+    @Override
+    public Integer call() throws Exception {
+        logging.apply();
+        return new EngineApplication(settings()).run();
+    }
+
+    EngineServerSettings settings() {
+        NodeRole nodeRole;
+        try {
+            nodeRole = NodeRole.parse(role);
+        } catch (IllegalArgumentException e) {
+            throw new ParameterException(spec.commandLine(), "--role: " + e.getMessage());
+        }
+        if (nodeRole != NodeRole.Hybrid) {
+            throw new ParameterException(spec.commandLine(), "--role " + nodeRole
+                    + " is not supported by this build yet (only Hybrid)");
+        }
+        if (migrationBackend != MigrationBackend.tcp) {
+            throw new ParameterException(spec.commandLine(), "--migration-backend " + migrationBackend
+                    + " is not supported by this build yet (only tcp)");
+        }
+        if (!Files.isDirectory(modelPath)) {
+            throw new ParameterException(spec.commandLine(), "MODEL_PATH " + modelPath + " is not a folder");
+        }
+        if (serverPort < 1 || serverPort > 65535) {
+            throw new ParameterException(spec.commandLine(), "--server-port must be in [1, 65535]");
+        }
+        URI proxy = null;
+        if (proxyUrl != null) {
+            try {
+                proxy = URI.create(proxyUrl.endsWith("/") ? proxyUrl : proxyUrl + "/");
+            } catch (IllegalArgumentException e) {
+                throw new ParameterException(spec.commandLine(), "--proxy-url: " + e.getMessage());
+            }
+            if (!("http".equals(proxy.getScheme()) || "https".equals(proxy.getScheme())) || proxy.getHost() == null) {
+                throw new ParameterException(spec.commandLine(), "--proxy-url must be http(s)://host:port, got " + proxyUrl);
+            }
+        }
+        if (properties != null && !Files.isRegularFile(properties)) {
+            throw new ParameterException(spec.commandLine(), "--properties " + properties + " is not a file");
+        }
+        EngineOptions engine;
+        try {
+            engine = new EngineOptions(backend.name(), cacheBlockSeqLen, cacheMaxEntryCount, 0,
+                    threads != null ? threads : Math.max(1, Runtime.getRuntime().availableProcessors()),
+                    new EngineConfig(maxPrefillTokens, maxBatchSize, maxQueue));
+        } catch (IllegalArgumentException e) {
+            throw new ParameterException(spec.commandLine(), e.getMessage());
+        }
+        return new EngineServerSettings(modelPath, modelName, serverName, serverPort, nodeRole, proxy, apiKeys,
+                engine, routes, extraRoutes, properties);
+    }
+}
