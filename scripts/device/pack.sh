@@ -11,6 +11,10 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   mvn -B -q -ntp -o -DskipTests package
 fi
 cp routes/target/distserve.jar .carry/distserve.jar
+# The device machines are linux-x86_64: drop the other platforms' native libraries to fit the 64 MiB carry.
+zip -q -d .carry/distserve.jar 'native/lib/win-*' 'native/lib/osx-*' 'native/lib/linux-aarch64/*' \
+  'com/sun/jna/aix-*' 'com/sun/jna/darwin-*' 'com/sun/jna/freebsd-*' 'com/sun/jna/openbsd-*' 'com/sun/jna/sunos-*' \
+  'com/sun/jna/win32-*' 'com/sun/jna/linux-[!x]*' >/dev/null || true
 if [ ! -f .carry/jre.tar.xz ]; then
   rm -rf /tmp/distserve-jre
   jlink --add-modules java.base,java.logging,java.management,java.naming,java.net.http,java.xml,java.sql,jdk.unsupported,jdk.management,jdk.incubator.vector,java.desktop,jdk.crypto.ec,java.instrument,java.scripting,jdk.zipfs \
