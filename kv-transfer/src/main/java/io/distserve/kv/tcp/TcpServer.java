@@ -75,6 +75,11 @@ final class TcpServer implements AutoCloseable {
                     }
                 }
                 log.warn("accept failed on port {}: {}", port, e.toString());
+                try {
+                    Thread.sleep(50); // e.g. out of file descriptors: don't spin on the error
+                } catch (InterruptedException ie) {
+                    return;
+                }
                 continue;
             }
             synchronized (lock) {

@@ -43,7 +43,7 @@ public record TransportOptions(String bindHost, int port, String advertisedHost,
 
     /** Loopback, any port, defaults measured in kv-transfer/BENCHMARKS.md. */
     public static TransportOptions defaults() {
-        return new TransportOptions("127.0.0.1", 0, null, 2, 8L << 20, 4 << 20, Duration.ofSeconds(5), Map.of());
+        return new TransportOptions("127.0.0.1", 0, null, 2, 8L << 20, 0, Duration.ofSeconds(5), Map.of());
     }
 
     public String effectiveAdvertisedHost() {

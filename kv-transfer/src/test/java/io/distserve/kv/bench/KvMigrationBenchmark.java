@@ -75,25 +75,34 @@ public final class KvMigrationBenchmark {
         List<ReadOp> ops = migration(rnd, blocksPerChunk, chunks, chunkBytes);
 
         Map<String, Case> cases = new LinkedHashMap<>();
-        cases.put("socket copy, default buffers (ceiling)", socketCopy(0));
-        cases.put("socket copy, 4 MiB buffers (ceiling)", socketCopy(SOCKET_BUFFER));
-        TcpTransport prefill = new TcpTransport(TransportOptions.defaults().withSocketBufferBytes(SOCKET_BUFFER));
+        // The copies run one at a time, so they share one pair of 224 MiB buffers.
+        ByteBuffer copySrc = ByteBuffer.allocateDirect((int) MIGRATION_BYTES);
+        ByteBuffer copyDst = ByteBuffer.allocateDirect((int) MIGRATION_BYTES);
+        cases.put("socket copy, 224 MiB writes, default buffers (ceiling)",
+                socketCopy(0, Integer.MAX_VALUE, copySrc, copyDst));
+        cases.put("socket copy, 224 MiB writes, 4 MiB buffers (ceiling)",
+                socketCopy(SOCKET_BUFFER, Integer.MAX_VALUE, copySrc, copyDst));
+        cases.put("socket copy, 7 MiB writes, default buffers (ceiling)",
+                socketCopy(0, BLOCK_BYTES, copySrc, copyDst));
+        // The serving side's buffers are left to the OS; each pulling config sets (or not) its own.
+        TcpTransport prefill = new TcpTransport(TransportOptions.defaults().withSocketBufferBytes(0));
         prefill.register(prefillPool);
         prefill.start();
         List<TcpTransport> decodes = new ArrayList<>();
-        int[][] configs = {{1, 8}, {2, 8}, {4, 8}, {2, 1}, {1, 0}};
+        // {streams, max transfer MiB, socket buffer MiB (0 = OS autotuning)}
+        int[][] configs = {{1, 8, 0}, {2, 8, 0}, {4, 8, 0}, {2, 1, 0}, {1, 8, 4}, {2, 8, 4}};
         for (int[] cfg : configs) {
             int streams = cfg[0];
             int maxMiB = cfg[1];
+            int bufMiB = cfg[2];
             TransportOptions o = TransportOptions.defaults().withStreams(streams)
-                    .withMaxTransferBytes(maxMiB == 0 ? 8L << 20 : (long) maxMiB << 20)
-                    .withSocketBufferBytes(maxMiB == 0 ? 0 : SOCKET_BUFFER);
+                    .withMaxTransferBytes((long) maxMiB << 20).withSocketBufferBytes(bufMiB << 20);
             TcpTransport d = new TcpTransport(o);
             d.register(decodePool);
             decodes.add(d);
             Connection c = d.connect(prefill.localEndpoint(), T);
-            String name = "tcp transport, " + streams + " stream(s), max transfer " + (maxMiB == 0 ? 8 : maxMiB)
-                    + " MiB" + (maxMiB == 0 ? ", default buffers" : "");
+            String name = "tcp transport, " + streams + " stream(s), max transfer " + maxMiB + " MiB, "
+                    + (bufMiB == 0 ? "default buffers" : bufMiB + " MiB buffers");
             cases.put(name, new Case() {
                 @Override
                 public long runOnce() throws Exception {
@@ -178,8 +187,12 @@ public final class KvMigrationBenchmark {
         return (long) (id / blocksPerChunk) * chunkBytes + (long) (id % blocksPerChunk) * BLOCK_BYTES;
     }
 
-    /** One writer thread, one reader (the caller), one loopback socket, direct buffers on both ends. */
-    private static Case socketCopy(int socketBuffer) throws IOException {
+    /**
+     * One writer thread, one reader (the caller), one loopback socket, direct buffers on both ends; the writer writes
+     * {@code writeBytes} per write call.
+     */
+    private static Case socketCopy(int socketBuffer, int writeBytes, ByteBuffer shared, ByteBuffer sharedDst)
+            throws IOException {
         ServerSocketChannel server = ServerSocketChannel.open();
         if (socketBuffer > 0) {
             server.setOption(StandardSocketOptions.SO_RCVBUF, socketBuffer);
@@ -191,21 +204,27 @@ public final class KvMigrationBenchmark {
         }
         writerEnd.connect(server.getLocalAddress());
         SocketChannel readerEnd = server.accept();
-        ByteBuffer src = ByteBuffer.allocateDirect((int) MIGRATION_BYTES);
-        ByteBuffer dst = ByteBuffer.allocateDirect((int) MIGRATION_BYTES);
+        ByteBuffer src = shared.duplicate();
+        ByteBuffer dst = sharedDst.duplicate();
         SynchronousQueue<Boolean> go = new SynchronousQueue<>();
         Thread writer = new Thread(() -> {
             try {
                 while (go.take()) {
                     src.clear();
                     while (src.hasRemaining()) {
-                        writerEnd.write(src);
+                        // Either one huge write, or block-sized writes like the transport's server does.
+                        src.limit((int) Math.min(src.capacity(), (long) src.position() + writeBytes));
+                        while (src.hasRemaining()) {
+                            writerEnd.write(src);
+                        }
+                        src.limit(src.capacity());
                     }
                 }
             } catch (InterruptedException | IOException e) {
                 // benchmark teardown
             }
         }, "bench-socket-writer");
+        writer.setDaemon(true); // if main dies, don't keep the JVM alive
         writer.start();
         return new Case() {
             @Override
