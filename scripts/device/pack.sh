@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Here (no GPU): build the jar and pack what a device run needs into .carry/ (ignored by git, named in `carry`):
-#   .carry/jre.tar.xz          a jlink'd Java 17 runtime (the GPU machines have no Java)
-#   .carry/distserve.jar       the application
-#   .carry/qwen3-tokenizer/    ../shared/models/qwen3-tokenizer (../shared does not travel)
+# Here (no GPU): build and pack what a device run needs into .carry/ (ignored by git, named in `carry`), within
+# the 64 MiB a call may carry:
+#   .carry/jre.tar.xz        a jlink'd Java 17 runtime (the GPU machines have no Java)
+#   .carry/app.tar.xz        the distserve jar, unpacked (xz over raw classes packs ~2x better than the jar)
+#   .carry/tokenizer.tar.xz  ../shared/models/qwen3-tokenizer (../shared does not travel)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -10,11 +11,13 @@ mkdir -p .carry
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   mvn -B -q -ntp -o -DskipTests package
 fi
-cp routes/target/distserve.jar .carry/distserve.jar
-# The device machines are linux-x86_64: drop the other platforms' native libraries to fit the 64 MiB carry.
-zip -q -d .carry/distserve.jar 'native/lib/win-*' 'native/lib/osx-*' 'native/lib/linux-aarch64/*' \
-  'com/sun/jna/aix-*' 'com/sun/jna/darwin-*' 'com/sun/jna/freebsd-*' 'com/sun/jna/openbsd-*' 'com/sun/jna/sunos-*' \
-  'com/sun/jna/win32-*' 'com/sun/jna/linux-[!x]*' >/dev/null || true
+rm -rf /tmp/distserve-app && mkdir -p /tmp/distserve-app
+(cd /tmp/distserve-app && unzip -q "$root/routes/target/distserve.jar")
+# The device machines are linux-x86_64: drop the other platforms' native libraries.
+(cd /tmp/distserve-app && rm -rf native/lib/win-* native/lib/osx-* native/lib/linux-aarch64 \
+  com/sun/jna/aix-* com/sun/jna/darwin-* com/sun/jna/freebsd-* com/sun/jna/openbsd-* com/sun/jna/sunos-* \
+  com/sun/jna/win32-* com/sun/jna/linux-[!x]*)
+tar -C /tmp -cJf .carry/app.tar.xz distserve-app
 if [ ! -f .carry/jre.tar.xz ]; then
   rm -rf /tmp/distserve-jre
   jlink --add-modules java.base,java.logging,java.management,java.naming,java.net.http,java.xml,java.sql,jdk.unsupported,jdk.management,jdk.incubator.vector,java.desktop,jdk.crypto.ec,java.instrument,java.scripting,jdk.zipfs \
@@ -22,6 +25,7 @@ if [ ! -f .carry/jre.tar.xz ]; then
   tar -C /tmp -cJf .carry/jre.tar.xz distserve-jre
 fi
 if [ -d ../shared/models/qwen3-tokenizer ]; then
-  rm -rf .carry/qwen3-tokenizer && cp -r ../shared/models/qwen3-tokenizer .carry/qwen3-tokenizer
+  tar -C ../shared/models -cJf .carry/tokenizer.tar.xz qwen3-tokenizer
 fi
-du -sh .carry/*
+rm -f .carry/distserve.jar
+du -ch .carry/* | sort -h
