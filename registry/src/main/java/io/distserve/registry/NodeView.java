@@ -1,5 +1,6 @@
 package io.distserve.registry;
 
+import com.fasterxml.jackson.annotation.JsonIgnore;
 import com.fasterxml.jackson.annotation.JsonProperty;
 import com.fasterxml.jackson.annotation.JsonPropertyOrder;
 import com.fasterxml.jackson.databind.annotation.JsonSerialize;
@@ -62,11 +63,13 @@ public record NodeView(
                 HealthStatus.HEALTHY, Instant.EPOCH, 0, null, null);
     }
 
+    @JsonIgnore
     public boolean isHealthy() {
         return health == HealthStatus.HEALTHY;
     }
 
     /** Whether any request to this node has ended (completed or failed): the node has been tried. */
+    @JsonIgnore
     public boolean hasHistory() {
         return completed > 0 || failures > 0;
     }
