@@ -1,6 +1,7 @@
 package io.distserve.registry;
 
 import com.fasterxml.jackson.annotation.JsonProperty;
+import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import java.io.IOException;
@@ -73,12 +74,12 @@ public final class NodeTableFile implements NodeTableStore {
             LOG.info("Loaded {} node(s) from {}", table.nodes().size(), file);
             return List.copyOf(table.nodes());
         } catch (IOException | RuntimeException e) {
-            moveAside(e);
+            moveAside(e instanceof JsonProcessingException j ? j.getOriginalMessage() : e.getMessage());
             return List.of();
         }
     }
 
-    private void moveAside(Exception cause) {
+    private void moveAside(String reason) {
         String stamp = time.now().toString().replace(':', '-');
         Path aside = file.resolveSibling(file.getFileName() + ".corrupt-" + stamp);
         for (int i = 1; Files.exists(aside); i++) {
@@ -87,10 +88,10 @@ public final class NodeTableFile implements NodeTableStore {
         try {
             Files.move(file, aside);
             LOG.error("The node table {} is unusable ({}); moved it to {} and starting with an empty table",
-                    file, cause.getMessage(), aside);
+                    file, reason, aside);
         } catch (IOException e) {
             LOG.error("The node table {} is unusable ({}) and could not be moved aside ({}); starting with an"
-                    + " empty table, the next change will overwrite it", file, cause.getMessage(), e.toString());
+                    + " empty table, the next change will overwrite it", file, reason, e.toString());
         }
     }
 
