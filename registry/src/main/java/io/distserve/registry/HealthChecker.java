@@ -10,6 +10,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Future;
 import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.ThreadPoolExecutor;
@@ -70,8 +71,8 @@ public final class HealthChecker implements AutoCloseable {
         if (!state.compareAndSet(State.NEW, State.RUNNING)) {
             throw new IllegalStateException("The health checker is " + state.get() + "; it can be started once");
         }
-        scheduler.scheduleWithFixedDelay(this::scheduledRound, 0, settings.interval().toMillis(),
-                TimeUnit.MILLISECONDS);
+        scheduler.scheduleWithFixedDelay(this::scheduledRound, 0, settings.interval().toNanos(),
+                TimeUnit.NANOSECONDS);
         LOG.info("Health checks every {} ms (timeout {} ms, unhealthy after {} failure(s), removal {})",
                 settings.interval().toMillis(), settings.probeTimeout().toMillis(), settings.unhealthyAfter(),
                 settings.removeAfterUnhealthy() == null ? "never"
@@ -117,7 +118,13 @@ public final class HealthChecker implements AutoCloseable {
         List<ProbeTask> tasks = new ArrayList<>(nodes.size());
         for (NodeView node : nodes) {
             ProbeTask task = new ProbeTask(node.url());
-            task.future = probePool.submit(task);
+            try {
+                task.future = probePool.submit(task);
+            } catch (RejectedExecutionException e) {
+                // close() ran during this round: the remaining nodes get no verdict, as on interruption.
+                tasks.forEach(t -> t.future.cancel(true));
+                return;
+            }
             tasks.add(task);
         }
         try {

@@ -62,8 +62,8 @@ public final class NodeTableFile implements NodeTableStore {
             LOG.info("No node table at {}; starting with an empty table", file);
             return List.of();
         } catch (IOException e) {
-            // Unreadable (permissions, a folder in its place): leave it where it is, the next save will tell.
-            LOG.error("Cannot read the node table {}; starting with an empty table", file, e);
+            // Unreadable (permissions, a folder in its place): keep it out of the next save's way if we can.
+            moveAside("cannot read it: " + e);
             return List.of();
         }
         try {
