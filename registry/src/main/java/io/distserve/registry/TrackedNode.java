@@ -1,0 +1,77 @@
+package io.distserve.registry;
+
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.UnaryOperator;
+
+/**
+ * One table entry with its live counters. The status and health are replaced atomically; the counters are
+ * atomics, so HTTP threads never take a lock on the request path (the latency window has its own short one).
+ */
+final class TrackedNode {
+
+    private final String url;
+    private volatile NodeStatus status;
+    private final AtomicReference<HealthState> health;
+    private final AtomicInteger inFlight = new AtomicInteger();
+    private final AtomicLong completed = new AtomicLong();
+    private final AtomicLong failures = new AtomicLong();
+    private final AtomicReference<String> lastRequestError = new AtomicReference<>();
+    private final LatencyWindow latencies;
+
+    TrackedNode(String url, NodeStatus status, HealthState health, int latencyWindow) {
+        this.url = url;
+        this.status = status;
+        this.health = new AtomicReference<>(health);
+        this.latencies = new LatencyWindow(latencyWindow);
+    }
+
+    String url() {
+        return url;
+    }
+
+    NodeStatus status() {
+        return status;
+    }
+
+    void status(NodeStatus newStatus) {
+        this.status = newStatus;
+    }
+
+    HealthState health() {
+        return health.get();
+    }
+
+    HealthState updateHealth(UnaryOperator<HealthState> transition) {
+        return health.updateAndGet(transition);
+    }
+
+    void started() {
+        inFlight.incrementAndGet();
+    }
+
+    void completed(long latencyNanos) {
+        latencies.record(latencyNanos);
+        completed.incrementAndGet();
+        inFlight.decrementAndGet();
+    }
+
+    void failed(String error) {
+        lastRequestError.set(error);
+        failures.incrementAndGet();
+        inFlight.decrementAndGet();
+    }
+
+    void abandoned() {
+        inFlight.decrementAndGet();
+    }
+
+    NodeView view() {
+        NodeStatus s = status;
+        HealthState h = health.get();
+        return new NodeView(url, s.role(), s.models(), inFlight.get(), latencies.meanMillis(), completed.get(),
+                failures.get(), s.speed(), h.status(), h.since(), h.consecutiveFailures(), h.lastError(),
+                lastRequestError.get());
+    }
+}
