@@ -16,7 +16,7 @@ import picocli.CommandLine.Spec;
         mixinStandardHelpOptions = true,
         versionProvider = VersionProvider.class,
         description = "Serve LLMs with prefill/decode disaggregation on Apache Camel.",
-        subcommands = {ServeCommand.class, GenerateCommand.class, ModelCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {ServeCommand.class, GenerateCommand.class, ModelCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
 public final class DistServeCli implements Runnable {
 
     private static final Logger LOG = LoggerFactory.getLogger(DistServeCli.class);
