@@ -25,6 +25,15 @@ public interface ComputeBackend extends AutoCloseable {
      */
     List<float[]> forward(List<SequenceSlice> batch);
 
+    /**
+     * The KV pool as host memory, in {@link KvCacheLayout} order (block {@code b} at absolute byte
+     * {@code b * bytesPerBlock} across the chunks, no block straddling two), for the KV-transfer layer; empty when
+     * the pool is not in host memory (CUDA).
+     */
+    default List<java.nio.ByteBuffer> hostKvChunks() {
+        return List.of();
+    }
+
     /** Releases native memory and threads. Idempotent. */
     @Override
     void close();

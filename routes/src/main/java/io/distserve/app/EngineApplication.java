@@ -4,6 +4,12 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.distserve.engine.LoadedModel;
 import io.distserve.processors.cluster.AdvertisedAddress;
 import io.distserve.processors.cluster.ProxyRegistration;
+import io.distserve.processors.disagg.ControlEndpoints;
+import io.distserve.processors.disagg.MigrationService;
+import io.distserve.processors.disagg.PullKv;
+import io.distserve.processors.metrics.LeaseGauges;
+import io.distserve.kv.transfer.TransportOptions;
+import io.distserve.kv.transfer.TransportRegistry;
 import io.distserve.processors.engine.EngineManagement;
 import io.distserve.processors.engine.EngineNode;
 import io.distserve.processors.engine.GenerateResponse;
@@ -59,15 +65,23 @@ public final class EngineApplication {
         LoadedModel model = LoadedModel.load(settings.modelDir(), settings.engine());
         String name = settings.modelName() != null ? settings.modelName() : model.name();
         EngineNode engineNode = new EngineNode(name, settings.role(), model.tokenizer(), model.engine(),
-                model.config().maxPositions(), model.config().vocabSize(), Clock.systemUTC());
+                model.config().maxPositions(), model.config().vocabSize(), Clock.systemUTC(), settings.leaseTtl());
         this.node = engineNode;
 
         ObjectMapper json = new ObjectMapper();
+        MigrationService migration = new MigrationService(engineNode.engineId(), model.backend().kvLayout(),
+                model.engine().blockManager(), model.backend().hostKvChunks(),
+                TransportRegistry.discover().create(settings.migrationBackend(), TransportOptions.defaults()
+                        .withBind(settings.host(), settings.migrationPort())
+                        .withAdvertisedHost(AdvertisedAddress.host(settings.host(), settings.proxyUrl()))),
+                model.config().vocabSize(), model.config().maxPositions(), MigrationService.Settings.defaults(),
+                settings.apiKeys().isEmpty() ? null : settings.apiKeys().get(0), json);
         OpenAiResponses responses = new OpenAiResponses(json);
         OpenAiRequestParser parser = new OpenAiRequestParser(json);
         PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
         RequestMetrics metrics = new RequestMetrics(registry);
         EngineGauges.register(registry, engineNode);
+        LeaseGauges.register(registry, engineNode.leases());
 
         Main m = CamelServers.newMain(EngineApplication.class, settings.host(), settings.port(),
                 CamelServers.routes(settings.routes(), settings.extraRoutes(), EngineServerSettings.DEFAULT_ROUTES),
@@ -83,7 +97,9 @@ public final class EngineApplication {
         m.bind("listModels", new ListModels(engineNode, responses));
         m.bind("healthCheck", new HealthCheck(engineNode));
         m.bind("prometheusScrape", new PrometheusScrape(registry));
-        m.addMainListener(new Lifecycle(model, json));
+        m.bind("pullKv", new PullKv(migration));
+        m.bind("distserveControl", new ControlEndpoints(engineNode, migration, engineNode.leases(), json));
+        m.addMainListener(new Lifecycle(model, migration, json));
         this.main = m;
         m.run();
         return m.getExitCode();
@@ -104,11 +120,13 @@ public final class EngineApplication {
     /** Start: JMX bean, serving, proxy registration. Stop: drain, deregister, free. */
     private final class Lifecycle extends MainListenerSupport {
         private final LoadedModel model;
+        private final MigrationService migration;
         private final ObjectMapper json;
         private ProxyRegistration registration;
 
-        Lifecycle(LoadedModel model, ObjectMapper json) {
+        Lifecycle(LoadedModel model, MigrationService migration, ObjectMapper json) {
             this.model = model;
+            this.migration = migration;
             this.json = json;
         }
 
@@ -170,6 +188,8 @@ public final class EngineApplication {
         @Override
         public void afterStop(BaseMainSupport mainSupport) {
             node.markDraining();
+            migration.close();
+            node.leases().close();
             model.close();
             LOG.info("engine {} stopped", node.engineId());
         }

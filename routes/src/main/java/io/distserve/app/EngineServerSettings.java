@@ -20,10 +20,14 @@ import java.util.List;
  * @param routes       Camel route files (replacing the built-in engine routes when given)
  * @param extraRoutes  Camel route files added beside them
  * @param propertiesFile an extra application.properties, or null
+ * @param migrationBackend KV transfer transport (tcp)
+ * @param migrationPort  port of the KV transfer endpoint (0: any free port)
+ * @param leaseTtl       how long a Prefill engine holds KV blocks nobody has pulled
  */
 public record EngineServerSettings(Path modelDir, String modelName, String host, int port, NodeRole role,
                                    URI proxyUrl, List<String> apiKeys, EngineOptions engine, String routes,
-                                   String extraRoutes, Path propertiesFile) {
+                                   String extraRoutes, Path propertiesFile, String migrationBackend,
+                                   int migrationPort, java.time.Duration leaseTtl) {
 
     public static final String DEFAULT_ROUTES = "classpath:camel/engine.camel.yaml";
 

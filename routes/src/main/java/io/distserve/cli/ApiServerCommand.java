@@ -61,6 +61,14 @@ final class ApiServerCommand implements Callable<Integer> {
             description = "KV migration transport: tcp, nvlink or rdma (default: ${DEFAULT-VALUE}).")
     MigrationBackend migrationBackend;
 
+    @Option(names = "--migration-port", defaultValue = "0",
+            description = "Port of the KV migration endpoint; 0 picks a free one (default: ${DEFAULT-VALUE}).")
+    int migrationPort;
+
+    @Option(names = "--kv-lease-seconds", defaultValue = "60",
+            description = "Prefill role: seconds KV blocks are held for a decode engine to pull (default: ${DEFAULT-VALUE}).")
+    int leaseSeconds;
+
     @Option(names = "--cache-block-seq-len", defaultValue = "64",
             description = "Tokens per KV cache block (default: ${DEFAULT-VALUE}).")
     int cacheBlockSeqLen;
@@ -115,10 +123,6 @@ final class ApiServerCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw new ParameterException(spec.commandLine(), "--role: " + e.getMessage());
         }
-        if (nodeRole != NodeRole.Hybrid) {
-            throw new ParameterException(spec.commandLine(), "--role " + nodeRole
-                    + " is not supported by this build yet (only Hybrid)");
-        }
         if (migrationBackend != MigrationBackend.tcp) {
             throw new ParameterException(spec.commandLine(), "--migration-backend " + migrationBackend
                     + " is not supported by this build yet (only tcp)");
@@ -140,6 +144,12 @@ final class ApiServerCommand implements Callable<Integer> {
                 throw new ParameterException(spec.commandLine(), "--proxy-url must be http(s)://host:port, got " + proxyUrl);
             }
         }
+        if (migrationPort < 0 || migrationPort > 65535) {
+            throw new ParameterException(spec.commandLine(), "--migration-port must be in [0, 65535]");
+        }
+        if (leaseSeconds < 1) {
+            throw new ParameterException(spec.commandLine(), "--kv-lease-seconds must be >= 1");
+        }
         if (properties != null && !Files.isRegularFile(properties)) {
             throw new ParameterException(spec.commandLine(), "--properties " + properties + " is not a file");
         }
@@ -152,6 +162,7 @@ final class ApiServerCommand implements Callable<Integer> {
             throw new ParameterException(spec.commandLine(), e.getMessage());
         }
         return new EngineServerSettings(modelPath, modelName, serverName, serverPort, nodeRole, proxy, apiKeys,
-                engine, routes, extraRoutes, properties);
+                engine, routes, extraRoutes, properties, migrationBackend.name(), migrationPort,
+                java.time.Duration.ofSeconds(leaseSeconds));
     }
 }

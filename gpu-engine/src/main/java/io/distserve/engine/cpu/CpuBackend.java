@@ -172,6 +172,11 @@ public final class CpuBackend implements ComputeBackend {
         return cache.layout();
     }
 
+    @Override
+    public List<java.nio.ByteBuffer> hostKvChunks() {
+        return cache.chunks();
+    }
+
     /** The paged KV storage, for the KV-transfer layer. */
     public CpuKvCache kvCache() {
         return cache;

@@ -121,9 +121,13 @@ public final class HfTokenizer implements TextTokenizer {
         long[] wide = new long[ids.length];
         int n = 0;
         for (int id : ids) {
-            if (id < 0 || id >= vocabulary.size()) {
-                throw new IllegalArgumentException("token id " + id + " is outside the vocabulary [0, "
-                        + vocabulary.size() + ")");
+            if (id < 0) {
+                throw new IllegalArgumentException("token id " + id + " is negative");
+            }
+            if (id >= vocabulary.size()) {
+                // A model's embedding is often padded past the tokenizer (Qwen3: 151,936 rows, 151,669 ids) and a
+                // sampler can land there; Hugging Face decodes such ids as nothing, and so do we.
+                continue;
             }
             if (!(skipSpecialTokens && specialTokenIds.contains(id))) {
                 wide[n++] = id;

@@ -73,6 +73,26 @@ public final class EngineManagement {
         return s.requestsFinished();
     }
 
+    @ManagedAttribute(description = "Prefill role: KV leases held for decode engines")
+    public int getKvLeases() {
+        return node.leases().active();
+    }
+
+    @ManagedAttribute(description = "Prefill role: KV blocks held under leases")
+    public int getKvLeasedBlocks() {
+        return node.leases().blocksHeld();
+    }
+
+    @ManagedAttribute(description = "Prefill role: leases that expired without a decode acknowledgement")
+    public long getKvLeasesExpired() {
+        return node.leases().expiredCount();
+    }
+
+    @ManagedOperation(description = "Free a prefill KV lease by session id; true if it was held")
+    public boolean freeLease(String sessionId) {
+        return node.leases().free(sessionId);
+    }
+
     @ManagedOperation(description = "Abort a request by id; true if it was found")
     public boolean abort(String requestId) {
         return node.engine().abort(requestId);

@@ -5,12 +5,16 @@ import io.distserve.engine.GenerationRequest;
 import io.distserve.engine.LlmEngine;
 import io.distserve.engine.tokenizer.ChatTemplateException;
 import io.distserve.engine.tokenizer.ModelTokenizer;
+import io.distserve.processors.disagg.MigrationRequest;
+import io.distserve.processors.disagg.PrefillLeases;
 import io.distserve.registry.NodeRole;
 import io.distserve.processors.openai.InferenceRequest;
 import io.distserve.processors.openai.OpenAiException;
 import io.distserve.processors.openai.OpenAiRequestParser;
 import io.distserve.processors.openai.RequestKind;
+import com.fasterxml.jackson.databind.JsonNode;
 import java.time.Clock;
+import java.util.Arrays;
 import java.util.UUID;
 import java.util.concurrent.atomic.AtomicReference;
 
@@ -31,10 +35,11 @@ public final class EngineNode implements AutoCloseable {
     private final int contextLength;
     private final int vocabSize;
     private final Clock clock;
+    private final PrefillLeases leases;
     private final AtomicReference<State> state = new AtomicReference<>(State.LOADING);
 
     public EngineNode(String modelName, NodeRole role, ModelTokenizer tokenizer, LlmEngine engine, int contextLength,
-                      int vocabSize, Clock clock) {
+                      int vocabSize, Clock clock, java.time.Duration leaseTtl) {
         this.engineId = "engine-" + UUID.randomUUID();
         this.modelName = modelName;
         this.role = role;
@@ -43,6 +48,12 @@ public final class EngineNode implements AutoCloseable {
         this.contextLength = contextLength;
         this.vocabSize = vocabSize;
         this.clock = clock;
+        this.leases = new PrefillLeases(engine.blockManager(), leaseTtl);
+    }
+
+    /** The KV blocks this (Prefill) engine holds for decode engines. */
+    public PrefillLeases leases() {
+        return leases;
     }
 
     public String engineId() {
@@ -105,7 +116,29 @@ public final class EngineNode implements AutoCloseable {
                     + "' does not exist on this server; it serves '" + modelName + "'.");
         }
         int[] prompt = tokenize(request);
-        int max = request.sampling().maxTokens();
+        PreparedGeneration.Mode mode = PreparedGeneration.Mode.NORMAL;
+        MigrationRequest migration = null;
+        JsonNode migrationJson = request.body().get("migration_request");
+        if (migrationJson != null && !migrationJson.isNull()) {
+            if (role != NodeRole.Decode) {
+                throw OpenAiException.badRequest("migration_request", "This engine's role is " + role
+                        + "; migration requests go to Decode engines.");
+            }
+            migration = MigrationRequest.parse(migrationJson);
+            if (!Arrays.equals(migration.promptTokenIds(), prompt)) {
+                throw OpenAiException.badRequest("migration_request.prompt_token_ids", "migration_request."
+                        + "prompt_token_ids (" + migration.promptTokenIds().length + " tokens) are not this request's "
+                        + "prompt as this engine tokenizes it (" + prompt.length + " tokens): a different model?");
+            }
+            mode = PreparedGeneration.Mode.MIGRATED;
+        } else if (role == NodeRole.Prefill) {
+            if (request.stream()) {
+                throw OpenAiException.badRequest("stream", "A Prefill engine answers with the first token and a "
+                        + "KV lease, not a stream; send stream=false (the proxy does).");
+            }
+            mode = PreparedGeneration.Mode.PREFILL;
+        }
+        int max = mode == PreparedGeneration.Mode.PREFILL ? 1 : request.sampling().maxTokens();
         if (max == OpenAiRequestParser.UNTIL_CONTEXT_END) {
             max = contextLength - prompt.length;
             if (max < 1) {
@@ -116,7 +149,7 @@ public final class EngineNode implements AutoCloseable {
         }
         String id = request.kind().idPrefix() + UUID.randomUUID().toString().replace("-", "");
         GenerationRequest generation = new GenerationRequest(id, prompt, request.sampling().withMaxTokens(max));
-        return new PreparedGeneration(request, id, clock.millis() / 1000, generation);
+        return new PreparedGeneration(request, id, clock.millis() / 1000, generation, mode, migration, null);
     }
 
     private int[] tokenize(InferenceRequest request) {
@@ -157,6 +190,7 @@ public final class EngineNode implements AutoCloseable {
     @Override
     public void close() {
         state.set(State.STOPPED);
+        leases.close();
         engine.close();
         tokenizer.close();
     }

@@ -1,6 +1,8 @@
 package io.distserve.processors.engine;
 
 import io.distserve.processors.http.Replies;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.distserve.engine.FinishEvent;
 import io.distserve.processors.http.ClientDisconnect;
 import io.distserve.processors.metrics.RequestMetrics;
@@ -25,6 +27,29 @@ public final class GenerateResponse implements Processor {
         this.metrics = metrics;
     }
 
+    /**
+     * What a decode engine needs to take over: beside the OpenAI fields, {@code distserve} names this engine, the
+     * session (the id {@code free_cache} takes: the same as the response id), the leased blocks, the first token
+     * and the prompt's token ids.
+     */
+    private void prefillHandOff(ObjectNode response, PreparedGeneration p, FinishEvent f) {
+        ObjectNode d = response.putObject("distserve");
+        d.put("engine_id", node.engineId());
+        d.put("session_id", p.id());
+        ArrayNode blocks = d.putArray("block_ids");
+        var lease = node.leases().get(p.id());
+        if (lease != null) {
+            for (int b : lease.blocks()) {
+                blocks.add(b);
+            }
+        }
+        d.put("first_token_id", f.tokenIds().length > 0 ? f.tokenIds()[0] : -1);
+        ArrayNode prompt = d.putArray("prompt_token_ids");
+        for (int t : p.generation().promptTokens()) {
+            prompt.add(t);
+        }
+    }
+
     @Override
     public void process(Exchange exchange) throws Exception {
         PreparedGeneration p = exchange.getIn().getBody(PreparedGeneration.class);
@@ -43,9 +68,12 @@ public final class GenerateResponse implements Processor {
             }
             metrics.generationFinished(f);
             RequestLog.finished(node, p, f, false);
-            String body = responses.json().writeValueAsString(responses.response(p.request().kind(), p.id(),
-                    p.createdEpochSeconds(), node.modelName(), f.text(), f.reason().openAiName(), f.promptTokens(),
-                    f.completionTokens()));
+            ObjectNode response = responses.response(p.request().kind(), p.id(), p.createdEpochSeconds(),
+                    node.modelName(), f.text(), f.reason().openAiName(), f.promptTokens(), f.completionTokens());
+            if (p.mode() == PreparedGeneration.Mode.PREFILL) {
+                prefillHandOff(response, p, f);
+            }
+            String body = responses.json().writeValueAsString(response);
             Replies.json(exchange, 200, body);
             metrics.requestEnded(exchange.getFromRouteId(), 200);
         } catch (InterruptedException e) {

@@ -6,6 +6,8 @@ import io.distserve.engine.GenerationListener;
 import io.distserve.engine.QueueFullException;
 import io.distserve.engine.RequestRejectedException;
 import io.distserve.engine.TokenEvent;
+import io.distserve.processors.disagg.MigratedKv;
+import io.distserve.processors.disagg.PrefillLeases;
 import io.distserve.processors.openai.OpenAiException;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.LinkedBlockingQueue;
@@ -32,18 +34,44 @@ final class Submission implements GenerationListener {
     }
 
     private final BlockingQueue<Event> events = new LinkedBlockingQueue<>();
+    private final PreparedGeneration prepared;
+    private final PrefillLeases leases;
     private GenerationHandle handle;
 
+    private Submission(PreparedGeneration prepared, PrefillLeases leases) {
+        this.prepared = prepared;
+        this.leases = leases;
+    }
+
     static Submission submit(EngineNode node, PreparedGeneration prepared) {
-        Submission s = new Submission();
+        Submission s = new Submission(prepared, node.leases());
         try {
-            s.handle = node.engine().submit(prepared.generation(), s);
+            s.handle = switch (prepared.mode()) {
+                case NORMAL -> node.engine().submit(prepared.generation(), s);
+                case PREFILL -> node.engine().submitKeepingBlocks(prepared.generation(), s);
+                case MIGRATED -> submitMigrated(node, prepared, s);
+            };
         } catch (QueueFullException e) {
             throw OpenAiException.overloaded("The engine's queue is full; retry later. (" + e.getMessage() + ")");
         } catch (RequestRejectedException e) {
-            throw OpenAiException.badRequest("max_tokens", e.getMessage());
+            throw OpenAiException.badRequest(prepared.mode() == PreparedGeneration.Mode.MIGRATED
+                    ? "migration_request" : "max_tokens", e.getMessage());
         }
         return s;
+    }
+
+    /** Ownership of the pulled blocks passes to the engine only when it accepts them; else they are freed here. */
+    private static GenerationHandle submitMigrated(EngineNode node, PreparedGeneration p, Submission s) {
+        MigratedKv kv = p.migrated();
+        if (kv == null) {
+            throw new IllegalStateException("migrated request " + p.id() + " reached the engine before its KV pull");
+        }
+        try {
+            return node.engine().submitPrefilled(p.generation(), kv.localBlocks(), kv.firstToken(), s);
+        } catch (RuntimeException e) {
+            node.engine().blockManager().free(kv.localBlocks());
+            throw e;
+        }
     }
 
     GenerationHandle handle() {
@@ -60,8 +88,16 @@ final class Submission implements GenerationListener {
         events.add(new Token(event));
     }
 
+    /**
+     * On the engine thread: a prefill's kept blocks go under a lease right here, so that no failure of the HTTP
+     * worker afterwards can leak them.
+     */
     @Override
     public void onFinish(FinishEvent event) {
+        if (event.keptBlocks() != null && event.keptBlocks().length > 0) {
+            leases.hold(prepared.id(), event.keptBlocks(), event.promptTokens(),
+                    event.tokenIds().length > 0 ? event.tokenIds()[0] : -1);
+        }
         events.add(new Finished(event));
     }
 

@@ -1,0 +1,124 @@
+package io.distserve.processors.disagg;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.distserve.processors.engine.EngineNode;
+import io.distserve.processors.http.Replies;
+import io.distserve.processors.openai.OpenAiException;
+import java.io.IOException;
+import java.net.URI;
+import org.apache.camel.Exchange;
+
+/**
+ * The engine's PD control endpoints, JSON only (LMDeploy used pickle here, their #4804): {@code engine_info},
+ * {@code p2p_initialize}, {@code p2p_connect}, {@code p2p_drop_connect}, {@code free_cache}. One method per route.
+ */
+public final class ControlEndpoints {
+
+    private final EngineNode node;
+    private final MigrationService migration;
+    private final PrefillLeases leases;
+    private final ObjectMapper json;
+
+    public ControlEndpoints(EngineNode node, MigrationService migration, PrefillLeases leases, ObjectMapper json) {
+        this.node = node;
+        this.migration = migration;
+        this.leases = leases;
+        this.json = json;
+    }
+
+    /** {@code GET /distserve/engine_info}. */
+    public void engineInfo(Exchange exchange) throws IOException {
+        ObjectNode out = json.createObjectNode();
+        out.put("engine_id", node.engineId());
+        out.put("model", node.modelName());
+        out.put("role", node.role().name());
+        out.put("state", node.state().name().toLowerCase());
+        migration.describe(out);
+        out.put("leases", leases.active());
+        out.put("leased_blocks", leases.blocksHeld());
+        Replies.json(exchange, 200, json.writeValueAsString(out));
+    }
+
+    /** {@code POST /distserve/p2p_initialize {"remote_engine_id"}}: our endpoint and layout for that peer. */
+    public void p2pInitialize(Exchange exchange) throws IOException {
+        JsonNode body = body(exchange);
+        String remote = text(body, "remote_engine_id");
+        Replies.json(exchange, 200, json.writeValueAsString(migration.initialize(remote)));
+    }
+
+    /**
+     * {@code POST /distserve/p2p_connect {"remote_engine_id", "remote_url", "remote_endpoint", "remote_kv_layout"}}
+     * (the last two as {@code p2p_initialize} returned them from the peer).
+     */
+    public void p2pConnect(Exchange exchange) throws IOException {
+        JsonNode body = body(exchange);
+        String remote = text(body, "remote_engine_id");
+        URI url = url(text(body, "remote_url"));
+        migration.connect(remote, url, Endpoints.read(body.get("remote_endpoint"), "remote_endpoint"),
+                KvLayouts.read(body.path("remote_kv_layout"), "remote_kv_layout"));
+        ObjectNode out = json.createObjectNode();
+        out.put("engine_id", node.engineId());
+        out.put("connected", remote);
+        Replies.json(exchange, 200, json.writeValueAsString(out));
+    }
+
+    /** {@code POST /distserve/p2p_drop_connect {"remote_engine_id"}}. */
+    public void p2pDropConnect(Exchange exchange) throws IOException {
+        String remote = text(body(exchange), "remote_engine_id");
+        ObjectNode out = json.createObjectNode();
+        out.put("dropped", migration.drop(remote));
+        Replies.json(exchange, 200, json.writeValueAsString(out));
+    }
+
+    /**
+     * {@code POST /distserve/free_cache {"remote_engine_id", "remote_session_id"}}: ends a prefill lease.
+     * remote_engine_id must be this engine's id, so a misrouted free cannot release someone else's blocks.
+     */
+    public void freeCache(Exchange exchange) throws IOException {
+        JsonNode body = body(exchange);
+        String engineId = text(body, "remote_engine_id");
+        String session = text(body, "remote_session_id");
+        if (!engineId.equals(node.engineId())) {
+            throw OpenAiException.badRequest("remote_engine_id", "This is engine " + node.engineId() + ", not "
+                    + engineId + ".");
+        }
+        ObjectNode out = json.createObjectNode();
+        out.put("freed", leases.free(session));
+        Replies.json(exchange, 200, json.writeValueAsString(out));
+    }
+
+    private JsonNode body(Exchange exchange) {
+        byte[] bytes = exchange.getIn().getBody(byte[].class);
+        try {
+            JsonNode node = bytes == null || bytes.length == 0 ? null : json.readTree(bytes);
+            if (node == null || !node.isObject()) {
+                throw OpenAiException.badRequest(null, "The request body must be a JSON object.");
+            }
+            return node;
+        } catch (IOException e) {
+            throw OpenAiException.badRequest(null, "Invalid JSON in request body: " + e.getMessage());
+        }
+    }
+
+    private static String text(JsonNode body, String field) {
+        JsonNode v = body.get(field);
+        if (v == null || !v.isTextual() || v.asText().isBlank()) {
+            throw OpenAiException.badRequest(field, "'" + field + "' must be a non-empty string.");
+        }
+        return v.asText();
+    }
+
+    private static URI url(String s) {
+        try {
+            URI u = URI.create(s);
+            if (!("http".equals(u.getScheme()) || "https".equals(u.getScheme())) || u.getHost() == null) {
+                throw new IllegalArgumentException("not an http(s) URL");
+            }
+            return u;
+        } catch (IllegalArgumentException e) {
+            throw OpenAiException.badRequest("remote_url", "'remote_url' must be http(s)://host:port: " + e.getMessage());
+        }
+    }
+}
