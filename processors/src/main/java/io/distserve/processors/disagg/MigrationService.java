@@ -257,9 +257,14 @@ public final class MigrationService implements AutoCloseable {
             throw new OpenAiException(503, "service_unavailable", "migration_request", "migration_failed",
                     "Pulling the KV cache from engine " + peer.engineId() + " failed: " + e.getMessage());
         }
+        try {
+            acknowledge(peer, req.remoteSessionId());
+        } catch (RuntimeException | InterruptedException e) {
+            release(local);
+            throw e;
+        }
         LOG.debug("pulled {} blocks of session {} from {} in {} us", needed, req.remoteSessionId(),
                 peer.engineId(), (System.nanoTime() - t0) / 1000);
-        acknowledge(peer, req.remoteSessionId());
         return new MigratedKv(local, req.remoteTokenId(), peer.engineId(), req.remoteSessionId());
     }
 
@@ -297,8 +302,12 @@ public final class MigrationService implements AutoCloseable {
         blocks.free(localBlocks);
     }
 
-    /** Tells the prefill engine it may free the lease; best effort (its lease expiry is the backstop). */
-    private void acknowledge(KvPeer peer, String sessionId) {
+    /**
+     * Ends the prefill engine's lease, and with it proves the pull: the blocks were still leased (not freed and
+     * reused) while they were read only if {@code free_cache} answers {@code freed: true}. A lease that had already
+     * ended (expired, or freed by another decode attempt) means the pulled bytes may be someone else's.
+     */
+    private void acknowledge(KvPeer peer, String sessionId) throws InterruptedException {
         ObjectNode body = json.createObjectNode();
         body.put("remote_engine_id", peer.engineId());
         body.put("remote_session_id", sessionId);
@@ -309,15 +318,25 @@ public final class MigrationService implements AutoCloseable {
         if (apiKey != null) {
             req.header("Authorization", "Bearer " + apiKey);
         }
-        http.sendAsync(req.build(), HttpResponse.BodyHandlers.ofString()).whenComplete((resp, err) -> {
-            if (err != null) {
-                LOG.warn("free_cache of session {} on {} failed: {}; its lease will expire", sessionId,
-                        peer.engineId(), err.toString());
-            } else if (resp.statusCode() != 200) {
-                LOG.warn("free_cache of session {} on {}: HTTP {} {}", sessionId, peer.engineId(),
-                        resp.statusCode(), resp.body());
-            }
-        });
+        HttpResponse<String> resp;
+        try {
+            resp = http.send(req.build(), HttpResponse.BodyHandlers.ofString());
+        } catch (java.io.IOException e) {
+            throw new OpenAiException(503, "service_unavailable", "migration_request", "migration_failed",
+                    "Engine " + peer.engineId() + " did not confirm the KV lease of session " + sessionId + ": " + e);
+        }
+        boolean freed;
+        try {
+            freed = resp.statusCode() == 200 && json.readTree(resp.body()).path("freed").asBoolean(false);
+        } catch (java.io.IOException e) {
+            freed = false;
+        }
+        if (!freed) {
+            throw new OpenAiException(503, "service_unavailable", "migration_request", "migration_failed",
+                    "The KV lease of session " + sessionId + " on engine " + peer.engineId()
+                            + " had already ended (HTTP " + resp.statusCode() + " " + resp.body() + "); the pulled "
+                            + "blocks are not trusted.");
+        }
     }
 
     private static String describe(KvCacheLayout l) {
