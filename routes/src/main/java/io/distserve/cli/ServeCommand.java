@@ -6,7 +6,7 @@ import picocli.CommandLine.Command;
 /** {@code distserve serve ...}: the servers, with LMDeploy's command shapes. */
 @Command(name = "serve", mixinStandardHelpOptions = true,
         description = "Run a server: an engine node (api_server) or the proxy.",
-        subcommands = {ApiServerCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {ApiServerCommand.class, ProxyCommand.class, CommandLine.HelpCommand.class})
 final class ServeCommand implements Runnable {
 
     @CommandLine.Spec

@@ -38,6 +38,13 @@ public final class ControlEndpoints {
         migration.describe(out);
         out.put("leases", leases.active());
         out.put("leased_blocks", leases.blocksHeld());
+        var sessions = out.putArray("lease_sessions");
+        for (PrefillLeases.LeaseInfo l : leases.snapshot(1000)) {
+            ObjectNode o = sessions.addObject();
+            o.put("session_id", l.sessionId());
+            o.put("blocks", l.blocks());
+            o.put("age_ms", l.ageMillis());
+        }
         Replies.json(exchange, 200, json.writeValueAsString(out));
     }
 

@@ -100,6 +100,21 @@ public final class PrefillLeases implements AutoCloseable {
         return n;
     }
 
+    /** A lease as {@code engine_info} lists it. */
+    public record LeaseInfo(String sessionId, int blocks, long ageMillis) {
+    }
+
+    /** The leases held now, oldest first, at most {@code limit}. */
+    public java.util.List<LeaseInfo> snapshot(int limit) {
+        long now = clock.getAsLong();
+        return leases.values().stream()
+                .sorted(java.util.Comparator.comparingLong(Lease::expiresAtNanos))
+                .limit(limit)
+                .map(l -> new LeaseInfo(l.sessionId(), l.blocks().length,
+                        Math.max(0, (now - (l.expiresAtNanos() - ttlNanos)) / 1_000_000)))
+                .toList();
+    }
+
     public int active() {
         return leases.size();
     }

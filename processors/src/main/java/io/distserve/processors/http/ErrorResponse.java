@@ -35,6 +35,13 @@ public final class ErrorResponse implements Processor {
             LOG.debug("{} rejected with {}: {}", route, error.status(), error.getMessage());
         }
         metrics.requestEnded(route, error.status());
+        SseResponse stream = exchange.getProperty("distserveSse", SseResponse.class);
+        if (stream != null) {
+            // the client's stream is open (its 200 is sent): the error goes in it as an event, then [DONE]
+            stream.send(responses.json().writeValueAsString(responses.error(error)));
+            stream.end();
+            return;
+        }
         Replies.json(exchange, error.status(), responses.json().writeValueAsString(responses.error(error)));
     }
 
@@ -42,6 +49,10 @@ public final class ErrorResponse implements Processor {
         for (Throwable t = caught; t != null; t = t.getCause()) {
             if (t instanceof OpenAiException e) {
                 return e;
+            }
+            if (t instanceof io.distserve.processors.proxy.NodeFailure f) {
+                return new OpenAiException(503, "service_unavailable", null, "node_failed",
+                        "No node could serve the request: " + f.getMessage());
             }
         }
         return OpenAiException.internal("Internal error: " + (caught == null ? "unknown" : caught.getClass().getSimpleName())

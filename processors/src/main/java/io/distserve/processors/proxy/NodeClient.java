@@ -1,0 +1,155 @@
+package io.distserve.processors.proxy;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.distserve.processors.openai.OpenAiException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.time.Duration;
+
+/**
+ * The proxy's HTTP calls to engine nodes, each with a timeout (LMDeploy's proxy had none), each carrying the
+ * proxy's API key (LMDeploy sent none, so nodes with --api-keys broke DistServe).
+ *
+ * <p>Failures before a node answered are {@link NodeFailure}s (the route may try another node); a node's 4xx is
+ * the client's fault and is passed on as an {@link OpenAiException} with the node's message.
+ */
+public final class NodeClient {
+
+    /** A node's answer: status and body (buffered). */
+    public record Reply(int status, byte[] body) {
+    }
+
+    /** An open streamed answer; closing it aborts the upstream request. */
+    public record Stream(int status, InputStream body) implements AutoCloseable {
+        @Override
+        public void close() {
+            try {
+                body.close();
+            } catch (IOException ignored) {
+                // closing an aborted stream may fail; nothing to do
+            }
+        }
+    }
+
+    private final HttpClient http;
+    private final ObjectMapper json;
+    private final String apiKey;
+
+    public NodeClient(Duration connectTimeout, String apiKey, ObjectMapper json) {
+        this.http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(connectTimeout)
+                .build();
+        this.json = json;
+        this.apiKey = apiKey;
+    }
+
+    public ObjectMapper json() {
+        return json;
+    }
+
+    private HttpRequest.Builder request(String nodeUrl, String path, Duration timeout) {
+        HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(nodeUrl + path)).timeout(timeout);
+        if (apiKey != null) {
+            b.header("Authorization", "Bearer " + apiKey);
+        }
+        return b;
+    }
+
+    /** POST JSON and read the whole answer; 5xx and transport errors are {@link NodeFailure}s. */
+    public Reply post(String nodeUrl, String path, byte[] body, Duration timeout) throws InterruptedException {
+        HttpRequest req = request(nodeUrl, path, timeout).header("Content-Type", "application/json")
+                .POST(HttpRequest.BodyPublishers.ofByteArray(body)).build();
+        try {
+            HttpResponse<byte[]> resp = http.send(req, HttpResponse.BodyHandlers.ofByteArray());
+            if (resp.statusCode() >= 500) {
+                throw new NodeFailure(nodeUrl, "HTTP " + resp.statusCode() + " from " + path + ": "
+                        + abbreviate(resp.body()), null);
+            }
+            return new Reply(resp.statusCode(), resp.body());
+        } catch (IOException e) {
+            throw new NodeFailure(nodeUrl, path + " failed: " + e, e);
+        }
+    }
+
+    /** POST and return the answer as it streams; 5xx and transport errors before the headers are failures. */
+    public Stream postStream(String nodeUrl, String path, byte[] body, Duration firstByteTimeout)
+            throws InterruptedException {
+        HttpRequest req = request(nodeUrl, path, firstByteTimeout).header("Content-Type", "application/json")
+                .POST(HttpRequest.BodyPublishers.ofByteArray(body)).build();
+        try {
+            HttpResponse<InputStream> resp = http.send(req, HttpResponse.BodyHandlers.ofInputStream());
+            if (resp.statusCode() >= 500) {
+                byte[] text;
+                try (InputStream in = resp.body()) {
+                    text = in.readNBytes(2000);
+                }
+                throw new NodeFailure(nodeUrl, "HTTP " + resp.statusCode() + " from " + path + ": "
+                        + abbreviate(text), null);
+            }
+            return new Stream(resp.statusCode(), resp.body());
+        } catch (IOException e) {
+            throw new NodeFailure(nodeUrl, path + " failed: " + e, e);
+        }
+    }
+
+    public JsonNode getJson(String nodeUrl, String path, Duration timeout) throws InterruptedException {
+        HttpRequest req = request(nodeUrl, path, timeout).GET().build();
+        try {
+            HttpResponse<byte[]> resp = http.send(req, HttpResponse.BodyHandlers.ofByteArray());
+            if (resp.statusCode() != 200) {
+                throw new NodeFailure(nodeUrl, "HTTP " + resp.statusCode() + " from " + path + ": "
+                        + abbreviate(resp.body()), null);
+            }
+            return json.readTree(resp.body());
+        } catch (IOException e) {
+            throw new NodeFailure(nodeUrl, path + " failed: " + e, e);
+        }
+    }
+
+    public JsonNode postJson(String nodeUrl, String path, JsonNode body, Duration timeout)
+            throws InterruptedException {
+        Reply r;
+        try {
+            r = post(nodeUrl, path, json.writeValueAsBytes(body), timeout);
+        } catch (IOException e) {
+            throw new IllegalStateException(e);
+        }
+        if (r.status() != 200) {
+            throw new NodeFailure(nodeUrl, "HTTP " + r.status() + " from " + path + ": " + abbreviate(r.body()), null);
+        }
+        try {
+            return json.readTree(r.body());
+        } catch (IOException e) {
+            throw new NodeFailure(nodeUrl, "invalid JSON from " + path, e);
+        }
+    }
+
+    /** A node's 4xx answer, passed to the client as an OpenAI error with the node's own message. */
+    public OpenAiException clientError(Reply r) {
+        String message = abbreviate(r.body());
+        String type = "invalid_request_error";
+        String param = null;
+        String code = null;
+        try {
+            JsonNode e = json.readTree(r.body()).path("error");
+            if (e.isObject()) {
+                message = e.path("message").asText(message);
+                type = e.path("type").asText(type);
+                param = e.path("param").isTextual() ? e.path("param").asText() : null;
+                code = e.path("code").isTextual() ? e.path("code").asText() : null;
+            }
+        } catch (IOException ignored) {
+            // not JSON: keep the raw text
+        }
+        return new OpenAiException(r.status(), type, param, code, message);
+    }
+
+    static String abbreviate(byte[] body) {
+        String s = new String(body, 0, Math.min(body.length, 500), java.nio.charset.StandardCharsets.UTF_8);
+        return s.replace('\n', ' ');
+    }
+}

@@ -1,0 +1,69 @@
+package io.distserve.processors.proxy;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import io.distserve.processors.http.SseResponse;
+import io.distserve.processors.openai.InferenceRequest;
+import io.distserve.registry.NodeLease;
+import java.util.HashSet;
+import java.util.Set;
+import org.apache.camel.Exchange;
+
+/**
+ * One client request's journey through the proxy: the nodes tried and chosen, the prefill's hand-off, the open
+ * client stream. Lives in an exchange property for the length of the request; each route step reads and updates
+ * it. Mutable on purpose: it is the exchange's own state, touched by one worker thread at a time.
+ */
+public final class ProxyCall {
+
+    public static final String PROPERTY = "distserveCall";
+    /** Exchange property the YAML route tests: the prefill's answer is already the whole answer. */
+    public static final String DONE_AT_PREFILL = "doneAtPrefill";
+
+    final InferenceRequest request;
+    final String id;
+    final long created;
+    final long startNanos = System.nanoTime();
+    final Set<String> triedPrefill = new HashSet<>();
+    final Set<String> triedDecode = new HashSet<>();
+    final Set<String> triedHybrid = new HashSet<>();
+
+    NodeLease prefill;
+    NodeLease decode;
+    NodeLease hybrid;
+    /** The prefill's answer: its OpenAI body with the {@code distserve} hand-off. */
+    JsonNode prefillAnswer;
+    String prefillText = "";
+    /** True once a decode engine confirmed it took the KV (or the lease was freed): nothing left to free. */
+    boolean leaseSettled;
+    SseResponse sse;
+    boolean firstChunkSent;
+    int promptTokens;
+    int completionTokens;
+
+    ProxyCall(InferenceRequest request, String id, long created) {
+        this.request = request;
+        this.id = id;
+        this.created = created;
+    }
+
+    public static ProxyCall of(Exchange exchange) {
+        ProxyCall call = exchange.getProperty(PROPERTY, ProxyCall.class);
+        if (call == null) {
+            throw new IllegalStateException("no proxy call on this exchange: the ingest step did not run");
+        }
+        return call;
+    }
+
+    public InferenceRequest request() {
+        return request;
+    }
+
+    /** The client stream, when it has been opened. */
+    public SseResponse sse() {
+        return sse;
+    }
+
+    String model() {
+        return request.model();
+    }
+}

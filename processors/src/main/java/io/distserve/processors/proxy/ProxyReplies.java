@@ -1,0 +1,32 @@
+package io.distserve.processors.proxy;
+
+import io.distserve.processors.http.Replies;
+import io.distserve.processors.http.SseResponse;
+import io.distserve.processors.metrics.RequestMetrics;
+import org.apache.camel.Exchange;
+
+/** Opening the client's stream and answering, shared by the proxy's steps. */
+final class ProxyReplies {
+
+    /** Exchange property holding the open client stream, for the error handler. */
+    static final String SSE_PROPERTY = "distserveSse";
+
+    private ProxyReplies() {
+    }
+
+    /** Opens the client's SSE stream once; a client that goes away closes {@code upstream} work via the call. */
+    static SseResponse openStream(Exchange exchange, ProxyCall call, Runnable onClientGone) {
+        if (call.sse == null) {
+            SseResponse sse = SseResponse.of(exchange);
+            sse.start(onClientGone);
+            call.sse = sse;
+            exchange.setProperty(SSE_PROPERTY, sse);
+        }
+        return call.sse;
+    }
+
+    static void json(Exchange exchange, RequestMetrics metrics, int status, String body) {
+        Replies.json(exchange, status, body);
+        metrics.requestEnded(exchange.getFromRouteId(), status);
+    }
+}

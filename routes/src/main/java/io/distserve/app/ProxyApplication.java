@@ -1,0 +1,163 @@
+package io.distserve.app;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.distserve.processors.http.ApiKeyCheck;
+import io.distserve.processors.http.ErrorResponse;
+import io.distserve.processors.metrics.PrometheusScrape;
+import io.distserve.processors.metrics.RequestMetrics;
+import io.distserve.processors.openai.OpenAiRequestParser;
+import io.distserve.processors.openai.OpenAiResponses;
+import io.distserve.processors.openai.RequestKind;
+import io.distserve.processors.proxy.ChooseNode;
+import io.distserve.processors.proxy.ConnectPair;
+import io.distserve.processors.proxy.DecodeCall;
+import io.distserve.processors.proxy.ForwardHybrid;
+import io.distserve.processors.proxy.InFlightMigrations;
+import io.distserve.processors.proxy.NodeClient;
+import io.distserve.processors.proxy.PairConnections;
+import io.distserve.processors.proxy.PrefillCall;
+import io.distserve.processors.proxy.ProxyAdmin;
+import io.distserve.processors.proxy.ProxyIngest;
+import io.distserve.processors.proxy.ReleaseCall;
+import io.distserve.processors.proxy.RespondFromPrefill;
+import io.distserve.processors.routing.NodeRouter;
+import io.distserve.processors.routing.RoutingStrategies;
+import io.distserve.registry.HealthCheckSettings;
+import io.distserve.registry.HealthChecker;
+import io.distserve.registry.HttpHealthProbe;
+import io.distserve.registry.NodeRegistry;
+import io.distserve.registry.NodeRole;
+import io.distserve.registry.NodeTableFile;
+import io.distserve.registry.TimeSource;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import java.time.Duration;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import org.apache.camel.component.micrometer.MicrometerConstants;
+import org.apache.camel.main.BaseMainSupport;
+import org.apache.camel.main.Main;
+import org.apache.camel.main.MainListenerSupport;
+import org.apache.camel.spi.PropertiesComponent;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * {@code serve proxy}: the node table (kept in a file across restarts, health-checked), the routing strategy, the
+ * (prefill, decode) connection pool, and the processors that proxy.camel.yaml names, on Camel Main.
+ */
+public final class ProxyApplication {
+
+    private static final Logger LOG = LoggerFactory.getLogger(ProxyApplication.class);
+
+    private final ProxyServerSettings settings;
+    private volatile Main main;
+
+    public ProxyApplication(ProxyServerSettings settings) {
+        this.settings = settings;
+    }
+
+    public int run() throws Exception {
+        Main m = CamelServers.newMain(ProxyApplication.class, settings.host(), settings.port(),
+                CamelServers.routes(settings.routes(), settings.extraRoutes(), ProxyServerSettings.DEFAULT_ROUTES),
+                settings.propertiesFile());
+        m.addOverrideProperty("camel.main.name", "distserve-proxy");
+        m.addOverrideProperty("distserve.proxy.servingStrategy", settings.servingStrategy());
+        m.addMainListener(new Lifecycle());
+        this.main = m;
+        m.run();
+        return m.getExitCode();
+    }
+
+    public void stop() {
+        Main m = main;
+        if (m != null) {
+            m.completed();
+        }
+    }
+
+    /** Builds and binds everything once the properties are known; starts and stops the health checker. */
+    private final class Lifecycle extends MainListenerSupport {
+        private HealthChecker health;
+        private ExecutorService background;
+
+        @Override
+        public void beforeConfigure(BaseMainSupport mainSupport) {
+            PropertiesComponent props = mainSupport.getCamelContext().getPropertiesComponent();
+            Duration connect = Duration.ofMillis(number(props, "distserve.proxy.connectTimeoutMillis", 2000));
+            Duration prefillTimeout = Duration.ofSeconds(number(props, "distserve.proxy.prefillTimeoutSeconds", 120));
+            Duration firstByte = Duration.ofSeconds(number(props, "distserve.proxy.firstByteTimeoutSeconds", 120));
+            Duration control = Duration.ofSeconds(number(props, "distserve.proxy.controlTimeoutSeconds", 10));
+            String key = settings.apiKeys().isEmpty() ? null : settings.apiKeys().get(0);
+
+            ObjectMapper json = new ObjectMapper();
+            NodeRegistry registry = new NodeRegistry(new NodeTableFile(settings.nodeTable()), TimeSource.system());
+            NodeRouter router = new NodeRouter(registry, RoutingStrategies.byName(settings.routingStrategy()));
+            NodeClient client = new NodeClient(connect, key, json);
+            PairConnections pairs = new PairConnections(client, control,
+                    (int) number(props, "distserve.proxy.pairConnectAttempts", 3));
+            InFlightMigrations migrations = new InFlightMigrations();
+            background = Executors.newFixedThreadPool(4, r -> {
+                Thread t = new Thread(r, "proxy-background");
+                t.setDaemon(true);
+                return t;
+            });
+            health = new HealthChecker(registry, new HttpHealthProbe(
+                    Duration.ofSeconds(number(props, "distserve.proxy.healthTimeoutSeconds", 2)), key),
+                    HealthCheckSettings.DEFAULTS
+                            .withInterval(Duration.ofSeconds(number(props, "distserve.proxy.healthIntervalSeconds", 5)))
+                            .withProbeTimeout(Duration.ofSeconds(number(props, "distserve.proxy.healthTimeoutSeconds", 2)))
+                            .withUnhealthyAfter((int) number(props, "distserve.proxy.unhealthyAfterFailures", 2)),
+                    TimeSource.system());
+
+            PrometheusMeterRegistry meters = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+            RequestMetrics metrics = new RequestMetrics(meters);
+            Gauge.builder("distserve.proxy.nodes", registry, NodeRegistry::size).description("Nodes in the table")
+                    .register(meters);
+            Gauge.builder("distserve.proxy.migrations_in_flight", migrations, InFlightMigrations::size)
+                    .description("Prefill leases between prefill and decode").register(meters);
+            OpenAiRequestParser parser = new OpenAiRequestParser(json);
+
+            org.apache.camel.spi.Registry m = mainSupport.getCamelContext().getRegistry();
+            m.bind(MicrometerConstants.METRICS_REGISTRY_NAME, meters);
+            m.bind("apiKeyCheck", new ApiKeyCheck(settings.apiKeys()));
+            m.bind("errorResponse", new ErrorResponse(new OpenAiResponses(json), metrics));
+            m.bind("ingestCompletion", new ProxyIngest(RequestKind.COMPLETION, parser));
+            m.bind("ingestChat", new ProxyIngest(RequestKind.CHAT, parser));
+            m.bind("chooseHybrid", new ChooseNode(router, NodeRole.Hybrid));
+            m.bind("choosePrefill", new ChooseNode(router, NodeRole.Prefill));
+            m.bind("chooseDecode", new ChooseNode(router, NodeRole.Decode));
+            m.bind("forwardHybrid", new ForwardHybrid(client, firstByte, metrics));
+            m.bind("prefill", new PrefillCall(client, prefillTimeout, migrations));
+            m.bind("respondFromPrefill", new RespondFromPrefill(client, metrics));
+            m.bind("connectPair", new ConnectPair(pairs));
+            m.bind("decode", new DecodeCall(client, pairs, firstByte, settings.migrationProtocol(), metrics));
+            m.bind("releaseCall", new ReleaseCall(client, control, migrations, background));
+            m.bind("proxyAdmin", new ProxyAdmin(registry, pairs, client, migrations, control, background));
+            m.bind("prometheusScrape", new PrometheusScrape(meters));
+        }
+
+        @Override
+        public void afterStart(BaseMainSupport mainSupport) {
+            health.start();
+            LOG.info("proxy serving on http://{}:{} ({} serving, {} routing, {} migration); node table {}",
+                    settings.host(), settings.port(), settings.servingStrategy(), settings.routingStrategy(),
+                    settings.migrationProtocol(), settings.nodeTable());
+        }
+
+        @Override
+        public void afterStop(BaseMainSupport mainSupport) {
+            if (health != null) {
+                health.close();
+            }
+            if (background != null) {
+                background.shutdownNow();
+            }
+        }
+
+        private long number(PropertiesComponent props, String key, long dflt) {
+            return props.resolveProperty(key).map(Long::parseLong).orElse(dflt);
+        }
+    }
+}

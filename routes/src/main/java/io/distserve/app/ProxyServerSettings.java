@@ -1,0 +1,23 @@
+package io.distserve.app;
+
+import java.nio.file.Path;
+import java.util.List;
+
+/**
+ * Everything {@code serve proxy} was told, validated by the command.
+ *
+ * @param servingStrategy   Hybrid or DistServe
+ * @param routingStrategy   random, min_expected_latency or min_observed_latency
+ * @param migrationProtocol TCP, NVLINK or RDMA
+ * @param nodeTable         where the node table is kept across restarts
+ */
+public record ProxyServerSettings(String host, int port, String servingStrategy, String routingStrategy,
+                                  String migrationProtocol, List<String> apiKeys, Path nodeTable, String routes,
+                                  String extraRoutes, Path propertiesFile) {
+
+    public static final String DEFAULT_ROUTES = "classpath:camel/proxy.camel.yaml";
+
+    public ProxyServerSettings {
+        apiKeys = List.copyOf(apiKeys);
+    }
+}
