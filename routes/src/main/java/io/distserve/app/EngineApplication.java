@@ -140,8 +140,12 @@ public final class EngineApplication {
                 return;
             }
             try {
-                ObjectName name = new ObjectName(agent.getMBeanObjectDomainName() + ":context="
-                        + ObjectName.quote(context.getManagementName()) + ",type=services,name=DistServeEngine");
+                // the context key exactly as Camel writes it in its own names (unquoted when it can be), so that
+                // context=<name>,type=services,* finds this bean beside Camel's
+                String contextKey = context.getManagementStrategy().getManagementObjectNameStrategy()
+                        .getObjectNameForCamelContext(context).getKeyProperty("context");
+                ObjectName name = new ObjectName(agent.getMBeanObjectDomainName() + ":context=" + contextKey
+                        + ",type=services,name=DistServeEngine");
                 agent.register(new EngineManagement(node), name);
             } catch (Exception e) {
                 LOG.warn("engine MBean not registered: {}", e.toString());
