@@ -70,7 +70,7 @@ public final class EngineManagement {
     @ManagedAttribute(description = "Requests finished since start (any reason)")
     public long getRequestsServed() {
         EngineStats s = stats();
-        return s.requestsFinished();
+        return s.requestsFinished() + s.requestsAborted() + s.requestsFailed();
     }
 
     @ManagedOperation(description = "Abort a request by id; true if it was found")
