@@ -13,6 +13,7 @@ import io.distserve.processors.engine.PrepareGeneration;
 import io.distserve.processors.engine.StreamResponse;
 import io.distserve.processors.http.ApiKeyCheck;
 import io.distserve.processors.http.ErrorResponse;
+import io.distserve.processors.http.LenientJsonBody;
 import io.distserve.processors.metrics.EngineGauges;
 import io.distserve.processors.metrics.PrometheusScrape;
 import io.distserve.processors.metrics.RequestMetrics;
@@ -116,6 +117,10 @@ public final class EngineApplication {
         public void afterStart(BaseMainSupport mainSupport) {
             CamelContext context = mainSupport.getCamelContext();
             registerMBean(context);
+            if (!LenientJsonBody.install(context, settings.port())) {
+                LOG.warn("no platform-http router on port {}: form-encoded JSON bodies will be refused",
+                        settings.port());
+            }
             node.markServing();
             String host = AdvertisedAddress.host(settings.host(), settings.proxyUrl());
             int port = settings.port();
