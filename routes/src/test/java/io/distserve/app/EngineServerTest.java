@@ -10,7 +10,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import java.io.BufferedReader;
 import java.io.InputStream;
 import java.io.InputStreamReader;
-import java.io.OutputStream;
 import java.net.Socket;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
@@ -318,7 +317,7 @@ class EngineServerTest {
     void clientDisconnectDuringStreamFreesBlocks() throws Exception {
         try (LogCapture log = LogCapture.attach(Level.INFO)) {
             String id;
-            try (Socket socket = openRequest("/v1/completions", completion("Long story:", 4000, true,
+            try (Socket socket = server.openRequest("/v1/completions", completion("Long story:", 4000, true,
                     "\"ignore_eos\":true"))) {
                 BufferedReader reader = new BufferedReader(new InputStreamReader(socket.getInputStream(),
                         StandardCharsets.UTF_8));
@@ -347,7 +346,7 @@ class EngineServerTest {
     void clientDisconnectDuringWholeRequestFreesBlocks() throws Exception {
         try (LogCapture log = LogCapture.attach(Level.INFO)) {
             long servedBefore = (Long) server.engineAttribute("RequestsServed");
-            try (Socket socket = openRequest("/v1/completions", completion("Long story:", 4000, false,
+            try (Socket socket = server.openRequest("/v1/completions", completion("Long story:", 4000, false,
                     "\"ignore_eos\":true"))) {
                 await().atMost(Duration.ofSeconds(10)).until(() -> (Integer) server.engineAttribute("Running") == 1);
                 assertThat((Integer) server.engineAttribute("KvBlocksUsed")).isPositive();
@@ -363,18 +362,6 @@ class EngineServerTest {
             assertThat(log.atLeast(Level.WARN)).as(LogCapture.describe(log.atLeast(Level.WARN))).isEmpty();
         }
         assertThat(server.post("/v1/completions", completion("after", 4, false, null)).statusCode()).isEqualTo(200);
-    }
-
-    /** Sends a raw HTTP/1.1 request on a socket the caller closes when it likes. */
-    private static Socket openRequest(String path, String body) throws Exception {
-        Socket socket = new Socket("127.0.0.1", server.port);
-        byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
-        OutputStream out = socket.getOutputStream();
-        out.write(("POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                + "Content-Length: " + bytes.length + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
-        out.write(bytes);
-        out.flush();
-        return socket;
     }
 
     // ------------------------------------------------------------------------------------------------ concurrency

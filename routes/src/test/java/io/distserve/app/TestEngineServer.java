@@ -131,6 +131,19 @@ final class TestEngineServer implements AutoCloseable {
                 .POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofString());
     }
 
+    /** Sends a raw HTTP/1.1 POST (with the key, if any) on a socket the caller closes when it likes. */
+    java.net.Socket openRequest(String path, String body) throws IOException {
+        java.net.Socket socket = new java.net.Socket("127.0.0.1", port);
+        byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
+        java.io.OutputStream out = socket.getOutputStream();
+        out.write(("POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                + (apiKey == null ? "" : "Authorization: Bearer " + apiKey + "\r\n")
+                + "Content-Length: " + bytes.length + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
+        out.write(bytes);
+        out.flush();
+        return socket;
+    }
+
     static JsonNode json(HttpResponse<String> response) {
         try {
             return JSON.readTree(response.body());
