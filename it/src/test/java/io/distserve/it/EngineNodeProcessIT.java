@@ -236,7 +236,9 @@ class EngineNodeProcessIT {
         assertThat(server.process.isAlive()).isFalse();
         assertThat(code).as("exit code after SIGTERM").isIn(0, 130, 143);
         String log = server.output();
-        assertThat(log).contains("serving tiny as Hybrid").containsPattern("engine engine-\\S+ stopped");
+        // (the final "engine ... stopped" line is not asserted: Camel Main's hook lets the JVM exit once the context
+        // has stopped, which can be before the last listener logs)
+        assertThat(log).contains("serving tiny as Hybrid");
         List<String> problems = new ArrayList<>();
         for (String line : log.split("\n")) {
             if (line.contains(" ERROR ") || line.contains("Exception in thread")) {
