@@ -261,6 +261,22 @@ class EngineServerTest {
         }
     }
 
+    /** Token-id prompts: ids beyond the model's vocabulary and in its padding past the tokenizer's are 400s. */
+    @Test
+    void promptTokenIdsOutsideTheVocabularyAre400() throws Exception {
+        int tokenizerSize = server.app().node().tokenizer().tokenizer().vocabSize();
+        for (int id : new int[] {tokenizerSize, tokenizerSize + 1, 100_000}) {
+            HttpResponse<String> r = server.post("/v1/completions",
+                    "{\"model\":\"tiny\",\"prompt\":[65," + id + "],\"max_tokens\":2}");
+            assertThat(r.statusCode()).as("id %d: %s", id, r.body()).isEqualTo(400);
+            assertThat(json(r).path("error").path("param").asText()).isEqualTo("prompt");
+        }
+        HttpResponse<String> ok = server.post("/v1/completions",
+                "{\"model\":\"tiny\",\"prompt\":[65," + (tokenizerSize - 1) + "],\"max_tokens\":2,\"ignore_eos\":true}");
+        assertThat(ok.statusCode()).as(ok.body()).isEqualTo(200);
+        assertThat(json(ok).path("usage").path("prompt_tokens").asInt()).isEqualTo(2);
+    }
+
     @Test
     void unknownPathAndWrongMethod() throws Exception {
         assertThat(server.get("/v1/nothing-here").statusCode()).isEqualTo(404);
