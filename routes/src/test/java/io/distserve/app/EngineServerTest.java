@@ -331,6 +331,7 @@ class EngineServerTest {
 
     @Test
     void clientDisconnectDuringStreamFreesBlocks() throws Exception {
+        double closedBefore = clientClosedCount();
         try (LogCapture log = LogCapture.attach(Level.INFO)) {
             String id;
             try (Socket socket = server.openRequest("/v1/completions", completion("Long story:", 4000, true,
@@ -356,10 +357,12 @@ class EngineServerTest {
                             .contains("finish=abort")));
             assertThat(log.atLeast(Level.WARN)).as(LogCapture.describe(log.atLeast(Level.WARN))).isEmpty();
         }
+        await().atMost(Duration.ofSeconds(5)).until(() -> clientClosedCount() == closedBefore + 1);
     }
 
     @Test
     void clientDisconnectDuringWholeRequestFreesBlocks() throws Exception {
+        double closedBefore = clientClosedCount();
         try (LogCapture log = LogCapture.attach(Level.INFO)) {
             long servedBefore = (Long) server.engineAttribute("RequestsServed");
             try (Socket socket = server.openRequest("/v1/completions", completion("Long story:", 4000, false,
@@ -377,7 +380,15 @@ class EngineServerTest {
                             .contains("finish=abort")));
             assertThat(log.atLeast(Level.WARN)).as(LogCapture.describe(log.atLeast(Level.WARN))).isEmpty();
         }
+        await().atMost(Duration.ofSeconds(5)).until(() -> clientClosedCount() == closedBefore + 1);
         assertThat(server.post("/v1/completions", completion("after", 4, false, null)).statusCode()).isEqualTo(200);
+    }
+
+    /** Requests counted with status 499 (client closed the connection first). */
+    private static double clientClosedCount() throws Exception {
+        String sample = "distserve_requests_total{route=\"completions\",status=\"499\"}";
+        String text = server.get("/metrics").body();
+        return text.contains(sample + " ") ? TestEngineServer.metric(text, sample) : 0;
     }
 
     // ------------------------------------------------------------------------------------------------ concurrency

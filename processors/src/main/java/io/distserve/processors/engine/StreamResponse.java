@@ -49,7 +49,7 @@ public final class StreamResponse implements Processor {
         } finally {
             sse.end();
             metrics.requestFinished();
-            metrics.requestEnded(exchange.getFromRouteId(), 200);
+            metrics.requestEnded(exchange.getFromRouteId(), sse.clientGone() ? RequestMetrics.CLIENT_CLOSED : 200);
         }
     }
 
