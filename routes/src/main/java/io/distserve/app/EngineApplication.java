@@ -14,6 +14,7 @@ import io.distserve.processors.engine.StreamResponse;
 import io.distserve.processors.http.ApiKeyCheck;
 import io.distserve.processors.http.ErrorResponse;
 import io.distserve.processors.http.LenientJsonBody;
+import io.distserve.processors.http.UnmatchedRequests;
 import io.distserve.processors.metrics.EngineGauges;
 import io.distserve.processors.metrics.PrometheusScrape;
 import io.distserve.processors.metrics.RequestMetrics;
@@ -84,7 +85,7 @@ public final class EngineApplication {
         m.bind("listModels", new ListModels(engineNode, responses));
         m.bind("healthCheck", new HealthCheck(engineNode));
         m.bind("prometheusScrape", new PrometheusScrape(registry));
-        m.addMainListener(new Lifecycle(model, json));
+        m.addMainListener(new Lifecycle(model, json, responses));
         this.main = m;
         m.run();
         return m.getExitCode();
@@ -106,17 +107,20 @@ public final class EngineApplication {
     private final class Lifecycle extends MainListenerSupport {
         private final LoadedModel model;
         private final ObjectMapper json;
+        private final OpenAiResponses responses;
         private ProxyRegistration registration;
 
-        Lifecycle(LoadedModel model, ObjectMapper json) {
+        Lifecycle(LoadedModel model, ObjectMapper json, OpenAiResponses responses) {
             this.model = model;
             this.json = json;
+            this.responses = responses;
         }
 
         @Override
         public void afterStart(BaseMainSupport mainSupport) {
             CamelContext context = mainSupport.getCamelContext();
             registerMBean(context);
+            UnmatchedRequests.install(context, settings.port(), responses);
             if (!LenientJsonBody.install(context, settings.port())) {
                 LOG.warn("no platform-http router on port {}: form-encoded JSON bodies will be refused",
                         settings.port());

@@ -278,10 +278,19 @@ class EngineServerTest {
     }
 
     @Test
-    void unknownPathAndWrongMethod() throws Exception {
-        assertThat(server.get("/v1/nothing-here").statusCode()).isEqualTo(404);
-        assertThat(server.get("/v1/completions").statusCode()).isEqualTo(405);
-        assertThat(server.post("/health", "{}").statusCode()).isEqualTo(405);
+    void unknownPathAndWrongMethodAnswerWithOpenAiErrors() throws Exception {
+        HttpResponse<String> missing = server.get("/v1/nothing-here");
+        assertThat(missing.statusCode()).isEqualTo(404);
+        assertThat(json(missing).path("error").path("code").asText()).isEqualTo("not_found");
+        assertThat(json(missing).path("error").path("message").asText()).contains("/v1/nothing-here");
+        HttpResponse<String> get = server.get("/v1/completions");
+        assertThat(get.statusCode()).isEqualTo(405);
+        assertThat(get.headers().firstValue("Allow")).hasValue("POST");
+        assertThat(json(get).path("error").path("code").asText()).isEqualTo("method_not_allowed");
+        HttpResponse<String> post = server.post("/health", "{}");
+        assertThat(post.statusCode()).isEqualTo(405);
+        assertThat(json(post).path("error").path("type").asText()).isEqualTo("invalid_request_error");
+        assertThat(server.get("/health").statusCode()).isEqualTo(200);
     }
 
     /** A step that fails unexpectedly: 500 with an OpenAI error body, the stack trace in the log, still serving. */
