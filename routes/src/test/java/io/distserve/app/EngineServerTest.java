@@ -167,6 +167,19 @@ class EngineServerTest {
         assertThat(s.events().get(s.events().size() - 1).done()).isTrue();
     }
 
+    /** platform-http copies message headers into the reply: request headers must never come back. */
+    @Test
+    void requestHeadersAreNotEchoed() throws Exception {
+        for (String body : new String[] {completion("echo?", 3, false, null), completion("echo?", 3, true, null),
+                "{\"prompt\":\"x\",\"n\":5}"}) {
+            HttpResponse<String> r = server.http.send(server.request("/v1/completions")
+                    .header("Content-Type", "application/json").header("X-Secret-Token", "hunter2")
+                    .POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofString());
+            assertThat(r.headers().map().keySet()).as(body).noneMatch(h -> h.equalsIgnoreCase("X-Secret-Token")
+                    || h.equalsIgnoreCase("User-Agent") || h.equalsIgnoreCase("Host"));
+        }
+    }
+
     @Test
     void modelsAndHealth() throws Exception {
         HttpResponse<String> models = server.get("/v1/models");
