@@ -19,6 +19,8 @@ import io.distserve.processors.engine.PrepareGeneration;
 import io.distserve.processors.engine.StreamResponse;
 import io.distserve.processors.http.ApiKeyCheck;
 import io.distserve.processors.http.ErrorResponse;
+import io.distserve.processors.http.LenientJsonBody;
+import io.distserve.processors.http.UnmatchedRequests;
 import io.distserve.processors.metrics.EngineGauges;
 import io.distserve.processors.metrics.PrometheusScrape;
 import io.distserve.processors.metrics.RequestMetrics;
@@ -99,7 +101,7 @@ public final class EngineApplication {
         m.bind("prometheusScrape", new PrometheusScrape(registry));
         m.bind("pullKv", new PullKv(migration));
         m.bind("distserveControl", new ControlEndpoints(engineNode, migration, engineNode.leases(), json));
-        m.addMainListener(new Lifecycle(model, migration, json));
+        m.addMainListener(new Lifecycle(model, migration, json, responses));
         this.main = m;
         m.run();
         return m.getExitCode();
@@ -122,18 +124,25 @@ public final class EngineApplication {
         private final LoadedModel model;
         private final MigrationService migration;
         private final ObjectMapper json;
+        private final OpenAiResponses responses;
         private ProxyRegistration registration;
 
-        Lifecycle(LoadedModel model, MigrationService migration, ObjectMapper json) {
+        Lifecycle(LoadedModel model, MigrationService migration, ObjectMapper json, OpenAiResponses responses) {
             this.model = model;
             this.migration = migration;
             this.json = json;
+            this.responses = responses;
         }
 
         @Override
         public void afterStart(BaseMainSupport mainSupport) {
             CamelContext context = mainSupport.getCamelContext();
             registerMBean(context);
+            UnmatchedRequests.install(context, settings.port(), responses);
+            if (!LenientJsonBody.install(context, settings.port())) {
+                LOG.warn("no platform-http router on port {}: form-encoded JSON bodies will be refused",
+                        settings.port());
+            }
             node.markServing();
             String host = AdvertisedAddress.host(settings.host(), settings.proxyUrl());
             int port = settings.port();
@@ -158,8 +167,12 @@ public final class EngineApplication {
                 return;
             }
             try {
-                ObjectName name = new ObjectName(agent.getMBeanObjectDomainName() + ":context="
-                        + ObjectName.quote(context.getManagementName()) + ",type=services,name=DistServeEngine");
+                // the context key exactly as Camel writes it in its own names (unquoted when it can be), so that
+                // context=<name>,type=services,* finds this bean beside Camel's
+                String contextKey = context.getManagementStrategy().getManagementObjectNameStrategy()
+                        .getObjectNameForCamelContext(context).getKeyProperty("context");
+                ObjectName name = new ObjectName(agent.getMBeanObjectDomainName() + ":context=" + contextKey
+                        + ",type=services,name=DistServeEngine");
                 agent.register(new EngineManagement(node), name);
             } catch (Exception e) {
                 LOG.warn("engine MBean not registered: {}", e.toString());

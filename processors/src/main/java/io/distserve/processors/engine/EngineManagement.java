@@ -70,7 +70,7 @@ public final class EngineManagement {
     @ManagedAttribute(description = "Requests finished since start (any reason)")
     public long getRequestsServed() {
         EngineStats s = stats();
-        return s.requestsFinished();
+        return s.requestsFinished() + s.requestsAborted() + s.requestsFailed();
     }
 
     @ManagedAttribute(description = "Prefill role: KV leases held for decode engines")

@@ -166,10 +166,13 @@ public final class EngineNode implements AutoCloseable {
         }
         if (request.promptTokenIds() != null) {
             int[] ids = request.promptTokenIds();
+            // The model's vocabulary is often padded beyond the tokenizer's (TINY: 448 vs 444; Qwen3: 151936 vs
+            // 151669): an id in the padding has an embedding but no text, and fails the engine's detokenizer.
+            int known = Math.min(vocabSize, tokenizer.tokenizer().vocabSize());
             for (int i = 0; i < ids.length; i++) {
-                if (ids[i] >= vocabSize) {
+                if (ids[i] >= known) {
                     throw OpenAiException.badRequest("prompt", "Token id " + ids[i] + " at position " + i
-                            + " is outside the vocabulary (size " + vocabSize + ").");
+                            + " is outside the vocabulary (size " + known + ").");
                 }
             }
             return ids;

@@ -8,6 +8,7 @@ import io.distserve.processors.http.ClientDisconnect;
 import io.distserve.processors.metrics.RequestMetrics;
 import io.distserve.processors.openai.OpenAiException;
 import io.distserve.processors.openai.OpenAiResponses;
+import java.util.concurrent.atomic.AtomicBoolean;
 import org.apache.camel.Exchange;
 import org.apache.camel.Processor;
 
@@ -56,7 +57,11 @@ public final class GenerateResponse implements Processor {
         Submission s = Submission.submit(node, p);
         metrics.requestStarted();
         try {
-            ClientDisconnect.onClose(exchange, () -> s.handle().abort());
+            AtomicBoolean clientGone = new AtomicBoolean();
+            ClientDisconnect.onClose(exchange, () -> {
+                clientGone.set(true);
+                s.handle().abort();
+            });
             FinishEvent f = null;
             while (f == null) {
                 Submission.Event e = s.next(1000);
@@ -75,7 +80,7 @@ public final class GenerateResponse implements Processor {
             }
             String body = responses.json().writeValueAsString(response);
             Replies.json(exchange, 200, body);
-            metrics.requestEnded(exchange.getFromRouteId(), 200);
+            metrics.requestEnded(exchange.getFromRouteId(), clientGone.get() ? RequestMetrics.CLIENT_CLOSED : 200);
         } catch (InterruptedException e) {
             s.handle().abort();
             Thread.currentThread().interrupt();

@@ -49,7 +49,7 @@ public final class StreamResponse implements Processor {
         } finally {
             sse.end();
             metrics.requestFinished();
-            metrics.requestEnded(exchange.getFromRouteId(), 200);
+            metrics.requestEnded(exchange.getFromRouteId(), sse.clientGone() ? RequestMetrics.CLIENT_CLOSED : 200);
         }
     }
 
@@ -68,7 +68,9 @@ public final class StreamResponse implements Processor {
             if (e instanceof Submission.Token t) {
                 String delta = t.event().textDelta();
                 if (delta != null && !delta.isEmpty()) {
-                    send(sse, responses.chunk(kind, p.id(), p.createdEpochSeconds(), model, delta, first, null));
+                    if (!send(sse, responses.chunk(kind, p.id(), p.createdEpochSeconds(), model, delta, first, null))) {
+                        s.handle().abort(); // the client is gone: free the sequence now, not at max_tokens
+                    }
                     first = false;
                 }
             } else if (e instanceof Submission.Finished done) {
@@ -95,8 +97,8 @@ public final class StreamResponse implements Processor {
         }
     }
 
-    private void send(SseResponse sse, Object chunk) throws Exception {
-        sse.send(responses.json().writeValueAsString(chunk));
+    private boolean send(SseResponse sse, Object chunk) throws Exception {
+        return sse.send(responses.json().writeValueAsString(chunk));
     }
 
     private void sendError(SseResponse sse, OpenAiException error) {

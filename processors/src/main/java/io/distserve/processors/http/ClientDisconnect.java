@@ -13,6 +13,9 @@ public final class ClientDisconnect {
         HttpMessage message = exchange.getIn(HttpMessage.class);
         if (message != null && message.getResponse() != null) {
             message.getResponse().closeHandler(v -> action.run());
+            if (message.getResponse().closed()) {
+                action.run(); // gone before the handler was set: it will never fire
+            }
         }
     }
 }

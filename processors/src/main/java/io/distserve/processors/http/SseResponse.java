@@ -47,6 +47,12 @@ public final class SseResponse {
             onClientGone.run();
         });
         started = true;
+        if (response.closed()) {
+            // gone before the handler was set: it will never fire
+            clientGone = true;
+            onClientGone.run();
+            return;
+        }
         // Send the headers now: the client sees the stream open before the first token.
         response.write("");
     }
@@ -64,14 +70,24 @@ public final class SseResponse {
         return true;
     }
 
-    /** Writes {@code data: [DONE]} and ends the response. Idempotent. */
+    /**
+     * Writes {@code data: [DONE]} and ends the response. Idempotent. When the client is gone the response is still
+     * marked ended (the write fails quietly): otherwise Camel, finding it open, would try to send its own reply on
+     * the closed connection and log "Response head already sent".
+     */
     public void end() {
         if (ended) {
             return;
         }
         ended = true;
-        if (!clientGone()) {
-            response.end("data: [DONE]\n\n");
+        try {
+            if (clientGone()) {
+                response.end();
+            } else {
+                response.end("data: [DONE]\n\n");
+            }
+        } catch (IllegalStateException alreadyEnded) {
+            // ended elsewhere: nothing left to write
         }
     }
 }

@@ -14,6 +14,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  */
 public final class RequestMetrics {
 
+    /** The status counted for a request whose client disconnected before the answer (nginx's 499). */
+    public static final int CLIENT_CLOSED = 499;
+
     private final MeterRegistry registry;
     private final AtomicInteger inFlight = new AtomicInteger();
     private final Counter promptTokens;
