@@ -79,7 +79,6 @@ public final class EngineApplication {
                 model.config().vocabSize(), model.config().maxPositions(), MigrationService.Settings.defaults(),
                 settings.apiKeys().isEmpty() ? null : settings.apiKeys().get(0), json);
         OpenAiResponses responses = new OpenAiResponses(json);
-        OpenAiRequestParser parser = new OpenAiRequestParser(json);
         PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
         RequestMetrics metrics = new RequestMetrics(registry);
         EngineGauges.register(registry, engineNode);
@@ -88,19 +87,7 @@ public final class EngineApplication {
         Main m = CamelServers.newMain(EngineApplication.class, settings.host(), settings.port(),
                 CamelServers.routes(settings.routes(), settings.extraRoutes(), EngineServerSettings.DEFAULT_ROUTES),
                 settings.propertiesFile());
-        m.bind(MicrometerConstants.METRICS_REGISTRY_NAME, registry);
-        m.bind("apiKeyCheck", new ApiKeyCheck(settings.apiKeys()));
-        m.bind("errorResponse", new ErrorResponse(responses, metrics));
-        m.bind("ingestCompletion", new Ingest(RequestKind.COMPLETION, parser));
-        m.bind("ingestChat", new Ingest(RequestKind.CHAT, parser));
-        m.bind("prepareGeneration", new PrepareGeneration(engineNode));
-        m.bind("generateResponse", new GenerateResponse(engineNode, responses, metrics));
-        m.bind("streamResponse", new StreamResponse(engineNode, responses, metrics));
-        m.bind("listModels", new ListModels(engineNode, responses));
-        m.bind("healthCheck", new HealthCheck(engineNode));
-        m.bind("prometheusScrape", new PrometheusScrape(registry));
-        m.bind("pullKv", new PullKv(migration));
-        m.bind("distserveControl", new ControlEndpoints(engineNode, migration, engineNode.leases(), json));
+        EngineBeans.bind(m::bind, engineNode, migration, settings.apiKeys(), json, registry, metrics);
         m.addMainListener(new Lifecycle(model, migration, json, responses));
         this.main = m;
         m.run();

@@ -10,6 +10,9 @@ import io.distserve.engine.LoadedModel;
 import io.distserve.engine.model.CheckpointGenerator;
 import io.distserve.engine.model.ModelShape;
 import io.distserve.processors.engine.EngineNode;
+import io.distserve.processors.disagg.MigrationService;
+import io.distserve.kv.transfer.TransportOptions;
+import io.distserve.kv.transfer.TransportRegistry;
 import io.distserve.processors.engine.GenerateResponse;
 import io.distserve.processors.engine.HealthCheck;
 import io.distserve.processors.engine.ListModels;
@@ -59,6 +62,7 @@ class EngineRoutesTest extends CamelMainTestSupport {
 
     static LoadedModel model;
     static EngineNode node;
+    static MigrationService migration;
     static final ObjectMapper JSON = new ObjectMapper();
     static int port;
 
@@ -76,6 +80,9 @@ class EngineRoutesTest extends CamelMainTestSupport {
 
     @AfterAll
     static void closeModel() {
+        if (migration != null) {
+            migration.close();
+        }
         if (model != null) {
             model.close();
         }
@@ -101,20 +108,12 @@ class EngineRoutesTest extends CamelMainTestSupport {
 
     @Override
     protected void bindToRegistry(Registry registry) throws Exception {
-        OpenAiResponses responses = new OpenAiResponses(JSON);
-        OpenAiRequestParser parser = new OpenAiRequestParser(JSON);
         PrometheusMeterRegistry prometheus = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
-        RequestMetrics metrics = new RequestMetrics(prometheus);
-        registry.bind("apiKeyCheck", new ApiKeyCheck(List.of()));
-        registry.bind("errorResponse", new ErrorResponse(responses, metrics));
-        registry.bind("ingestCompletion", new Ingest(RequestKind.COMPLETION, parser));
-        registry.bind("ingestChat", new Ingest(RequestKind.CHAT, parser));
-        registry.bind("prepareGeneration", new PrepareGeneration(node));
-        registry.bind("generateResponse", new GenerateResponse(node, responses, metrics));
-        registry.bind("streamResponse", new StreamResponse(node, responses, metrics));
-        registry.bind("listModels", new ListModels(node, responses));
-        registry.bind("healthCheck", new HealthCheck(node));
-        registry.bind("prometheusScrape", new PrometheusScrape(prometheus));
+        migration = new MigrationService(node.engineId(), model.backend().kvLayout(), model.engine().blockManager(),
+                model.backend().hostKvChunks(), TransportRegistry.discover().create("tcp", TransportOptions.defaults()),
+                model.config().vocabSize(), model.config().maxPositions(), MigrationService.Settings.defaults(), null,
+                JSON);
+        EngineBeans.bind(registry::bind, node, migration, List.of(), JSON, prometheus, new RequestMetrics(prometheus));
     }
 
     private void adviseCompletions(boolean failInPrepare) throws Exception {
