@@ -11,6 +11,7 @@ import io.distserve.kv.transfer.EndpointInfo;
 import io.distserve.kv.transfer.KvTransport;
 import io.distserve.kv.transfer.ReadOp;
 import io.distserve.kv.transfer.TransferException;
+import io.distserve.kv.transfer.TransferFuture;
 import io.distserve.processors.openai.OpenAiException;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -242,18 +243,20 @@ public final class MigrationService implements AutoCloseable {
         }
         int[] local = admit(needed);
         long t0 = System.nanoTime();
+        TransferFuture transfer = null;
         try {
             long bpb = layout.bytesPerBlock();
             List<ReadOp> ops = new ArrayList<>(needed);
             for (int i = 0; i < needed; i++) {
                 ops.add(new ReadOp(req.remoteBlockIds()[i] * bpb, local[i] * bpb, bpb));
             }
-            peer.connection().read(ops).await(settings.pullTimeout());
+            transfer = peer.connection().read(ops);
+            transfer.await(settings.pullTimeout());
         } catch (InterruptedException e) {
-            release(local);
+            releaseWhenSettled(transfer, local);
             throw e;
         } catch (Exception e) {
-            release(local);
+            releaseWhenSettled(transfer, local);
             throw new OpenAiException(503, "service_unavailable", "migration_request", "migration_failed",
                     "Pulling the KV cache from engine " + peer.engineId() + " failed: " + e.getMessage());
         }
@@ -289,6 +292,28 @@ public final class MigrationService implements AutoCloseable {
             }
         } finally {
             waitingMigrations.release();
+        }
+    }
+
+    /**
+     * Returns the blocks of a failed or interrupted pull, but never while bytes of its batch may still land in them
+     * (they could already belong to another sequence): a batch still in flight is cut off first (await's timeout
+     * aborts it), and if its streams have not let go yet the blocks go back when the batch completes.
+     */
+    private void releaseWhenSettled(TransferFuture transfer, int[] local) {
+        if (transfer != null && !transfer.isDone()) {
+            try {
+                transfer.await(Duration.ofMillis(1));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            } catch (TransferException e) {
+                // expected: the abort
+            }
+        }
+        if (transfer == null || transfer.isDone()) {
+            release(local);
+        } else {
+            transfer.completion().whenComplete((r, e) -> release(local));
         }
     }
 

@@ -478,8 +478,103 @@ class MigrationServiceTest {
         assertBadRequest(request("PD", "s", new int[] {0}, 4), "migration_request.remote_engine_id");
     }
 
+    /**
+     * A pull interrupted while its batch is in flight must not hand its local blocks back while bytes of the batch
+     * may still land in them (they could already belong to another sequence): the batch is cut off first.
+     */
+    @Test
+    void anInterruptedPullCutsItsBatchOffBeforeFreeingTheBlocks() throws Exception {
+        HangingTransport transport = new HangingTransport(tcp());
+        MigrationService hung = service("DX", decodeModel, transport);
+        try {
+            connect(hung, "P", prefill);
+            java.util.concurrent.atomic.AtomicReference<Throwable> outcome = new java.util.concurrent.atomic.AtomicReference<>();
+            Thread puller = new Thread(() -> {
+                try {
+                    hung.pull(request("P", "s-int", new int[] {0, 1}, 20));
+                    outcome.set(new AssertionError("the pull returned"));
+                } catch (Throwable t) {
+                    outcome.set(t);
+                }
+            });
+            puller.start();
+            await().atMost(Duration.ofSeconds(5)).until(() -> transport.batch != null);
+            assertThat(decodeBlocks.freeCount()).isEqualTo(BLOCKS - 2);
+            puller.interrupt();
+            puller.join(5000);
+            assertThat(outcome.get()).isInstanceOf(InterruptedException.class);
+            assertThat(transport.batch.abortedBeforeRelease).as("batch cut off before the blocks went back").isTrue();
+            assertThat(decodeBlocks.freeCount()).isEqualTo(BLOCKS);
+        } finally {
+            hung.close();
+        }
+    }
+
+    /** A transport whose reads never finish on their own; await's timeout aborts them, as TCP's does. */
+    static final class HangingTransport extends CountingTransport {
+        volatile HangingBatch batch;
+
+        HangingTransport(KvTransport delegate) {
+            super(delegate, new AtomicInteger());
+        }
+
+        @Override
+        public Connection connect(EndpointInfo remote, Duration timeout) throws TransferException {
+            Connection real = super.connect(remote, timeout);
+            return new Connection() {
+                @Override
+                public EndpointInfo remote() {
+                    return real.remote();
+                }
+
+                @Override
+                public io.distserve.kv.transfer.TransferFuture read(List<io.distserve.kv.transfer.ReadOp> ops) {
+                    batch = new HangingBatch();
+                    return batch;
+                }
+
+                @Override
+                public void close() {
+                    real.close();
+                }
+            };
+        }
+    }
+
+    static final class HangingBatch implements io.distserve.kv.transfer.TransferFuture {
+        final CompletableFuture<io.distserve.kv.transfer.TransferResult> done = new CompletableFuture<>();
+        volatile boolean abortedBeforeRelease;
+
+        @Override
+        public boolean isDone() {
+            return done.isDone();
+        }
+
+        @Override
+        public io.distserve.kv.transfer.TransferResult await(Duration timeout)
+                throws TransferException, InterruptedException {
+            try {
+                return done.get(timeout.toNanos(), TimeUnit.NANOSECONDS);
+            } catch (java.util.concurrent.TimeoutException e) {
+                // blocks still taken here means nobody released them before the abort
+                abortedBeforeRelease = decodeBlocks.freeCount() == BLOCKS - 2;
+                io.distserve.kv.transfer.TransferTimeoutException cut =
+                        new io.distserve.kv.transfer.TransferTimeoutException("aborted after " + timeout);
+                done.completeExceptionally(cut);
+                throw cut;
+            } catch (java.util.concurrent.ExecutionException e) {
+                throw new TransferException("failed", e.getCause());
+            }
+        }
+
+        @Override
+        public java.util.concurrent.CompletionStage<io.distserve.kv.transfer.TransferResult> completion() {
+            return done.copy();
+        }
+    }
+
     /** Counts connect calls: one per real connection. */
-    static final class CountingTransport implements KvTransport {
+    static class CountingTransport implements KvTransport {
         private final KvTransport delegate;
         private final AtomicInteger connects;
 
