@@ -1,5 +1,6 @@
 package io.distserve.processors.disagg;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -262,7 +263,15 @@ public final class MigrationService implements AutoCloseable {
         }
         LOG.debug("pulled {} blocks of session {} from {} in {} us", needed, req.remoteSessionId(),
                 peer.engineId(), (System.nanoTime() - t0) / 1000);
-        acknowledge(peer, req.remoteSessionId());
+        if (Boolean.FALSE.equals(acknowledge(peer, req.remoteSessionId()))) {
+            // The lease was gone when the pull ended (expired, or freed by someone else): its blocks may have been
+            // reused by another sequence while we copied them, so what we pulled cannot be trusted.
+            release(local);
+            throw new OpenAiException(503, "service_unavailable", "migration_request.remote_session_id",
+                    "kv_lease_gone", "Engine " + peer.engineId() + " holds no KV lease for session '"
+                    + req.remoteSessionId() + "' (expired or already freed); its blocks may have been reused, so "
+                    + "the pulled KV cannot be used. Prefill again.");
+        }
         return new MigratedKv(local, req.remoteTokenId(), peer.engineId(), req.remoteSessionId());
     }
 
@@ -322,8 +331,12 @@ public final class MigrationService implements AutoCloseable {
         blocks.free(localBlocks);
     }
 
-    /** Tells the prefill engine it may free the lease; best effort (its lease expiry is the backstop). */
-    private void acknowledge(KvPeer peer, String sessionId) {
+    /**
+     * Tells the prefill engine to free the lease, and waits for its answer: {@code TRUE} when the lease was still
+     * held (so its blocks were ours during the whole pull), {@code FALSE} when it was not, {@code null} when the
+     * answer did not come (best effort: the lease's expiry is the backstop).
+     */
+    private Boolean acknowledge(KvPeer peer, String sessionId) {
         ObjectNode body = json.createObjectNode();
         body.put("remote_engine_id", peer.engineId());
         body.put("remote_session_id", sessionId);
@@ -334,15 +347,23 @@ public final class MigrationService implements AutoCloseable {
         if (apiKey != null) {
             req.header("Authorization", "Bearer " + apiKey);
         }
-        http.sendAsync(req.build(), HttpResponse.BodyHandlers.ofString()).whenComplete((resp, err) -> {
-            if (err != null) {
-                LOG.warn("free_cache of session {} on {} failed: {}; its lease will expire", sessionId,
-                        peer.engineId(), err.toString());
-            } else if (resp.statusCode() != 200) {
+        try {
+            HttpResponse<String> resp = http.send(req.build(), HttpResponse.BodyHandlers.ofString());
+            if (resp.statusCode() != 200) {
                 LOG.warn("free_cache of session {} on {}: HTTP {} {}", sessionId, peer.engineId(),
                         resp.statusCode(), resp.body());
+                return null;
             }
-        });
+            JsonNode freed = json.readTree(resp.body()).get("freed");
+            return freed != null && freed.isBoolean() ? freed.booleanValue() : null;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return null;
+        } catch (Exception e) {
+            LOG.warn("free_cache of session {} on {} failed: {}; its lease will expire", sessionId,
+                    peer.engineId(), e.toString());
+            return null;
+        }
     }
 
     private static String describe(KvCacheLayout l) {

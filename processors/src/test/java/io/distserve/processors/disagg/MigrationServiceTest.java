@@ -89,8 +89,10 @@ class MigrationServiceTest {
         // The prefill engine's HTTP side, as far as the decode engine uses it: free_cache acknowledgements.
         ackServer = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
         ackServer.createContext("/distserve/free_cache", exchange -> {
-            acks.add(JSON.readTree(exchange.getRequestBody().readAllBytes()));
-            byte[] body = "{\"freed\":true}".getBytes(StandardCharsets.UTF_8);
+            JsonNode ack = JSON.readTree(exchange.getRequestBody().readAllBytes());
+            acks.add(ack);
+            boolean held = !ack.path("remote_session_id").asText().startsWith("gone");
+            byte[] body = ("{\"freed\":" + held + "}").getBytes(StandardCharsets.UTF_8);
             exchange.getResponseHeaders().add("Content-Type", "application/json");
             exchange.sendResponseHeaders(200, body.length);
             exchange.getResponseBody().write(body);
@@ -240,6 +242,22 @@ class MigrationServiceTest {
                 assertThat(bytesOf(decodeModel, kv.localBlocks()[0])).isEqualTo(bytesOf(prefillModel, remote[0]));
                 decode.release(kv.localBlocks());
             }
+        } finally {
+            prefillBlocks.free(remote);
+        }
+    }
+
+    @Test
+    void aLeaseThatWasGoneWhenThePullEndedMakesThePulledKvUnusable() throws Exception {
+        int[] remote = prefillBlocks.allocate(2).orElseThrow();
+        try {
+            assertThatThrownBy(() -> decode.pull(request("P", "gone-expired", remote, 20)))
+                    .isInstanceOfSatisfying(OpenAiException.class, e -> {
+                        assertThat(e.status()).isEqualTo(503);
+                        assertThat(e.code()).isEqualTo("kv_lease_gone");
+                        assertThat(e.param()).isEqualTo("migration_request.remote_session_id");
+                    });
+            assertThat(decodeBlocks.freeCount()).isEqualTo(BLOCKS);
         } finally {
             prefillBlocks.free(remote);
         }

@@ -523,6 +523,29 @@ class PdEquivalenceTest {
         assertThat(decode.post(RequestKind.COMPLETION, idsPrompt(7, 3, null)).status()).isEqualTo(200);
     }
 
+    /**
+     * A lease that ended before the decode engine pulled (expired, or freed): its blocks may already hold another
+     * sequence's KV, so the migration fails instead of decoding from it, and nothing leaks.
+     */
+    @Test
+    void aMigrationOfALeaseThatHasEndedFailsInsteadOfDecodingStaleKv() throws Exception {
+        String body = idsPrompt(30, 6, "\"ignore_eos\":true");
+        Reply p = prefill.post(RequestKind.COMPLETION, body);
+        JsonNode d = p.body().path("distserve");
+        assertThat(prefill.node.leases().free(d.path("session_id").asText())).isTrue(); // as expiry would
+        // another prefill runs meanwhile: its lease must stay untouched
+        Reply other = prefill.post(RequestKind.COMPLETION, idsPrompt(31, 1, null));
+        ObjectNode second = (ObjectNode) JSON.readTree(body);
+        second.set("migration_request", JSON.readTree(mr(d, null, null)));
+        Reply r = decode.post(RequestKind.COMPLETION, second.toString());
+        assertThat(r.status()).as(r.body().toString()).isEqualTo(503);
+        assertThat(r.body().path("error").path("code").asText()).isEqualTo("kv_lease_gone");
+        assertThat(decode.freeBlocks()).isEqualTo(BLOCKS);
+        assertThat(prefill.node.leases().active()).as("the other prefill's lease is untouched").isEqualTo(1);
+        prefill.node.leases().free(other.body().path("distserve").path("session_id").asText());
+        assertThat(decode.post(RequestKind.COMPLETION, idsPrompt(7, 3, null)).status()).isEqualTo(200);
+    }
+
     /** The migration_request a proxy would build from the hand-off, with one field replaced by raw JSON. */
     static String mr(JsonNode d, String field, String raw) throws Exception {
         ObjectNode mr = JSON.createObjectNode();
