@@ -1,5 +1,6 @@
 package io.distserve.processors.disagg;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -11,6 +12,7 @@ import io.distserve.kv.transfer.EndpointInfo;
 import io.distserve.kv.transfer.KvTransport;
 import io.distserve.kv.transfer.ReadOp;
 import io.distserve.kv.transfer.TransferException;
+import io.distserve.kv.transfer.TransferFuture;
 import io.distserve.processors.openai.OpenAiException;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -242,18 +244,20 @@ public final class MigrationService implements AutoCloseable {
         }
         int[] local = admit(needed);
         long t0 = System.nanoTime();
+        TransferFuture transfer = null;
         try {
             long bpb = layout.bytesPerBlock();
             List<ReadOp> ops = new ArrayList<>(needed);
             for (int i = 0; i < needed; i++) {
                 ops.add(new ReadOp(req.remoteBlockIds()[i] * bpb, local[i] * bpb, bpb));
             }
-            peer.connection().read(ops).await(settings.pullTimeout());
+            transfer = peer.connection().read(ops);
+            transfer.await(settings.pullTimeout());
         } catch (InterruptedException e) {
-            release(local);
+            releaseWhenSettled(transfer, local);
             throw e;
         } catch (Exception e) {
-            release(local);
+            releaseWhenSettled(transfer, local);
             throw new OpenAiException(503, "service_unavailable", "migration_request", "migration_failed",
                     "Pulling the KV cache from engine " + peer.engineId() + " failed: " + e.getMessage());
         }
@@ -297,6 +301,28 @@ public final class MigrationService implements AutoCloseable {
         }
     }
 
+    /**
+     * Returns the blocks of a failed or interrupted pull, but never while bytes of its batch may still land in them
+     * (they could already belong to another sequence): a batch still in flight is cut off first (await's timeout
+     * aborts it), and if its streams have not let go yet the blocks go back when the batch completes.
+     */
+    private void releaseWhenSettled(TransferFuture transfer, int[] local) {
+        if (transfer != null && !transfer.isDone()) {
+            try {
+                transfer.await(Duration.ofMillis(1));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            } catch (TransferException e) {
+                // expected: the abort
+            }
+        }
+        if (transfer == null || transfer.isDone()) {
+            release(local);
+        } else {
+            transfer.completion().whenComplete((r, e) -> release(local));
+        }
+    }
+
     /** Returns blocks taken for a migration that will not run. */
     public void release(int[] localBlocks) {
         blocks.free(localBlocks);
@@ -332,10 +358,11 @@ public final class MigrationService implements AutoCloseable {
             freed = false;
         }
         if (!freed) {
-            throw new OpenAiException(503, "service_unavailable", "migration_request", "migration_failed",
-                    "The KV lease of session " + sessionId + " on engine " + peer.engineId()
-                            + " had already ended (HTTP " + resp.statusCode() + " " + resp.body() + "); the pulled "
-                            + "blocks are not trusted.");
+            // expired, or freed by someone else: its blocks may have been reused while we copied them
+            throw new OpenAiException(503, "service_unavailable", "migration_request.remote_session_id",
+                    "kv_lease_gone", "Engine " + peer.engineId() + " holds no KV lease for session '" + sessionId
+                    + "' (expired or already freed: HTTP " + resp.statusCode() + " " + resp.body() + "); its blocks "
+                    + "may have been reused, so the pulled KV cannot be used. Prefill again.");
         }
     }
 
