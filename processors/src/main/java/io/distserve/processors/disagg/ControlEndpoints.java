@@ -80,7 +80,8 @@ public final class ControlEndpoints {
     }
 
     /**
-     * {@code POST /distserve/free_cache {"remote_engine_id", "remote_session_id"}}: ends a prefill lease.
+     * {@code POST /distserve/free_cache {"remote_engine_id", "remote_session_id", "block_ids"?}}: ends a prefill
+     * lease (with block_ids: only if the lease holds exactly those blocks).
      * remote_engine_id must be this engine's id, so a misrouted free cannot release someone else's blocks.
      */
     public void freeCache(Exchange exchange) throws IOException {
@@ -91,8 +92,22 @@ public final class ControlEndpoints {
             throw OpenAiException.badRequest("remote_engine_id", "This is engine " + node.engineId() + ", not "
                     + engineId + ".");
         }
+        int[] blocks = null;
+        JsonNode ids = body.get("block_ids");
+        if (ids != null && !ids.isNull()) {
+            if (!ids.isArray()) {
+                throw OpenAiException.badRequest("block_ids", "'block_ids' must be a list of block ids.");
+            }
+            blocks = new int[ids.size()];
+            for (int i = 0; i < blocks.length; i++) {
+                if (!ids.get(i).canConvertToInt()) {
+                    throw OpenAiException.badRequest("block_ids", "'block_ids' must be a list of block ids.");
+                }
+                blocks[i] = ids.get(i).asInt();
+            }
+        }
         ObjectNode out = json.createObjectNode();
-        out.put("freed", leases.free(session));
+        out.put("freed", leases.free(session, blocks));
         Replies.json(exchange, 200, json.writeValueAsString(out));
     }
 

@@ -262,7 +262,7 @@ public final class MigrationService implements AutoCloseable {
                     "Pulling the KV cache from engine " + peer.engineId() + " failed: " + e.getMessage());
         }
         try {
-            acknowledge(peer, req.remoteSessionId());
+            acknowledge(peer, req.remoteSessionId(), req.remoteBlockIds());
         } catch (RuntimeException | InterruptedException e) {
             release(local);
             throw e;
@@ -333,10 +333,14 @@ public final class MigrationService implements AutoCloseable {
      * reused) while they were read only if {@code free_cache} answers {@code freed: true}. A lease that had already
      * ended (expired, or freed by another decode attempt) means the pulled bytes may be someone else's.
      */
-    private void acknowledge(KvPeer peer, String sessionId) throws InterruptedException {
+    private void acknowledge(KvPeer peer, String sessionId, int[] blockIds) throws InterruptedException {
         ObjectNode body = json.createObjectNode();
         body.put("remote_engine_id", peer.engineId());
         body.put("remote_session_id", sessionId);
+        ArrayNode ids = body.putArray("block_ids");
+        for (int b : blockIds) {
+            ids.add(b); // the lease must hold exactly these: proves we pulled this session's blocks
+        }
         HttpRequest.Builder req = HttpRequest.newBuilder(peer.url().resolve("/distserve/free_cache"))
                 .timeout(settings.ackTimeout())
                 .header("Content-Type", "application/json")
@@ -361,8 +365,8 @@ public final class MigrationService implements AutoCloseable {
             // expired, or freed by someone else: its blocks may have been reused while we copied them
             throw new OpenAiException(503, "service_unavailable", "migration_request.remote_session_id",
                     "kv_lease_gone", "Engine " + peer.engineId() + " holds no KV lease for session '" + sessionId
-                    + "' (expired or already freed: HTTP " + resp.statusCode() + " " + resp.body() + "); its blocks "
-                    + "may have been reused, so the pulled KV cannot be used. Prefill again.");
+                    + "' with these blocks (expired, already freed, or other blocks named: HTTP "
+                    + resp.statusCode() + " " + resp.body() + "); the pulled KV cannot be used. Prefill again.");
         }
     }
 

@@ -69,8 +69,20 @@ public final class PrefillLeases implements AutoCloseable {
 
     /** Ends a lease and frees its blocks; false when there is no such lease (already freed or expired). */
     public boolean free(String sessionId) {
-        Lease lease = leases.remove(sessionId);
-        if (lease == null) {
+        return free(sessionId, null);
+    }
+
+    /**
+     * Ends a lease only if it holds exactly {@code expectedBlocks} (in order), so that a decode engine's
+     * acknowledgement also proves it pulled this session's blocks and not another's; null skips the check.
+     * False when there is no such lease or the blocks differ (the lease then stays).
+     */
+    public boolean free(String sessionId, int[] expectedBlocks) {
+        Lease lease = leases.get(sessionId);
+        if (lease == null || (expectedBlocks != null && !java.util.Arrays.equals(lease.blocks(), expectedBlocks))) {
+            return false;
+        }
+        if (!leases.remove(sessionId, lease)) {
             return false;
         }
         blocks.free(lease.blocks());

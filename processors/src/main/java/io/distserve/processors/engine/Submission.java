@@ -95,8 +95,14 @@ final class Submission implements GenerationListener {
     @Override
     public void onFinish(FinishEvent event) {
         if (event.keptBlocks() != null && event.keptBlocks().length > 0) {
-            leases.hold(prepared.id(), event.keptBlocks(), event.promptTokens(),
-                    event.tokenIds().length > 0 ? event.tokenIds()[0] : -1);
+            try {
+                leases.hold(prepared.id(), event.keptBlocks(), event.promptTokens(),
+                        event.tokenIds().length > 0 ? event.tokenIds()[0] : -1);
+            } catch (RuntimeException e) {
+                // hold() frees the blocks when it refuses them; the waiting worker must hear of it, not hang
+                events.add(new Failed(e));
+                return;
+            }
         }
         events.add(new Finished(event));
     }

@@ -50,6 +50,24 @@ class PrefillLeasesTest {
     }
 
     @Test
+    void anAcknowledgementNamingOtherBlocksDoesNotEndTheLease() {
+        PrefillLeases leases = manual();
+        int[] mine = blocks.allocate(2).orElseThrow();
+        int[] other = blocks.allocate(2).orElseThrow();
+        leases.hold("cmpl-a", mine, 20, 1);
+        leases.hold("cmpl-b", other, 20, 1);
+
+        assertThat(leases.free("cmpl-a", other)).isFalse();
+        assertThat(leases.free("cmpl-a", new int[] {mine[1], mine[0]})).isFalse(); // order matters: it is a table
+        assertThat(leases.active()).isEqualTo(2);
+        assertThat(blocks.freeCount()).isEqualTo(12);
+
+        assertThat(leases.free("cmpl-a", mine)).isTrue();
+        assertThat(leases.free("cmpl-b", null)).isTrue();
+        assertThat(blocks.freeCount()).isEqualTo(16);
+    }
+
+    @Test
     void theLeaseKeepsItsOwnCopyOfTheBlockIds() {
         PrefillLeases leases = manual();
         int[] ids = blocks.allocate(2).orElseThrow();
