@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.distserve.processors.engine.EngineNode;
+import io.distserve.processors.http.JsonBodies;
 import io.distserve.processors.http.Replies;
 import io.distserve.processors.openai.OpenAiException;
 import java.io.IOException;
@@ -112,16 +113,7 @@ public final class ControlEndpoints {
     }
 
     private JsonNode body(Exchange exchange) {
-        byte[] bytes = exchange.getIn().getBody(byte[].class);
-        try {
-            JsonNode node = bytes == null || bytes.length == 0 ? null : json.readTree(bytes);
-            if (node == null || !node.isObject()) {
-                throw OpenAiException.badRequest(null, "The request body must be a JSON object.");
-            }
-            return node;
-        } catch (IOException e) {
-            throw OpenAiException.badRequest(null, "Invalid JSON in request body: " + e.getMessage());
-        }
+        return JsonBodies.object(exchange, json);
     }
 
     private static String text(JsonNode body, String field) {
