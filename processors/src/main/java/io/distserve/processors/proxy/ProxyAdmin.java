@@ -13,7 +13,6 @@ import io.distserve.registry.NodeRole;
 import io.distserve.registry.NodeStatus;
 import io.distserve.registry.NodeUrl;
 import io.distserve.registry.NodeView;
-import java.io.IOException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
