@@ -47,7 +47,11 @@ public final class CudaDevice {
         try {
             JCudaDriver.setExceptionsEnabled(false);
         } catch (Throwable t) {
-            return "cannot load the CUDA driver (libcuda.so.1) through JCuda: " + oneLine(t);
+            String m = String.valueOf(t.getMessage());
+            if (m.contains("libcuda.so")) {
+                return "no CUDA driver on this machine (libcuda.so.1 not found; JCuda's libJCudaDriver cannot load)";
+            }
+            return "cannot load JCuda's driver binding: " + oneLine(t);
         }
         try {
             int rc = JCudaDriver.cuInit(0);
@@ -79,7 +83,8 @@ public final class CudaDevice {
 
     private static String oneLine(Throwable t) {
         String m = t.getMessage();
-        return t.getClass().getSimpleName() + (m == null ? "" : ": " + m.replace('\n', ' '));
+        String line = t.getClass().getSimpleName() + (m == null ? "" : ": " + m.replace('\n', ' '));
+        return line.length() > 300 ? line.substring(0, 300) + "..." : line;
     }
 
     /** Opens a context on device 0 with the kernels loaded. @throws IllegalStateException when unavailable */
