@@ -69,7 +69,7 @@ public final class LoadedModel implements AutoCloseable {
 
     private static ComputeBackend createBackend(Checkpoint checkpoint, EngineOptions options) {
         if (options.backend().equals("cuda")) {
-            throw new IllegalStateException("the CUDA backend is not part of this build yet; use --backend cpu");
+            return io.distserve.engine.cuda.CudaBackend.forEngine(checkpoint.config(), checkpoint.tensors(), options);
         }
         ModelConfig config = checkpoint.config();
         int blocks = CpuBackend.blocksFor(config, options.blockSize(),

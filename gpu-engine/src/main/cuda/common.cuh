@@ -1,0 +1,65 @@
+// Shared helpers of the DistServe kernels: bf16 storage, fp32 math, 16-byte vector access, warp reductions.
+// Every kernel of the fatbin includes this; kernels are extern "C" so that the host finds them by plain name.
+#pragma once
+#include <cuda_bf16.h>
+#include <stdint.h>
+
+typedef __nv_bfloat16 bf16;
+
+// bf16 -> fp32 is exact: the bf16 bits are the top half of the float.
+__device__ __forceinline__ float bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float bf16_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
+
+// 8 bf16 (one 16-byte vector, element 0 in the low half of .x) -> 8 floats.
+__device__ __forceinline__ void unpack8(uint4 v, float f[8]) {
+    f[0] = bf16_lo(v.x); f[1] = bf16_hi(v.x);
+    f[2] = bf16_lo(v.y); f[3] = bf16_hi(v.y);
+    f[4] = bf16_lo(v.z); f[5] = bf16_hi(v.z);
+    f[6] = bf16_lo(v.w); f[7] = bf16_hi(v.w);
+}
+
+// Round to nearest even, as the host's FloatCodec.floatToBf16 does.
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    __nv_bfloat162 p = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&p);
+}
+
+__device__ __forceinline__ uint4 pack8(const float f[8]) {
+    return make_uint4(pack2(f[0], f[1]), pack2(f[2], f[3]), pack2(f[4], f[5]), pack2(f[6], f[7]));
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Sum over the whole block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+__device__ __forceinline__ float block_sum(float v) {
+    __shared__ float partial[32];
+    __shared__ float total;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_sum(v);
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        float s = lane < (int)(blockDim.x >> 5) ? partial[lane] : 0.f;
+        s = warp_sum(s);
+        if (lane == 0) total = s;
+    }
+    __syncthreads();
+    return total;
+}
+
+// Element index of (block, layer, k=0|v=1, kvHead, slot 0, dim 0) in the block-major paged KV pool
+// [block][layer][k,v][kvHead][slot][headDim] (io.distserve.engine.kv.KvCacheLayout#elementIndex).
+__device__ __forceinline__ size_t kv_index(int block, int layer, int kv, int head, int numLayers, int numKvHeads,
+                                           int blockSize, int headDim) {
+    return ((((size_t)block * numLayers + layer) * 2 + kv) * numKvHeads + head) * (size_t)blockSize * headDim;
+}

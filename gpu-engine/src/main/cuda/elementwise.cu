@@ -1,0 +1,189 @@
+// Memory-bound stages of a decoder layer: embedding gather, residual add fused with RMSNorm (optionally gathering
+// rows), SiLU-and-multiply, and q/k RMSNorm + RoPE fused with the KV-cache write. One launch per stage for the whole
+// batch; 16-byte vector loads wherever a row is contiguous (all widths are multiples of 8, checked on the host).
+#include "common.cuh"
+
+// x[t, :] = embedding[tokens[t], :] as fp32 (the residual stream). grid (n), block 128.
+extern "C" __global__ void __launch_bounds__(128) embedding_gather(const bf16* __restrict__ table,
+        const int* __restrict__ tokens, float* __restrict__ x, int hidden) {
+    int t = blockIdx.x;
+    const uint4* src = reinterpret_cast<const uint4*>(table + (size_t)tokens[t] * hidden);
+    float4* dst = reinterpret_cast<float4*>(x + (size_t)t * hidden);
+    for (int i = threadIdx.x; i < hidden / 8; i += blockDim.x) {
+        float f[8];
+        unpack8(src[i], f);
+        dst[2 * i] = make_float4(f[0], f[1], f[2], f[3]);
+        dst[2 * i + 1] = make_float4(f[4], f[5], f[6], f[7]);
+    }
+}
+
+// For each output row r (grid (rows), block 256): s = rowIdx ? rowIdx[r] : r;
+//   v = x[s] (+ delta[s] when delta != null); when writeBack, x[s] = v;
+//   out[r] = bf16(w * (v * 1/sqrt(mean(v^2) + eps)))
+// The residual stream x and the deltas (o_proj, down_proj outputs) are fp32; out feeds the next GEMM.
+extern "C" __global__ void __launch_bounds__(256) add_rmsnorm(float* __restrict__ x, const float* __restrict__ delta,
+        const bf16* __restrict__ w, bf16* __restrict__ out, const int* __restrict__ rowIdx, int hidden, float eps,
+        int writeBack) {
+    int r = blockIdx.x;
+    int s = rowIdx ? rowIdx[r] : r;
+    float4* xr = reinterpret_cast<float4*>(x + (size_t)s * hidden);
+    const float4* dr = delta ? reinterpret_cast<const float4*>(delta + (size_t)s * hidden) : nullptr;
+    int vecs = hidden / 4;
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < vecs; i += blockDim.x) {
+        float4 v = xr[i];
+        if (dr) {
+            float4 d = dr[i];
+            v.x += d.x; v.y += d.y; v.z += d.z; v.w += d.w;
+            if (writeBack) xr[i] = v;
+        }
+        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+    ss = block_sum(ss);  // its barriers also order the write-back before the re-reads below
+    float inv = 1.0f / sqrtf(ss / hidden + eps);
+    const uint4* wv = reinterpret_cast<const uint4*>(w);
+    uint4* o = reinterpret_cast<uint4*>(out + (size_t)r * hidden);
+    for (int i = threadIdx.x; i < hidden / 8; i += blockDim.x) {
+        float4 a = xr[2 * i], b = xr[2 * i + 1];
+        if (dr && !writeBack) {
+            float4 da = dr[2 * i], db = dr[2 * i + 1];
+            a.x += da.x; a.y += da.y; a.z += da.z; a.w += da.w;
+            b.x += db.x; b.y += db.y; b.z += db.z; b.w += db.w;
+        }
+        float g[8];
+        unpack8(wv[i], g);
+        float f[8] = {g[0] * (a.x * inv), g[1] * (a.y * inv), g[2] * (a.z * inv), g[3] * (a.w * inv),
+                      g[4] * (b.x * inv), g[5] * (b.y * inv), g[6] * (b.z * inv), g[7] * (b.w * inv)};
+        o[i] = pack8(f);
+    }
+}
+
+// act[t, i] = silu(gu[t, i]) * gu[t, inter + i] for gu = [gate | up] (the fused gate_up GEMM's output).
+// 1-D grid over n * inter / 8 vectors, block 256.
+extern "C" __global__ void __launch_bounds__(256) silu_mul(const bf16* __restrict__ gu, bf16* __restrict__ act,
+        int n, int inter) {
+    int vpr = inter / 8;
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)n * vpr) return;
+    size_t t = i / vpr;
+    int c = (int)(i - t * vpr);
+    const uint4* row = reinterpret_cast<const uint4*>(gu + t * 2 * inter);
+    float g[8], u[8], f[8];
+    unpack8(row[c], g);
+    unpack8(row[vpr + c], u);
+#pragma unroll
+    for (int k = 0; k < 8; k++) f[k] = g[k] / (1.0f + expf(-g[k])) * u[k];
+    reinterpret_cast<uint4*>(act + t * inter)[c] = pack8(f);
+}
+
+// Per token (grid (n), block 128: one warp per head, looping): from qkv = [q heads | k heads | v heads] (bf16),
+//   q: RMSNorm with qNorm (when given), RoPE at positions[t]  -> qOut[t, h, :]
+//   k: RMSNorm with kNorm (when given), RoPE                   -> cache (block, layer, k, g, slot)
+//   v: as is                                                   -> cache (block, layer, v, g, slot)
+// where block*blockSize + slot = slots[t]. RoPE is Hugging Face's rotate_half: dim i pairs with i + hd/2, angles
+// from the host's tables cosT/sinT [positions][hd/2] (double precision, as the CPU backend's Rope).
+// headDim even and <= 256.
+extern "C" __global__ void __launch_bounds__(128) qk_norm_rope_kv_write(const bf16* __restrict__ qkv,
+        bf16* __restrict__ qOut, bf16* __restrict__ cache, const int* __restrict__ positions,
+        const int* __restrict__ slots, const bf16* __restrict__ qNorm, const bf16* __restrict__ kNorm,
+        const float* __restrict__ cosT, const float* __restrict__ sinT, int heads, int kvHeads, int headDim,
+        int layer, int numLayers, int blockSize, float eps) {
+    int t = blockIdx.x;
+    int lane = threadIdx.x & 31;
+    int warp = threadIdx.x >> 5;
+    int half = headDim >> 1;
+    int pos = positions[t];
+    int slot = slots[t];
+    int blk = slot / blockSize;
+    int inBlock = slot - blk * blockSize;
+    int all = heads + 2 * kvHeads;
+    const bf16* row = qkv + (size_t)t * all * headDim;
+    for (int h = warp; h < all; h += blockDim.x >> 5) {
+        const bf16* src = row + (size_t)h * headDim;
+        int kind = h < heads ? 0 : (h < heads + kvHeads ? 1 : 2);
+        float a[4], b[4];  // pairs (i, i + half) for i = lane + 32 j
+        float ss = 0.f;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int i = lane + 32 * j;
+            a[j] = 0.f; b[j] = 0.f;
+            if (i < half) {
+                a[j] = __bfloat162float(src[i]);
+                b[j] = __bfloat162float(src[i + half]);
+                ss += a[j] * a[j] + b[j] * b[j];
+            }
+        }
+        bf16* dst;
+        if (kind == 0) {
+            dst = qOut + ((size_t)t * heads + h) * headDim;
+        } else {
+            int g = kind == 1 ? h - heads : h - heads - kvHeads;
+            dst = cache + kv_index(blk, layer, kind - 1, g, numLayers, kvHeads, blockSize, headDim)
+                  + (size_t)inBlock * headDim;
+        }
+        if (kind < 2) {
+            const bf16* nw = kind == 0 ? qNorm : kNorm;
+            if (nw) {
+                ss = warp_sum(ss);
+                float inv = 1.0f / sqrtf(ss / headDim + eps);
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    int i = lane + 32 * j;
+                    if (i < half) {
+                        a[j] = __bfloat162float(nw[i]) * (a[j] * inv);
+                        b[j] = __bfloat162float(nw[i + half]) * (b[j] * inv);
+                    }
+                }
+            }
+            const float* c = cosT + (size_t)pos * half;
+            const float* s = sinT + (size_t)pos * half;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                int i = lane + 32 * j;
+                if (i < half) {
+                    float x0 = a[j], x1 = b[j];
+                    a[j] = x0 * c[i] - x1 * s[i];
+                    b[j] = x1 * c[i] + x0 * s[i];
+                }
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int i = lane + 32 * j;
+            if (i < half) {
+                dst[i] = __float2bfloat16_rn(a[j]);
+                dst[i + half] = __float2bfloat16_rn(b[j]);
+            }
+        }
+    }
+}
+
+// ids[r] = argmax_j logits[r, j] (the lowest index among equal maxima; NaN never wins). grid (rows), block 256.
+// For greedy rows, so that only ids come back to the host.
+extern "C" __global__ void __launch_bounds__(256) argmax_rows(const float* __restrict__ logits,
+        int* __restrict__ ids, int vocab) {
+    const float* row = logits + (size_t)blockIdx.x * vocab;
+    float best = -INFINITY;
+    int bestIdx = 0x7fffffff;
+    for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
+        float v = row[j];
+        if (v > best) { best = v; bestIdx = j; }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffffu, best, o);
+        int oi = __shfl_xor_sync(0xffffffffu, bestIdx, o);
+        if (ov > best || (ov == best && oi < bestIdx)) { best = ov; bestIdx = oi; }
+    }
+    __shared__ float sv[8];
+    __shared__ int si[8];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) { sv[warp] = best; si[warp] = bestIdx; }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < (int)(blockDim.x >> 5); w++) {
+            if (sv[w] > best || (sv[w] == best && si[w] < bestIdx)) { best = sv[w]; bestIdx = si[w]; }
+        }
+        ids[blockIdx.x] = bestIdx == 0x7fffffff ? 0 : bestIdx;
+    }
+}

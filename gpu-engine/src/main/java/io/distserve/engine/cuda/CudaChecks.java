@@ -1,0 +1,657 @@
+package io.distserve.engine.cuda;
+
+import io.distserve.engine.SequenceSlice;
+import io.distserve.engine.SequenceSlice.LogitsMode;
+import io.distserve.engine.cpu.CpuBackend;
+import io.distserve.engine.model.ModelConfig;
+import io.distserve.engine.safetensors.FloatCodec;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Random;
+import java.util.function.Consumer;
+import jcuda.Pointer;
+
+/**
+ * Correctness checks of every kernel against a Java reference (double precision, on the same bf16-rounded inputs),
+ * and of the whole backend against the CPU backend. Fresh random inputs at sizes that are not multiples of the
+ * tiles; outputs poisoned with NaN before each run so that unwritten elements fail; error ||out - ref|| / ||ref||.
+ * Shared by the JUnit tests (which skip without a GPU) and {@link CudaSelfCheck} (run on the GPU machine).
+ */
+public final class CudaChecks {
+
+    /** bf16 outputs (and everything downstream of bf16 activations). */
+    public static final double TOL_BF16 = 1e-2;
+    /** fp32 outputs of exact bf16 inputs, fp32 accumulation. */
+    public static final double TOL_F32 = 1e-3;
+    /** Whole model, CUDA (bf16 activations and KV) vs CPU (fp32 activations). */
+    public static final double TOL_MODEL = 3e-2;
+    static final int NAN_F32 = 0x7FC00000;
+    static final int NAN_BF16X2 = 0x7FC07FC0;
+
+    /** One row of the table. */
+    public record Result(String check, String shape, double relError, double maxAbs, double tolerance, float millis,
+                         String note) {
+        public boolean passed() {
+            return !Double.isNaN(relError) && relError <= tolerance && (note == null || !note.startsWith("FAIL"));
+        }
+    }
+
+    private final CudaKernels k;
+    private final CudaContext ctx;
+    private final Random rnd;
+    private final List<Result> results = new ArrayList<>();
+    private final Consumer<Result> sink;
+
+    public CudaChecks(CudaKernels kernels, long seed, Consumer<Result> sink) {
+        this.k = kernels;
+        this.ctx = kernels.context();
+        this.rnd = new Random(seed);
+        this.sink = sink;
+    }
+
+    public List<Result> results() {
+        return results;
+    }
+
+    private Result record(String check, String shape, double[] out, double[] ref, double tol, float ms, String note) {
+        double num = 0;
+        double den = 0;
+        double max = 0;
+        for (int i = 0; i < ref.length; i++) {
+            double d = out[i] - ref[i];
+            if (Double.isNaN(out[i])) {
+                num = Double.NaN;
+            }
+            num += d * d;
+            den += ref[i] * ref[i];
+            max = Math.max(max, Math.abs(d));
+        }
+        Result r = new Result(check, shape, Math.sqrt(num / Math.max(den, 1e-30)), Double.isNaN(num) ? Double.NaN : max,
+                tol, ms, note);
+        results.add(r);
+        sink.accept(r);
+        return r;
+    }
+
+    // ---- helpers ------------------------------------------------------------------------------------------------
+
+    /** Random bf16 values: the bits, and their exact float values. */
+    private short[] randomBf16(int n, double scale, float[] exact) {
+        short[] b = new short[n];
+        for (int i = 0; i < n; i++) {
+            b[i] = FloatCodec.floatToBf16((float) (rnd.nextGaussian() * scale));
+            exact[i] = FloatCodec.bf16ToFloat(b[i]);
+        }
+        return b;
+    }
+
+    private DeviceBuffer bf16Buffer(String name, short[] bits) {
+        DeviceBuffer d = ctx.allocate(name, 2L * Math.max(bits.length, 2));
+        d.upload(0, Pointer.to(bits), 2L * bits.length);
+        return d;
+    }
+
+    private DeviceBuffer intBuffer(String name, int[] v) {
+        DeviceBuffer d = ctx.allocate(name, 4L * Math.max(v.length, 1));
+        d.upload(0, Pointer.to(v), 4L * v.length);
+        return d;
+    }
+
+    private DeviceBuffer floatBuffer(String name, float[] v) {
+        DeviceBuffer d = ctx.allocate(name, 4L * Math.max(v.length, 1));
+        d.upload(0, Pointer.to(v), 4L * v.length);
+        return d;
+    }
+
+    private static double[] fromBf16(short[] bits) {
+        double[] d = new double[bits.length];
+        for (int i = 0; i < bits.length; i++) {
+            d[i] = FloatCodec.bf16ToFloat(bits[i]);
+        }
+        return d;
+    }
+
+    private static double[] fromFloats(float[] f) {
+        double[] d = new double[f.length];
+        for (int i = 0; i < f.length; i++) {
+            d[i] = f[i];
+        }
+        return d;
+    }
+
+    private static short[] downloadBf16(DeviceBuffer b, int n) {
+        return b.downloadShorts(0, n);
+    }
+
+    // ---- kernels ------------------------------------------------------------------------------------------------
+
+    /** C = A . W^T at (m, n, kDim), fp32 or bf16 out. */
+    public Result gemm(int m, int n, int kDim, boolean f32Out) {
+        float[] a = new float[m * kDim];
+        float[] w = new float[n * kDim];
+        short[] ab = randomBf16(a.length, 1.0, a);
+        short[] wb = randomBf16(w.length, 1.0 / Math.sqrt(kDim), w);
+        double[] ref = new double[m * n];
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < n; j++) {
+                double s = 0;
+                for (int t = 0; t < kDim; t++) {
+                    s += (double) a[i * kDim + t] * w[j * kDim + t];
+                }
+                ref[i * n + j] = s;
+            }
+        }
+        try (DeviceBuffer da = bf16Buffer("A", ab); DeviceBuffer dw = bf16Buffer("W", wb);
+             DeviceBuffer dc = ctx.allocate("C", (f32Out ? 4L : 2L) * m * n + 4)) {
+            dc.fill32(f32Out ? NAN_F32 : NAN_BF16X2);
+            float ms = ctx.timeMillis(() -> k.gemm(da, dw, dc, m, n, kDim, f32Out));
+            double[] out = f32Out ? fromFloats(dc.downloadFloats(m * n)) : fromBf16(downloadBf16(dc, m * n));
+            return record("gemm_bf16_" + (f32Out ? "f32" : "bf16"), m + "x" + n + "x" + kDim, out, ref,
+                    f32Out ? TOL_F32 : TOL_BF16, ms, null);
+        }
+    }
+
+    /** Embedding gather, then add_rmsnorm with and without delta, and the gathering final-norm form. */
+    public void embeddingAndNorm(int vocab, int hidden, int n) {
+        float[] table = new float[vocab * hidden];
+        short[] tb = randomBf16(table.length, 1.0, table);
+        float[] w = new float[hidden];
+        short[] wb = randomBf16(hidden, 0.2, w);
+        for (int i = 0; i < hidden; i++) {
+            w[i] += 1f;
+            wb[i] = FloatCodec.floatToBf16(w[i]);
+            w[i] = FloatCodec.bf16ToFloat(wb[i]);
+        }
+        int[] tokens = new int[n];
+        for (int i = 0; i < n; i++) {
+            tokens[i] = rnd.nextInt(vocab);
+        }
+        float[] delta = new float[n * hidden];
+        for (int i = 0; i < delta.length; i++) {
+            delta[i] = (float) rnd.nextGaussian();
+        }
+        int rows = Math.max(1, n / 3);
+        int[] rowIdx = new int[rows];
+        for (int i = 0; i < rows; i++) {
+            rowIdx[i] = rnd.nextInt(n);
+        }
+        double eps = 1e-6;
+        try (DeviceBuffer dt = bf16Buffer("table", tb); DeviceBuffer dw = bf16Buffer("w", wb);
+             DeviceBuffer dtok = intBuffer("tokens", tokens); DeviceBuffer dd = floatBuffer("delta", delta);
+             DeviceBuffer drow = intBuffer("rows", rowIdx);
+             DeviceBuffer x = ctx.allocate("x", 4L * n * hidden); DeviceBuffer out = ctx.allocate("out", 2L * n * hidden)) {
+            x.fill32(NAN_F32);
+            float ms = ctx.timeMillis(() -> k.embedding(dt, dtok, x, n, hidden));
+            double[] refX = new double[n * hidden];
+            for (int t = 0; t < n; t++) {
+                for (int i = 0; i < hidden; i++) {
+                    refX[t * hidden + i] = table[tokens[t] * hidden + i];
+                }
+            }
+            record("embedding_gather", n + "x" + hidden, fromFloats(x.downloadFloats(n * hidden)), refX, 0, ms, null);
+
+            out.fill32(NAN_BF16X2);
+            ms = ctx.timeMillis(() -> k.addRmsNorm(x, null, dw, out, null, n, hidden, (float) eps, true));
+            record("add_rmsnorm (no delta)", n + "x" + hidden, fromBf16(downloadBf16(out, n * hidden)),
+                    normRef(refX, w, null, n, hidden, eps), TOL_BF16, ms, null);
+
+            out.fill32(NAN_BF16X2);
+            ms = ctx.timeMillis(() -> k.addRmsNorm(x, dd, dw, out, null, n, hidden, (float) eps, true));
+            double[] sum = refX.clone();
+            for (int i = 0; i < sum.length; i++) {
+                sum[i] += delta[i];
+            }
+            record("add_rmsnorm (x += delta)", n + "x" + hidden, fromBf16(downloadBf16(out, n * hidden)),
+                    normRef(sum, w, null, n, hidden, eps), TOL_BF16, ms, null);
+            record("add_rmsnorm residual", n + "x" + hidden, fromFloats(x.downloadFloats(n * hidden)), sum, 1e-6, 0,
+                    null);
+
+            out.fill32(NAN_BF16X2);
+            ms = ctx.timeMillis(() -> k.addRmsNorm(x, dd, dw, out, drow, rows, hidden, (float) eps, false));
+            double[] sum2 = sum.clone();
+            for (int i = 0; i < sum2.length; i++) {
+                sum2[i] += delta[i];
+            }
+            record("add_rmsnorm (gather rows)", rows + " of " + n + "x" + hidden,
+                    fromBf16(downloadBf16(out, rows * hidden)), normRef(sum2, w, rowIdx, rows, hidden, eps), TOL_BF16,
+                    ms, null);
+        }
+    }
+
+    private static double[] normRef(double[] x, float[] w, int[] rowIdx, int rows, int hidden, double eps) {
+        double[] o = new double[rows * hidden];
+        for (int r = 0; r < rows; r++) {
+            int s = rowIdx == null ? r : rowIdx[r];
+            double ss = 0;
+            for (int i = 0; i < hidden; i++) {
+                ss += x[s * hidden + i] * x[s * hidden + i];
+            }
+            double inv = 1 / Math.sqrt(ss / hidden + eps);
+            for (int i = 0; i < hidden; i++) {
+                o[r * hidden + i] = w[i] * x[s * hidden + i] * inv;
+            }
+        }
+        return o;
+    }
+
+    public Result siluMul(int n, int inter) {
+        float[] gu = new float[n * 2 * inter];
+        short[] gb = randomBf16(gu.length, 2.0, gu);
+        double[] ref = new double[n * inter];
+        for (int t = 0; t < n; t++) {
+            for (int i = 0; i < inter; i++) {
+                double g = gu[t * 2 * inter + i];
+                ref[t * inter + i] = g / (1 + Math.exp(-g)) * gu[t * 2 * inter + inter + i];
+            }
+        }
+        try (DeviceBuffer d = bf16Buffer("gu", gb); DeviceBuffer o = ctx.allocate("act", 2L * n * inter + 4)) {
+            o.fill32(NAN_BF16X2);
+            float ms = ctx.timeMillis(() -> k.siluMul(d, o, n, inter));
+            return record("silu_mul", n + "x" + inter, fromBf16(downloadBf16(o, n * inter)), ref, TOL_BF16, ms, null);
+        }
+    }
+
+    /** A paged pool of random bf16 K/V, a shuffled block table per slice, and the slices' geometry. */
+    private final class Pool implements AutoCloseable {
+        final int layers = 2;
+        final int layer = 1;
+        final int kvHeads;
+        final int hd;
+        final int bs;
+        final int numBlocks;
+        final short[] bits;
+        final DeviceBuffer dev;
+
+        Pool(int kvHeads, int hd, int bs, int numBlocks) {
+            this.kvHeads = kvHeads;
+            this.hd = hd;
+            this.bs = bs;
+            this.numBlocks = numBlocks;
+            long elems = (long) numBlocks * layers * 2 * kvHeads * bs * hd;
+            float[] tmp = new float[(int) elems];
+            bits = randomBf16(tmp.length, 1.0, tmp);
+            dev = bf16Buffer("kv", bits);
+        }
+
+        int index(int block, int kv, int g, int slot, int d) {
+            return (int) (((((long) block * layers + layer) * 2 + kv) * kvHeads + g) * bs * hd + (long) slot * hd + d);
+        }
+
+        float at(int[] table, int pos, int kv, int g, int d) {
+            return FloatCodec.bf16ToFloat(bits[index(table[pos / bs], kv, g, pos % bs, d)]);
+        }
+
+        @Override
+        public void close() {
+            dev.close();
+        }
+    }
+
+    private int[][] shuffledTables(int[] ends, int bs, int numBlocks) {
+        List<Integer> free = new ArrayList<>();
+        for (int b = 0; b < numBlocks; b++) {
+            free.add(b);
+        }
+        java.util.Collections.shuffle(free, rnd);
+        int[][] tables = new int[ends.length][];
+        int next = 0;
+        for (int s = 0; s < ends.length; s++) {
+            tables[s] = new int[(ends[s] + bs - 1) / bs];
+            for (int j = 0; j < tables[s].length; j++) {
+                tables[s][j] = free.get(next++);
+            }
+        }
+        return tables;
+    }
+
+    /**
+     * q/k norm + RoPE + KV write: q output and the cache slots written (K normed and rotated, V as is); the rest
+     * of the pool must be untouched.
+     */
+    public void qkNormRopeKvWrite(int heads, int kvHeads, int hd, int bs, boolean qkNorm) {
+        int[] lens = {5, 1, 19};
+        int[] starts = {0, 40, 7};
+        int n = Arrays.stream(lens).sum();
+        int[] ends = new int[lens.length];
+        for (int s = 0; s < lens.length; s++) {
+            ends[s] = starts[s] + lens[s];
+        }
+        int numBlocks = Arrays.stream(ends).map(e -> (e + bs - 1) / bs).sum() + 3;
+        int[][] tables = shuffledTables(ends, bs, numBlocks);
+        int[] positions = new int[n];
+        int[] slots = new int[n];
+        int t = 0;
+        for (int s = 0; s < lens.length; s++) {
+            for (int i = 0; i < lens[s]; i++, t++) {
+                positions[t] = starts[s] + i;
+                slots[t] = tables[s][positions[t] / bs] * bs + positions[t] % bs;
+            }
+        }
+        int all = heads + 2 * kvHeads;
+        float[] qkv = new float[n * all * hd];
+        short[] qkvb = randomBf16(qkv.length, 1.0, qkv);
+        float[] qn = new float[hd];
+        float[] kn = new float[hd];
+        short[] qnb = randomBf16(hd, 0.2, qn);
+        short[] knb = randomBf16(hd, 0.2, kn);
+        for (int i = 0; i < hd; i++) {
+            qnb[i] = FloatCodec.floatToBf16(qn[i] + 1f);
+            qn[i] = FloatCodec.bf16ToFloat(qnb[i]);
+            knb[i] = FloatCodec.floatToBf16(kn[i] + 1f);
+            kn[i] = FloatCodec.bf16ToFloat(knb[i]);
+        }
+        int maxPos = 64;
+        int half = hd / 2;
+        double theta = 1e6;
+        float[] cos = new float[maxPos * half];
+        float[] sin = new float[maxPos * half];
+        for (int p = 0; p < maxPos; p++) {
+            for (int i = 0; i < half; i++) {
+                double ang = p / Math.pow(theta, 2.0 * i / hd);
+                cos[p * half + i] = (float) Math.cos(ang);
+                sin[p * half + i] = (float) Math.sin(ang);
+            }
+        }
+        double eps = 1e-6;
+        try (Pool pool = new Pool(kvHeads, hd, bs, numBlocks); DeviceBuffer dqkv = bf16Buffer("qkv", qkvb);
+             DeviceBuffer dq = ctx.allocate("q", 2L * n * heads * hd); DeviceBuffer dpos = intBuffer("pos", positions);
+             DeviceBuffer dslots = intBuffer("slots", slots); DeviceBuffer dqn = bf16Buffer("qn", qnb);
+             DeviceBuffer dkn = bf16Buffer("kn", knb); DeviceBuffer dcos = floatBuffer("cos", cos);
+             DeviceBuffer dsin = floatBuffer("sin", sin)) {
+            dq.fill32(NAN_BF16X2);
+            float ms = ctx.timeMillis(() -> k.qkNormRopeKvWrite(dqkv, dq, pool.dev, dpos, dslots,
+                    qkNorm ? dqn : null, qkNorm ? dkn : null, dcos, dsin, n, heads, kvHeads, hd, pool.layer,
+                    pool.layers, bs, (float) eps));
+            double[] refQ = new double[n * heads * hd];
+            short[] after = pool.dev.downloadShorts(0, pool.bits.length);
+            short[] expectPool = pool.bits.clone();
+            for (t = 0; t < n; t++) {
+                for (int h = 0; h < all; h++) {
+                    double[] v = new double[hd];
+                    for (int i = 0; i < hd; i++) {
+                        v[i] = qkv[(t * all + h) * hd + i];
+                    }
+                    int kind = h < heads ? 0 : h < heads + kvHeads ? 1 : 2;
+                    if (kind < 2) {
+                        float[] nw = kind == 0 ? qn : kn;
+                        if (qkNorm) {
+                            double ss = 0;
+                            for (double x : v) {
+                                ss += x * x;
+                            }
+                            double inv = 1 / Math.sqrt(ss / hd + eps);
+                            for (int i = 0; i < hd; i++) {
+                                v[i] = nw[i] * v[i] * inv;
+                            }
+                        }
+                        double[] r = v.clone();
+                        for (int i = 0; i < half; i++) {
+                            double c = cos[positions[t] * half + i];
+                            double s = sin[positions[t] * half + i];
+                            r[i] = v[i] * c - v[i + half] * s;
+                            r[i + half] = v[i + half] * c + v[i] * s;
+                        }
+                        v = r;
+                    }
+                    if (kind == 0) {
+                        System.arraycopy(v, 0, refQ, (t * heads + h) * hd, hd);
+                    } else {
+                        int g = kind == 1 ? h - heads : h - heads - kvHeads;
+                        int blk = slots[t] / bs;
+                        for (int i = 0; i < hd; i++) {
+                            expectPool[pool.index(blk, kind - 1, g, slots[t] % bs, i)] =
+                                    FloatCodec.floatToBf16((float) v[i]);
+                        }
+                    }
+                }
+            }
+            String shape = n + " tok, " + heads + "/" + kvHeads + " heads, hd " + hd + ", block " + bs
+                    + (qkNorm ? ", q/k norm" : "");
+            record("qk_norm_rope (q)", shape, fromBf16(downloadBf16(dq, n * heads * hd)), refQ, TOL_BF16, ms, null);
+            int wrongOutside = 0;
+            for (int i = 0; i < after.length; i++) {
+                // elements written are compared by the error metric; all others must be bit-identical
+                if (expectPool[i] == pool.bits[i] && after[i] != pool.bits[i]) {
+                    wrongOutside++;
+                }
+            }
+            record("kv_write (paged)", shape, fromBf16(after), fromBf16(expectPool), TOL_BF16, 0,
+                    wrongOutside == 0 ? null : "FAIL: " + wrongOutside + " elements written outside the slots");
+        }
+    }
+
+    /**
+     * Paged causal GQA attention: slices of several lengths and start positions (prefill from 0, prefill continuing
+     * a prefix, decodes with long contexts), shuffled block tables, with the planner's split choice and with
+     * forced splits (split-KV + combine).
+     */
+    public void attention(int heads, int kvHeads, int hd, int bs, int forcedSplits) {
+        int[] lens = {37, 20, 1, 1, 1};
+        int[] starts = {0, 50, 300, 0, 129};
+        int s = lens.length;
+        int n = Arrays.stream(lens).sum();
+        int[] ends = new int[s];
+        int[] sliceStart = new int[s];
+        for (int i = 0, t = 0; i < s; t += lens[i], i++) {
+            ends[i] = starts[i] + lens[i];
+            sliceStart[i] = t;
+        }
+        int numBlocks = Arrays.stream(ends).map(e -> (e + bs - 1) / bs).sum() + 2;
+        int[][] tables = shuffledTables(ends, bs, numBlocks);
+        int stride = Arrays.stream(tables).mapToInt(a -> a.length).max().orElse(1);
+        int[] flat = new int[s * stride];
+        for (int i = 0; i < s; i++) {
+            System.arraycopy(tables[i], 0, flat, i * stride, tables[i].length);
+        }
+        int maxEnd = Arrays.stream(ends).max().orElse(1);
+        AttentionPlan plan = AttentionPlan.of(sliceStart, lens, starts, heads, kvHeads, ctx.smCount(), 32);
+        if (forcedSplits > 0) {
+            plan = plan.withSplits(forcedSplits, maxEnd);
+        }
+        float[] q = new float[n * heads * hd];
+        short[] qb = randomBf16(q.length, 1.0, q);
+        double scale = 1 / Math.sqrt(hd);
+        int group = heads / kvHeads;
+        try (Pool pool = new Pool(kvHeads, hd, bs, numBlocks); DeviceBuffer dq = bf16Buffer("q", qb);
+             DeviceBuffer items = intBuffer("items", plan.itemTable()); DeviceBuffer dt = intBuffer("tables", flat);
+             DeviceBuffer out = ctx.allocate("out", 2L * n * heads * hd);
+             DeviceBuffer partO = ctx.allocate("partO", 4L * Math.max(1, plan.splits()) * n * heads * hd);
+             DeviceBuffer partML = ctx.allocate("partML", 8L * Math.max(1, plan.splits()) * n * heads)) {
+            out.fill32(NAN_BF16X2);
+            AttentionPlan p = plan;
+            float ms = ctx.timeMillis(() -> k.attention(dq, pool.dev, items, dt, stride, out, partO, partML, p, n,
+                    heads, kvHeads, hd, pool.layer, pool.layers, bs, (float) scale));
+            double[] ref = new double[n * heads * hd];
+            for (int i = 0; i < s; i++) {
+                for (int j = 0; j < lens[i]; j++) {
+                    int t = sliceStart[i] + j;
+                    int pos = starts[i] + j;
+                    for (int h = 0; h < heads; h++) {
+                        int g = h / group;
+                        double[] sc = new double[pos + 1];
+                        double max = Double.NEGATIVE_INFINITY;
+                        for (int p2 = 0; p2 <= pos; p2++) {
+                            double dot = 0;
+                            for (int d = 0; d < hd; d++) {
+                                dot += q[(t * heads + h) * hd + d] * pool.at(tables[i], p2, 0, g, d);
+                            }
+                            sc[p2] = dot * scale;
+                            max = Math.max(max, sc[p2]);
+                        }
+                        double sum = 0;
+                        for (int p2 = 0; p2 <= pos; p2++) {
+                            sc[p2] = Math.exp(sc[p2] - max);
+                            sum += sc[p2];
+                        }
+                        for (int d = 0; d < hd; d++) {
+                            double o = 0;
+                            for (int p2 = 0; p2 <= pos; p2++) {
+                                o += sc[p2] * pool.at(tables[i], p2, 1, g, d);
+                            }
+                            ref[(t * heads + h) * hd + d] = o / sum;
+                        }
+                    }
+                }
+            }
+            record("paged_attention" + (plan.splits() > 1 ? " + combine" : ""),
+                    n + " tok in " + s + " slices (max ctx " + maxEnd + "), " + heads + "/" + kvHeads + " heads, hd "
+                            + hd + ", block " + bs + ", splits " + plan.splits(),
+                    fromBf16(downloadBf16(out, n * heads * hd)), ref, TOL_BF16, ms, null);
+        }
+    }
+
+    public Result argmax(int rows, int vocab) {
+        float[] logits = new float[rows * vocab];
+        int[] ref = new int[rows];
+        for (int r = 0; r < rows; r++) {
+            for (int j = 0; j < vocab; j++) {
+                logits[r * vocab + j] = (float) rnd.nextGaussian();
+            }
+            int tie = rnd.nextInt(vocab);
+            logits[r * vocab + tie] = 10f;
+            logits[r * vocab + vocab - 1 - tie / 2] = 10f;  // a tie: the lower index must win
+            ref[r] = Math.min(tie, vocab - 1 - tie / 2);
+        }
+        try (DeviceBuffer dl = floatBuffer("logits", logits); DeviceBuffer ids = ctx.allocate("ids", 4L * rows)) {
+            ids.fill32(-1);
+            float ms = ctx.timeMillis(() -> k.argmax(dl, ids, rows, vocab));
+            int[] got = ids.downloadInts(rows);
+            int wrong = 0;
+            for (int r = 0; r < rows; r++) {
+                if (got[r] != ref[r]) {
+                    wrong++;
+                }
+            }
+            Result res = new Result("argmax_rows", rows + "x" + vocab, wrong == 0 ? 0 : 1, wrong, 0, ms,
+                    wrong == 0 ? null : "FAIL: " + wrong + " rows differ");
+            results.add(res);
+            sink.accept(res);
+            return res;
+        }
+    }
+
+    // ---- whole backend ------------------------------------------------------------------------------------------
+
+    /**
+     * CudaBackend vs CpuBackend on the same random bf16 weights: (1) two prompts prefilled together with logits at
+     * every position, block tables shuffled; (2) decode steps of both, mixed in one batch with the prefill of a
+     * third prompt; (3) greedy tokens equal wherever the CPU's top-2 gap exceeds the tolerance.
+     */
+    public void backendVsCpu(String label, ModelConfig config, int blockSize) {
+        RandomStore store = new RandomStore(config, rnd.nextLong());
+        int numBlocks = 64;
+        try (CpuBackend cpu = CpuBackend.create(config, store, blockSize, numBlocks, 2);
+             CudaBackend gpu = CudaBackend.create(config, store, blockSize, numBlocks)) {
+            List<Integer> free = new ArrayList<>();
+            for (int b = 0; b < numBlocks; b++) {
+                free.add(b);
+            }
+            java.util.Collections.shuffle(free, rnd);
+            int[][] tables = new int[3][20];
+            for (int s = 0; s < 3; s++) {
+                for (int j = 0; j < 20; j++) {
+                    tables[s][j] = free.get(s * 20 + j);
+                }
+            }
+            int[] p0 = tokens(config, 23);
+            int[] p1 = tokens(config, 9);
+            List<SequenceSlice> prefill = List.of(
+                    new SequenceSlice(0, p0, 0, tables[0], LogitsMode.ALL),
+                    new SequenceSlice(1, p1, 0, tables[1], LogitsMode.ALL));
+            compare(label + " prefill (ALL logits)", config, cpu, gpu, prefill);
+            int[] p2 = tokens(config, 17);
+            int pos0 = p0.length;
+            int pos1 = p1.length;
+            for (int step = 0; step < 4; step++) {
+                List<SequenceSlice> mixed = new ArrayList<>();
+                mixed.add(new SequenceSlice(0, tokens(config, 1), pos0 + step, tables[0], LogitsMode.LAST));
+                mixed.add(new SequenceSlice(1, tokens(config, 1), pos1 + step, tables[1], LogitsMode.LAST));
+                if (step == 1) {
+                    mixed.add(1, new SequenceSlice(2, p2, 0, tables[2], LogitsMode.LAST));
+                }
+                compare(label + " decode step " + step + (step == 1 ? " + prefill" : ""), config, cpu, gpu, mixed);
+            }
+        }
+    }
+
+    private int[] tokens(ModelConfig c, int n) {
+        int[] t = new int[n];
+        for (int i = 0; i < n; i++) {
+            t[i] = rnd.nextInt(c.vocabSize());
+        }
+        return t;
+    }
+
+    private void compare(String label, ModelConfig c, CpuBackend cpu, CudaBackend gpu, List<SequenceSlice> batch) {
+        List<float[]> ref = cpu.forward(batch);
+        long t0 = System.nanoTime();
+        List<float[]> got = gpu.forward(batch);
+        float ms = (System.nanoTime() - t0) / 1e6f;
+        int vocab = c.vocabSize();
+        double[] a = new double[ref.size() * vocab];
+        double[] b = new double[ref.size() * vocab];
+        int greedyChecked = 0;
+        int greedyWrong = 0;
+        for (int r = 0; r < ref.size(); r++) {
+            float[] x = ref.get(r);
+            float[] y = got.get(r);
+            int best = 0;
+            int second = -1;
+            int bestGpu = 0;
+            for (int j = 0; j < vocab; j++) {
+                a[r * vocab + j] = y[j];
+                b[r * vocab + j] = x[j];
+                if (x[j] > x[best]) {
+                    second = best;
+                    best = j;
+                } else if (j != best && (second < 0 || x[j] > x[second])) {
+                    second = j;
+                }
+                if (y[j] > y[bestGpu]) {
+                    bestGpu = j;
+                }
+            }
+            double range = 0;
+            for (float v : x) {
+                range = Math.max(range, Math.abs(v));
+            }
+            if (second >= 0 && x[best] - x[second] > TOL_MODEL * range) {
+                greedyChecked++;
+                if (bestGpu != best) {
+                    greedyWrong++;
+                }
+            }
+        }
+        record("backend vs cpu: " + label, c.modelType() + " h" + c.hiddenSize() + " L" + c.numLayers() + ", "
+                + ref.size() + " logit rows", a, b, TOL_MODEL, ms,
+                (greedyWrong == 0 ? "" : "FAIL: ") + "greedy " + (greedyChecked - greedyWrong) + "/" + greedyChecked
+                        + " rows agree");
+    }
+
+    /** Every check, at sizes that are not multiples of the tiles. */
+    public void runAll() {
+        gemm(77, 131, 200, true);
+        gemm(1, 1000, 64, true);
+        gemm(130, 70, 264, false);
+        gemm(256, 384, 1024, false);
+        embeddingAndNorm(300, 136, 29);
+        siluMul(13, 344);
+        qkNormRopeKvWrite(4, 2, 16, 4, true);
+        qkNormRopeKvWrite(6, 2, 128, 16, false);
+        qkNormRopeKvWrite(8, 1, 256, 64, true);
+        attention(4, 2, 16, 4, 0);
+        attention(8, 2, 128, 16, 0);
+        attention(8, 2, 128, 16, 5);
+        attention(6, 3, 64, 7, 3);
+        attention(32, 1, 256, 64, 0);
+        attention(16, 8, 128, 64, 2);
+        argmax(7, 1001);
+        backendVsCpu("qwen3", new ModelConfig("qwen3", 64, 160, 3, 4, 2, 16, 300, 256, 1_000_000.0, 1e-6, true, true,
+                -1, List.of(299), "bfloat16"), 4);
+        backendVsCpu("llama", new ModelConfig("llama", 48, 128, 2, 6, 2, 8, 257, 128, 10_000.0, 1e-5, false, false,
+                1, List.of(2), "bfloat16"), 5);
+        backendVsCpu("qwen3 hd128", new ModelConfig("qwen3", 256, 512, 2, 8, 2, 128, 1000, 4096, 1_000_000.0, 1e-6,
+                false, true, -1, List.of(999), "bfloat16"), 16);
+    }
+}

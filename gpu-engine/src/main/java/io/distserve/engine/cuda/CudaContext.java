@@ -1,0 +1,188 @@
+package io.distserve.engine.cuda;
+
+import java.util.HashMap;
+import java.util.Map;
+import jcuda.driver.CUcontext;
+import jcuda.driver.CUdevice;
+import jcuda.driver.CUdevice_attribute;
+import jcuda.driver.CUdeviceptr;
+import jcuda.driver.CUevent;
+import jcuda.driver.CUfunction;
+import jcuda.driver.CUmodule;
+import jcuda.driver.CUstream;
+import jcuda.driver.JCudaDriver;
+
+/**
+ * A CUDA context on one device with the kernels' module loaded and one stream. Made current on the calling thread
+ * by every operation (the engine calls from its own thread). Explicit lifecycle: {@link #close} unloads the module
+ * and destroys the stream and the context; device buffers must be closed before.
+ */
+public final class CudaContext implements AutoCloseable {
+
+    private final int ordinal;
+    private final CUdevice device = new CUdevice();
+    private final CUcontext context = new CUcontext();
+    private final CUmodule module = new CUmodule();
+    private final CUstream stream = new CUstream();
+    private final Map<String, Kernel> kernels = new HashMap<>();
+    private final String deviceName;
+    private final int smCount;
+    private final int maxSharedOptin;
+    private final int ccMajor;
+    private final int ccMinor;
+    private volatile String lastKernel = "(none)";
+    private boolean closed;
+
+    CudaContext(int ordinal, byte[] fatbin) {
+        this.ordinal = ordinal;
+        Cuda.check(JCudaDriver.cuDeviceGet(device, ordinal), "cuDeviceGet(" + ordinal + ")");
+        byte[] name = new byte[256];
+        Cuda.check(JCudaDriver.cuDeviceGetName(name, name.length, device), "cuDeviceGetName");
+        int len = 0;
+        while (len < name.length && name[len] != 0) {
+            len++;
+        }
+        this.deviceName = new String(name, 0, len, java.nio.charset.StandardCharsets.US_ASCII);
+        this.smCount = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
+        this.maxSharedOptin = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
+        this.ccMajor = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
+        this.ccMinor = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+        Cuda.check(JCudaDriver.cuCtxCreate(context, 0, device), "cuCtxCreate(device " + ordinal + ")");
+        try {
+            int rc = JCudaDriver.cuModuleLoadData(module, fatbin);
+            if (rc != 0) {
+                throw new CudaException("cuModuleLoadData(distserve_kernels.fatbin, " + fatbin.length + " bytes) failed "
+                        + "on " + deviceName + " (compute capability " + ccMajor + "." + ccMinor + "; the fatbin holds "
+                        + "sm_90a code and compute_90 PTX): " + Cuda.describe(rc), rc);
+            }
+            Cuda.check(JCudaDriver.cuStreamCreate(stream, 0), "cuStreamCreate");
+        } catch (RuntimeException e) {
+            JCudaDriver.cuCtxDestroy(context);
+            throw e;
+        }
+    }
+
+    private int attribute(int attribute) {
+        int[] v = new int[1];
+        Cuda.check(JCudaDriver.cuDeviceGetAttribute(v, attribute, device), "cuDeviceGetAttribute(" + attribute + ")");
+        return v[0];
+    }
+
+    void makeCurrent() {
+        if (closed) {
+            throw new IllegalStateException("CUDA context is closed");
+        }
+        Cuda.check(JCudaDriver.cuCtxSetCurrent(context), "cuCtxSetCurrent");
+    }
+
+    /** The kernel {@code name} of the fatbin (looked up once). */
+    public synchronized Kernel kernel(String name) {
+        Kernel k = kernels.get(name);
+        if (k == null) {
+            makeCurrent();
+            CUfunction f = new CUfunction();
+            Cuda.check(JCudaDriver.cuModuleGetFunction(f, module, name), "cuModuleGetFunction(" + name + ")");
+            k = new Kernel(this, name, f);
+            kernels.put(name, k);
+        }
+        return k;
+    }
+
+    public DeviceBuffer allocate(String name, long bytes) {
+        makeCurrent();
+        return new DeviceBuffer(this, name, bytes);
+    }
+
+    void free(CUdeviceptr p, String name) {
+        if (!closed) {
+            makeCurrent();
+            Cuda.check(JCudaDriver.cuMemFree(p), "cuMemFree(" + name + ")");
+        }
+    }
+
+    /** {free, total} device memory in bytes. */
+    public long[] memoryInfo() {
+        makeCurrent();
+        long[] free = new long[1];
+        long[] total = new long[1];
+        Cuda.check(JCudaDriver.cuMemGetInfo(free, total), "cuMemGetInfo");
+        return new long[] {free[0], total[0]};
+    }
+
+    /** Waits for the stream; an asynchronous kernel fault surfaces here, naming the last kernel launched. */
+    public void synchronize() {
+        makeCurrent();
+        int rc = JCudaDriver.cuStreamSynchronize(stream);
+        if (rc != 0) {
+            throw new CudaException("cuStreamSynchronize failed after kernel " + lastKernel + ": " + Cuda.describe(rc),
+                    rc);
+        }
+    }
+
+    void lastKernel(String name) {
+        lastKernel = name;
+    }
+
+    CUstream stream() {
+        return stream;
+    }
+
+    /** Milliseconds the device spends on {@code work} (events around it, then a synchronize). */
+    public float timeMillis(Runnable work) {
+        makeCurrent();
+        CUevent start = new CUevent();
+        CUevent stop = new CUevent();
+        Cuda.check(JCudaDriver.cuEventCreate(start, 0), "cuEventCreate");
+        Cuda.check(JCudaDriver.cuEventCreate(stop, 0), "cuEventCreate");
+        try {
+            Cuda.check(JCudaDriver.cuEventRecord(start, stream), "cuEventRecord");
+            work.run();
+            Cuda.check(JCudaDriver.cuEventRecord(stop, stream), "cuEventRecord");
+            int rc = JCudaDriver.cuEventSynchronize(stop);
+            if (rc != 0) {
+                throw new CudaException("cuEventSynchronize failed after kernel " + lastKernel + ": "
+                        + Cuda.describe(rc), rc);
+            }
+            float[] ms = new float[1];
+            Cuda.check(JCudaDriver.cuEventElapsedTime(ms, start, stop), "cuEventElapsedTime");
+            return ms[0];
+        } finally {
+            JCudaDriver.cuEventDestroy(start);
+            JCudaDriver.cuEventDestroy(stop);
+        }
+    }
+
+    public String deviceName() {
+        return deviceName;
+    }
+
+    public int ordinal() {
+        return ordinal;
+    }
+
+    public int smCount() {
+        return smCount;
+    }
+
+    public int maxSharedPerBlockOptin() {
+        return maxSharedOptin;
+    }
+
+    public String computeCapability() {
+        return ccMajor + "." + ccMinor;
+    }
+
+    /** Unloads the module, destroys the stream and the context. Idempotent. */
+    @Override
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        makeCurrent();
+        JCudaDriver.cuStreamSynchronize(stream);
+        JCudaDriver.cuStreamDestroy(stream);
+        JCudaDriver.cuModuleUnload(module);
+        closed = true;
+        JCudaDriver.cuCtxDestroy(context);
+    }
+}

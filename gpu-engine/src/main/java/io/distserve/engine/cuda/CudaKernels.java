@@ -1,0 +1,134 @@
+package io.distserve.engine.cuda;
+
+import jcuda.driver.CUdeviceptr;
+
+/**
+ * Typed launchers of the fatbin's kernels (src/main/cuda): one method per kernel, with the launch geometry the
+ * kernel expects. The backend and the self-check both go through here, so what the check verifies is what the
+ * backend runs. Pointers are {@link CUdeviceptr} (or {@link DeviceBuffer}); {@code null} means "none" where the
+ * kernel accepts it.
+ */
+public final class CudaKernels {
+
+    /** Query tokens x heads of one attention block (must match RMAX in attention.cu). */
+    static final int ATTN_ROWS = 16;
+    /** Keys per attention tile (KT in attention.cu). */
+    static final int ATTN_KEYS = 32;
+    /** Output tile of the GEMM (BM, BN in gemm.cu). */
+    static final int GEMM_TILE = 64;
+
+    private final CudaContext ctx;
+    private final Kernel embedding;
+    private final Kernel addRmsNorm;
+    private final Kernel siluMul;
+    private final Kernel qkRopeKv;
+    private final Kernel gemmBf16;
+    private final Kernel gemmF32;
+    private final Kernel attention;
+    private final Kernel combine;
+    private final Kernel argmax;
+
+    public CudaKernels(CudaContext ctx) {
+        this.ctx = ctx;
+        embedding = ctx.kernel("embedding_gather");
+        addRmsNorm = ctx.kernel("add_rmsnorm");
+        siluMul = ctx.kernel("silu_mul");
+        qkRopeKv = ctx.kernel("qk_norm_rope_kv_write");
+        gemmBf16 = ctx.kernel("gemm_bf16_bf16");
+        gemmF32 = ctx.kernel("gemm_bf16_f32");
+        attention = ctx.kernel("paged_attention");
+        combine = ctx.kernel("attention_combine");
+        argmax = ctx.kernel("argmax_rows");
+    }
+
+    public CudaContext context() {
+        return ctx;
+    }
+
+    /** Every kernel, for the resource table. */
+    public Kernel[] all() {
+        return new Kernel[] {embedding, addRmsNorm, siluMul, qkRopeKv, gemmBf16, gemmF32, attention, combine, argmax};
+    }
+
+    /** {@code x[t] = float(table[tokens[t]])}; hidden % 8 == 0. */
+    public void embedding(Object table, Object tokens, Object x, int n, int hidden) {
+        embedding.launch(n, 1, 1, 128, 0, table, tokens, x, hidden);
+    }
+
+    /**
+     * For r in [0, rows): s = rowIdx == null ? r : rowIdx[r]; v = x[s] (+ delta[s]); when writeBack x[s] = v;
+     * out[r] = bf16(rmsnorm(v) * w). hidden % 8 == 0.
+     */
+    public void addRmsNorm(Object x, Object delta, Object w, Object out, Object rowIdx, int rows, int hidden,
+                           float eps, boolean writeBack) {
+        addRmsNorm.launch(rows, 1, 1, 256, 0, x, delta, w, out, rowIdx, hidden, eps, writeBack ? 1 : 0);
+    }
+
+    /** act[t] = silu(gu[t, :inter]) * gu[t, inter:]; inter % 8 == 0. */
+    public void siluMul(Object gateUp, Object act, int n, int inter) {
+        long vecs = (long) n * (inter / 8);
+        siluMul.launch((int) ((vecs + 255) / 256), 1, 1, 256, 0, gateUp, act, n, inter);
+    }
+
+    /** q/k RMSNorm (norm weights may be null) + RoPE, q to qOut, k and v into the paged cache at slots[t]. */
+    public void qkNormRopeKvWrite(Object qkv, Object qOut, Object cache, Object positions, Object slots, Object qNorm,
+                                  Object kNorm, Object cos, Object sin, int n, int heads, int kvHeads, int headDim,
+                                  int layer, int numLayers, int blockSize, float eps) {
+        qkRopeKv.launch(n, 1, 1, 128, 0, qkv, qOut, cache, positions, slots, qNorm, kNorm, cos, sin, heads, kvHeads,
+                headDim, layer, numLayers, blockSize, eps);
+    }
+
+    /** C[M, N] = A[M, K] . W[N, K]^T, C bf16 ({@code f32Out} false) or fp32; contiguous rows; K % 8 == 0. */
+    public void gemm(Object a, Object w, Object c, int m, int n, int k, boolean f32Out) {
+        gemm(a, w, c, m, n, k, k, k, n, f32Out);
+    }
+
+    public void gemm(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc, boolean f32Out) {
+        if (k % 8 != 0 || lda % 8 != 0 || ldw % 8 != 0) {
+            throw new IllegalArgumentException("gemm: K and the row strides of A and W must be multiples of 8, got K="
+                    + k + " lda=" + lda + " ldw=" + ldw);
+        }
+        int gx = (n + GEMM_TILE - 1) / GEMM_TILE;
+        int gy = (m + GEMM_TILE - 1) / GEMM_TILE;
+        (f32Out ? gemmF32 : gemmBf16).launch(gx, gy, 1, 128, 0, a, w, c, m, n, k, lda, ldw, ldc);
+    }
+
+    /** Rows (query tokens x heads) of one attention block for a GQA group size: HG heads, QT tokens. */
+    static int headsPerBlock(int group) {
+        int hg = 1;
+        for (int d = 1; d <= Math.min(group, ATTN_ROWS); d++) {
+            if (group % d == 0) {
+                hg = d;
+            }
+        }
+        return hg;
+    }
+
+    static int attentionSharedBytes(int rows, int headDim) {
+        return 4 * (2 * rows * headDim + rows * ATTN_KEYS + 3 * ATTN_ROWS + ATTN_KEYS * (headDim / 2 + 1)
+                + ATTN_KEYS * headDim / 2);
+    }
+
+    /**
+     * Paged causal GQA attention of one layer (see attention.cu). {@code items} holds {slice, first token, tokens,
+     * first position} per work item ({@link AttentionPlan}); with {@code splits > 1}, partO/partML are the
+     * workspace and a combine pass follows.
+     */
+    public void attention(Object q, Object cache, Object items, Object blockTables, int tableStride, Object out,
+                          Object partO, Object partML, AttentionPlan plan, int n, int heads, int kvHeads, int headDim,
+                          int layer, int numLayers, int blockSize, float scale) {
+        int rows = plan.tokensPerItem() * plan.headsPerBlock();
+        attention.launch(plan.items(), heads / plan.headsPerBlock(), plan.splits(), 128,
+                attentionSharedBytes(rows, headDim), q, cache, items, blockTables, tableStride, out, partO, partML, n,
+                heads, kvHeads, headDim, plan.headsPerBlock(), plan.tokensPerItem(), layer, numLayers, blockSize,
+                plan.splitLen(), scale);
+        if (plan.splits() > 1) {
+            combine.launch(n * heads, 1, 1, 128, 0, partO, partML, out, n * heads, headDim, plan.splits());
+        }
+    }
+
+    /** ids[r] = argmax of logits row r (lowest index on ties). */
+    public void argmax(Object logits, Object ids, int rows, int vocab) {
+        argmax.launch(rows, 1, 1, 256, 0, logits, ids, vocab);
+    }
+}

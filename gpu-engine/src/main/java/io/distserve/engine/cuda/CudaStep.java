@@ -1,0 +1,141 @@
+package io.distserve.engine.cuda;
+
+import io.distserve.engine.SequenceSlice;
+import io.distserve.engine.kv.KvCacheLayout;
+import io.distserve.engine.model.ModelConfig;
+import java.util.List;
+
+/**
+ * One forward step's slices, validated and flattened for upload, with the same checks and messages as the CPU
+ * backend's {@code StepBatch} (kept identical on purpose: CudaBackendTest compares the two): nothing reaches the
+ * device unless every slice is valid.
+ */
+final class CudaStep {
+
+    final List<SequenceSlice> slices;
+    final int n;
+    final int[] tokenIds;
+    final int[] positions;
+    /** Per token: physical block * blockSize + slot, where its K/V go. */
+    final int[] slots;
+    final int[] sliceStart;
+    final int[] sliceLength;
+    final int[] slicePosition;
+    final int[] logitRows;
+    final int maxEnd;
+    /** Block tables, one row of {@code tableStride} per slice (unused entries 0). */
+    final int[] blockTables;
+    final int tableStride;
+
+    private CudaStep(List<SequenceSlice> slices, int n, int logitCount, int blockSize) {
+        this.slices = slices;
+        this.n = n;
+        tokenIds = new int[n];
+        positions = new int[n];
+        slots = new int[n];
+        int s = slices.size();
+        sliceStart = new int[s];
+        sliceLength = new int[s];
+        slicePosition = new int[s];
+        logitRows = new int[logitCount];
+        int stride = 1;
+        int end = 0;
+        for (SequenceSlice slice : slices) {
+            stride = Math.max(stride, (slice.endPosition() + blockSize - 1) / blockSize);
+            end = Math.max(end, slice.endPosition());
+        }
+        tableStride = stride;
+        maxEnd = end;
+        blockTables = new int[s * stride];
+        int t = 0;
+        int l = 0;
+        for (int i = 0; i < s; i++) {
+            SequenceSlice slice = slices.get(i);
+            sliceStart[i] = t;
+            sliceLength[i] = slice.length();
+            slicePosition[i] = slice.startPosition();
+            int needed = (slice.endPosition() + blockSize - 1) / blockSize;
+            System.arraycopy(slice.blockTable(), 0, blockTables, i * stride, needed);
+            for (int j = 0; j < slice.length(); j++) {
+                int pos = slice.startPosition() + j;
+                tokenIds[t + j] = slice.tokens()[j];
+                positions[t + j] = pos;
+                slots[t + j] = slice.blockTable()[pos / blockSize] * blockSize + pos % blockSize;
+            }
+            switch (slice.logits()) {
+                case NONE -> { }
+                case LAST -> logitRows[l++] = t + slice.length() - 1;
+                case ALL -> {
+                    for (int j = 0; j < slice.length(); j++) {
+                        logitRows[l++] = t + j;
+                    }
+                }
+            }
+            t += slice.length();
+        }
+    }
+
+    static CudaStep of(List<SequenceSlice> batch, ModelConfig config, KvCacheLayout layout) {
+        if (batch == null) {
+            throw new IllegalArgumentException("batch is null");
+        }
+        long n = 0;
+        long logits = 0;
+        for (int s = 0; s < batch.size(); s++) {
+            SequenceSlice slice = batch.get(s);
+            if (slice == null) {
+                throw new IllegalArgumentException("slice " + s + " of the batch is null");
+            }
+            validate(slice, config, layout);
+            n += slice.length();
+            logits += slice.logitRows();
+        }
+        int widest = Math.max(Math.max(config.hiddenSize(), config.intermediateSize()), config.qDim());
+        if (n > Integer.MAX_VALUE / widest
+                || logits * config.vocabSize() > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException("batch too large: " + n + " tokens, " + logits + " logit rows");
+        }
+        if ((long) layout.numBlocks() * layout.blockSize() > Integer.MAX_VALUE) {
+            throw new IllegalStateException("KV pool too large for 32-bit slot indices");
+        }
+        return new CudaStep(List.copyOf(batch), (int) n, (int) logits, layout.blockSize());
+    }
+
+    private static void validate(SequenceSlice slice, ModelConfig config, KvCacheLayout layout) {
+        String who = "sequence " + slice.sequenceId() + ": ";
+        if (slice.tokens() == null || slice.blockTable() == null || slice.logits() == null) {
+            throw new IllegalArgumentException(who + "tokens, block table and logits mode must not be null");
+        }
+        if (slice.length() == 0) {
+            throw new IllegalArgumentException(who + "slice has no tokens");
+        }
+        if (slice.startPosition() < 0) {
+            throw new IllegalArgumentException(who + "negative start position " + slice.startPosition());
+        }
+        long end = (long) slice.startPosition() + slice.length();
+        if (end > config.maxPositions()) {
+            throw new IllegalArgumentException(who + "position " + (end - 1) + " is beyond the model's context ("
+                    + "max_position_embeddings " + config.maxPositions() + ")");
+        }
+        int needed = layout.blocksFor((int) end);
+        if (slice.blockTable().length < needed) {
+            throw new IllegalArgumentException(who + "block table has " + slice.blockTable().length
+                    + " blocks, positions up to " + (end - 1) + " need " + needed + " (block size "
+                    + layout.blockSize() + ")");
+        }
+        for (int j = 0; j < needed; j++) {
+            int b = slice.blockTable()[j];
+            if (b < 0 || b >= layout.numBlocks()) {
+                throw new IllegalArgumentException(who + "block table entry " + j + " = " + b + " is outside [0, "
+                        + layout.numBlocks() + ")");
+            }
+        }
+        for (int i = 0; i < slice.length(); i++) {
+            int id = slice.tokens()[i];
+            if (id < 0 || id >= config.vocabSize()) {
+                throw new IllegalArgumentException(who + "token id " + id + " at position "
+                        + (slice.startPosition() + i) + " is outside the vocabulary [0, " + config.vocabSize() + ")");
+            }
+        }
+    }
+}

@@ -1,0 +1,109 @@
+package io.distserve.engine.cuda;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.distserve.engine.EngineOptions;
+import io.distserve.engine.SequenceSlice;
+import io.distserve.engine.SequenceSlice.LogitsMode;
+import io.distserve.engine.cpu.CpuBackend;
+import io.distserve.engine.kv.KvCacheLayout;
+import io.distserve.engine.model.ModelConfig;
+import io.distserve.engine.safetensors.DType;
+import io.distserve.engine.testing.TinyModels;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+
+/** CudaBackend against CpuBackend (GPU only), and the parts that run everywhere (validation, unavailability). */
+class CudaBackendTest {
+
+    @Test
+    void sameLogitsAsCpuOnTinyModels() {
+        assumeTrue(CudaDevice.isAvailable(), () -> "CUDA unavailable: " + CudaDevice.unavailableReason());
+        try (CudaContext ctx = CudaDevice.open()) {
+            List<CudaChecks.Result> failures = new ArrayList<>();
+            CudaChecks c = new CudaChecks(new CudaKernels(ctx), 42, r -> {
+                if (!r.passed()) {
+                    failures.add(r);
+                }
+            });
+            c.backendVsCpu("qwen3", TinyModels.qwen3(), 4);
+            c.backendVsCpu("llama", TinyModels.llama(), 5);
+            assertThat(failures).isEmpty();
+        }
+    }
+
+    @Test
+    void withoutGpuTheEngineFailsWithOneLine() {
+        assumeTrue(!CudaDevice.isAvailable(), "a GPU is present");
+        EngineOptions cuda = new EngineOptions("cuda", 64, 0.8, 0, 1, EngineOptions.cpuDefaults().engine());
+        ModelConfig c = TinyModels.qwen3();
+        assertThatThrownBy(() -> CudaBackend.forEngine(c, TinyModels.randomWeights(c, 1, true), cuda))
+                .isInstanceOf(IllegalStateException.class)
+                .hasMessageStartingWith("--backend cuda: ")
+                .hasMessageNotContaining("\n");
+    }
+
+    /** The CUDA step validation rejects exactly what the CPU backend rejects, with the same messages. */
+    @Test
+    void validatesLikeTheCpuBackend() {
+        ModelConfig c = TinyModels.qwen3();
+        KvCacheLayout layout = new KvCacheLayout(c.numLayers(), c.numKvHeads(), c.headDim(), 4, 8, DType.BF16);
+        try (CpuBackend cpu = CpuBackend.create(c, TinyModels.randomWeights(c, 1, true), 4, 8, 1)) {
+            List<List<SequenceSlice>> bad = List.of(
+                    List.of(new SequenceSlice(1, new int[0], 0, new int[] {0}, LogitsMode.LAST)),
+                    List.of(new SequenceSlice(2, new int[] {1}, -1, new int[] {0}, LogitsMode.LAST)),
+                    List.of(new SequenceSlice(3, new int[] {1, 2, 3, 4, 5}, 0, new int[] {0}, LogitsMode.LAST)),
+                    List.of(new SequenceSlice(4, new int[] {1}, 0, new int[] {8}, LogitsMode.LAST)),
+                    List.of(new SequenceSlice(5, new int[] {300}, 0, new int[] {0}, LogitsMode.LAST)),
+                    List.of(new SequenceSlice(6, new int[] {1}, 256, new int[70], LogitsMode.LAST)),
+                    java.util.Arrays.asList((SequenceSlice) null));
+            for (List<SequenceSlice> batch : bad) {
+                Throwable expected = catchIt(() -> cpu.forward(batch));
+                Throwable actual = catchIt(() -> CudaStep.of(batch, c, layout));
+                assertThat(actual).isNotNull().isInstanceOf(IllegalArgumentException.class)
+                        .hasMessage(expected.getMessage());
+            }
+        }
+    }
+
+    @Test
+    void stepFlattensSlotsAndTables() {
+        ModelConfig c = TinyModels.qwen3();
+        KvCacheLayout layout = new KvCacheLayout(c.numLayers(), c.numKvHeads(), c.headDim(), 4, 16, DType.BF16);
+        CudaStep s = CudaStep.of(List.of(
+                new SequenceSlice(1, new int[] {5, 6, 7, 8, 9}, 0, new int[] {7, 3}, LogitsMode.ALL),
+                new SequenceSlice(2, new int[] {4}, 9, new int[] {1, 2, 15}, LogitsMode.LAST)), c, layout);
+        assertThat(s.n).isEqualTo(6);
+        assertThat(s.slots).containsExactly(28, 29, 30, 31, 12, 15 * 4 + 1);
+        assertThat(s.logitRows).containsExactly(0, 1, 2, 3, 4, 5);
+        assertThat(s.tableStride).isEqualTo(3);
+        assertThat(s.blockTables).containsExactly(7, 3, 0, 1, 2, 15);
+    }
+
+    @Test
+    void attentionPlanCoversEveryTokenOnce() {
+        AttentionPlan p = AttentionPlan.of(new int[] {0, 37, 38}, new int[] {37, 1, 1}, new int[] {0, 300, 5}, 32, 8,
+                132, 32);
+        assertThat(p.headsPerBlock()).isEqualTo(4);
+        assertThat(p.tokensPerItem()).isEqualTo(4);
+        int covered = 0;
+        for (int i = 0; i < p.items(); i++) {
+            covered += p.itemTable()[4 * i + 2];
+        }
+        assertThat(covered).isEqualTo(39);
+        assertThat((long) p.splits() * p.splitLen()).isGreaterThanOrEqualTo(301);
+        assertThat(p.splitLen() % CudaKernels.ATTN_KEYS).isZero();
+    }
+
+    private static Throwable catchIt(Runnable r) {
+        try {
+            r.run();
+            return null;
+        } catch (Throwable t) {
+            return t;
+        }
+    }
+}
