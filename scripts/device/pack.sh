@@ -16,7 +16,8 @@ rm -rf /tmp/distserve-app && mkdir -p /tmp/distserve-app
 # The device machines are linux-x86_64: drop the other platforms' native libraries.
 (cd /tmp/distserve-app && rm -rf native/lib/win-* native/lib/osx-* native/lib/linux-aarch64 \
   com/sun/jna/aix-* com/sun/jna/darwin-* com/sun/jna/freebsd-* com/sun/jna/openbsd-* com/sun/jna/sunos-* \
-  com/sun/jna/win32-* com/sun/jna/linux-[!x]*)
+  com/sun/jna/win32-* com/sun/jna/linux-[!x]* \
+  lib/libJNvPTXCompiler-* lib/libJNvrtc-* lib/libJCudaRuntime-*)
 tar -C /tmp -cJf .carry/app.tar.xz distserve-app
 if [ ! -f .carry/jre.tar.xz ]; then
   rm -rf /tmp/distserve-jre
