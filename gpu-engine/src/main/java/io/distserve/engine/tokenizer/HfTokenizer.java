@@ -24,7 +24,8 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * downloaded. The one network access DJL makes on its own is a telemetry "call home" on the first tokenizer it
  * creates (it probes the EC2 metadata address 169.254.169.254 with one-second timeouts, and on EC2 posts to S3);
  * {@link #load} opts out through DJL's documented switch, the {@code OPT_OUT_TRACKING} system property, unless the
- * environment or the command line already decided.
+ * environment or the command line already decided, and it turns on DJL's offline mode ({@code ai.djl.offline}), so
+ * that on a GPU machine DJL does not go looking for a CUDA build of the library on the internet.
  *
  * <p>Thread-safe: the native tokenizer is immutable and used concurrently; a read-write lock keeps
  * {@link #close()} from freeing it under a running call.
@@ -34,6 +35,8 @@ public final class HfTokenizer implements TextTokenizer {
     public static final String FILE_NAME = "tokenizer.json";
 
     private static final String DJL_TELEMETRY_OPT_OUT = "OPT_OUT_TRACKING";
+    private static final String DJL_OFFLINE = "ai.djl.offline";
+    private static final String DJL_OFFLINE_ENV = "DJL_OFFLINE";
 
     private final Path file;
     private final HuggingFaceTokenizer tokenizer;
@@ -89,6 +92,12 @@ public final class HfTokenizer implements TextTokenizer {
     private static void optOutOfDjlTelemetry() {
         if (System.getenv(DJL_TELEMETRY_OPT_OUT) == null && System.getProperty(DJL_TELEMETRY_OPT_OUT) == null) {
             System.setProperty(DJL_TELEMETRY_OPT_OUT, "true");
+        }
+        // On a machine with a CUDA GPU, DJL picks a CUDA build of the tokenizer library, which is not in the jar,
+        // and downloads it (seen failing on the GPU machines, which reach no network). Tokenizing needs no GPU:
+        // offline mode makes DJL take the CPU build shipped in the jar and never download anything.
+        if (System.getenv(DJL_OFFLINE_ENV) == null && System.getProperty(DJL_OFFLINE) == null) {
+            System.setProperty(DJL_OFFLINE, "true");
         }
     }
 
