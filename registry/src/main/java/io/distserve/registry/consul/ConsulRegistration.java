@@ -78,6 +78,8 @@ public final class ConsulRegistration implements AutoCloseable {
     private final ScheduledExecutorService timer;
     private volatile boolean registered;
     private volatile boolean everRegistered;
+    private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
+    private boolean failing;
     private long backoffMillis = 500;
 
     public ConsulRegistration(ConsulApi consul, Engine engine, ConsulSettings settings) {
@@ -168,11 +170,15 @@ public final class ConsulRegistration implements AutoCloseable {
                 everRegistered = true;
             }
             registered = true;
+            failing = false;
             backoffMillis = 500;
             next = settings.syncInterval().toMillis();
         } catch (RuntimeException e) {
-            if (registered || !everRegistered) {
-                LOG.warn("{}; retrying in {} ms", e.getMessage(), backoffMillis);
+            if (!failing) {
+                LOG.warn("{}; retrying (backing off up to {} s)", e.getMessage(), MAX_BACKOFF_MILLIS / 1000);
+                failing = true;
+            } else {
+                LOG.debug("{}; retrying in {} ms", e.getMessage(), backoffMillis);
             }
             registered = false;
             next = backoffMillis;
@@ -190,6 +196,9 @@ public final class ConsulRegistration implements AutoCloseable {
     /** Stops syncing and deregisters the instance (best effort: Consul reaps it anyway once its check fails). */
     @Override
     public void close() {
+        if (!closed.compareAndSet(false, true)) {
+            return;
+        }
         timer.shutdownNow();
         try {
             timer.awaitTermination(settings.requestTimeout().toMillis(), TimeUnit.MILLISECONDS);

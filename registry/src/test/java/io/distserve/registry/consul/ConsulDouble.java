@@ -108,13 +108,13 @@ public final class ConsulDouble implements AutoCloseable {
     private final AtomicInteger registrations = new AtomicInteger();
     private long index = 10;
 
-    private ConsulDouble(String aclToken, Duration reapInterval) throws IOException {
+    private ConsulDouble(String aclToken, Duration reapInterval, int port) throws IOException {
         this.aclToken = aclToken;
         this.http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2))
                 .version(HttpClient.Version.HTTP_1_1).build();
         this.handlers = Executors.newCachedThreadPool(daemon("consul-double-http"));
         this.checks = Executors.newScheduledThreadPool(2, daemon("consul-double-checks"));
-        this.server = HttpServer.create(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), 64);
+        this.server = HttpServer.create(new InetSocketAddress(InetAddress.getLoopbackAddress(), port), 64);
         server.setExecutor(handlers);
         server.createContext("/", this::handle);
         server.start();
@@ -124,12 +124,17 @@ public final class ConsulDouble implements AutoCloseable {
 
     /** A double without ACLs, reaping every 100 ms. */
     public static ConsulDouble start() throws IOException {
-        return new ConsulDouble(null, Duration.ofMillis(100));
+        return new ConsulDouble(null, Duration.ofMillis(100), 0);
+    }
+
+    /** A double without ACLs on a given loopback port (e.g. one a client was already pointed at). */
+    public static ConsulDouble startOn(int port) throws IOException {
+        return new ConsulDouble(null, Duration.ofMillis(100), port);
     }
 
     /** A double whose every non-status endpoint requires {@code aclToken} (null: no ACLs). */
     public static ConsulDouble start(String aclToken, Duration reapInterval) throws IOException {
-        return new ConsulDouble(aclToken, reapInterval);
+        return new ConsulDouble(aclToken, reapInterval, 0);
     }
 
     private static java.util.concurrent.ThreadFactory daemon(String name) {
