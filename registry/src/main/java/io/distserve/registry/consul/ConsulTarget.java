@@ -39,7 +39,13 @@ public record ConsulTarget(URI url, String service, String token) {
         while (trimmed.endsWith("/")) {
             trimmed = trimmed.substring(0, trimmed.length() - 1);
         }
-        return new ConsulTarget(URI.create(trimmed), service, token);
+        URI uri;
+        try {
+            uri = URI.create(trimmed);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("the Consul URL must be http(s)://host:port, got " + url, e);
+        }
+        return new ConsulTarget(uri, service, token);
     }
 
     /** The URL without a trailing slash, as the Consul client wants it. */
