@@ -130,7 +130,9 @@ class ConsulClusterIT {
         properties = dir.resolve("consul.properties");
         Files.writeString(properties, String.join("\n",
                 "distserve.consul.checkInterval = 300ms",
-                "distserve.consul.checkTimeout = 1s",
+                "distserve.consul.checkTimeout = 2s",
+                // four JVMs on a small machine: a probe may be slow once; two failures in a row are an outage
+                "distserve.consul.failuresBeforeCritical = 1",
                 "distserve.consul.deregisterCriticalServiceAfter = 1m",
                 "distserve.consul.syncInterval = 1s",
                 "distserve.consul.wait = 3s",

@@ -19,7 +19,9 @@ final class ConsulProperties {
                 duration(props, "distserve.consul.deregisterCriticalServiceAfter", d.deregisterAfter()),
                 duration(props, "distserve.consul.syncInterval", d.syncInterval()),
                 duration(props, "distserve.consul.wait", d.blockingWait()),
-                duration(props, "distserve.consul.requestTimeout", d.requestTimeout()));
+                duration(props, "distserve.consul.requestTimeout", d.requestTimeout()),
+                props.resolveProperty("distserve.consul.failuresBeforeCritical").map(String::trim)
+                        .map(Integer::parseInt).orElse(d.failuresBeforeCritical()));
     }
 
     private static Duration duration(PropertiesComponent props, String key, Duration dflt) {

@@ -117,6 +117,15 @@ public final class ConsulRegistration implements AutoCloseable {
         engine.models().forEach(m -> tags.add("model=" + m));
         engine.transports().forEach(t -> tags.add("transport=" + t));
         String id = serviceId(service, engine.host(), engine.port());
+        ImmutableRegCheck.Builder check = ImmutableRegCheck.builder()
+                .name("DistServe engine " + engine.url() + "/health")
+                .http(engine.url() + "/health")
+                .interval(ConsulSettings.format(settings.checkInterval()))
+                .timeout(ConsulSettings.format(settings.checkTimeout()))
+                .deregisterCriticalServiceAfter(ConsulSettings.format(settings.deregisterAfter()));
+        if (settings.failuresBeforeCritical() > 0) {
+            check.failuresBeforeCritical(settings.failuresBeforeCritical());
+        }
         return ImmutableRegistration.builder()
                 .id(id)
                 .name(service)
@@ -124,13 +133,7 @@ public final class ConsulRegistration implements AutoCloseable {
                 .port(engine.port())
                 .tags(tags)
                 .meta(meta)
-                .check(ImmutableRegCheck.builder()
-                        .name("DistServe engine " + engine.url() + "/health")
-                        .http(engine.url() + "/health")
-                        .interval(ConsulSettings.format(settings.checkInterval()))
-                        .timeout(ConsulSettings.format(settings.checkTimeout()))
-                        .deregisterCriticalServiceAfter(ConsulSettings.format(settings.deregisterAfter()))
-                        .build())
+                .check(check.build())
                 .build();
     }
 

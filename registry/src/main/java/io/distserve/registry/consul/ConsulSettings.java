@@ -17,12 +17,15 @@ import java.util.regex.Pattern;
  *                               restarted without its data forgets it) and registers again if not
  * @param blockingWait           how long one blocking query of a proxy waits for a change
  * @param requestTimeout         connect timeout, and the read timeout of non-blocking calls
+ * @param failuresBeforeCritical failed checks in a row that Consul tolerates before the check turns critical
+ *                               (Consul's {@code FailuresBeforeCritical}; 0: the first failure)
  */
 public record ConsulSettings(Duration checkInterval, Duration checkTimeout, Duration deregisterAfter,
-                             Duration syncInterval, Duration blockingWait, Duration requestTimeout) {
+                             Duration syncInterval, Duration blockingWait, Duration requestTimeout,
+                             int failuresBeforeCritical) {
 
     public static final ConsulSettings DEFAULTS = new ConsulSettings(Duration.ofSeconds(5), Duration.ofSeconds(2),
-            Duration.ofMinutes(1), Duration.ofSeconds(10), Duration.ofSeconds(5), Duration.ofSeconds(5));
+            Duration.ofMinutes(1), Duration.ofSeconds(10), Duration.ofSeconds(5), Duration.ofSeconds(5), 1);
 
     private static final Pattern GO_DURATION = Pattern.compile("(\\d+(?:\\.\\d+)?)(ns|us|µs|ms|s|m|h)");
 
@@ -33,6 +36,10 @@ public record ConsulSettings(Duration checkInterval, Duration checkTimeout, Dura
         positive(syncInterval, "syncInterval");
         positive(blockingWait, "blockingWait");
         positive(requestTimeout, "requestTimeout");
+        if (failuresBeforeCritical < 0) {
+            throw new IllegalArgumentException("failuresBeforeCritical must not be negative, got "
+                    + failuresBeforeCritical);
+        }
         if (blockingWait.compareTo(Duration.ofMinutes(10)) > 0) {
             throw new IllegalArgumentException("blockingWait must be at most 10m (Consul's limit), got "
                     + format(blockingWait));
@@ -47,27 +54,38 @@ public record ConsulSettings(Duration checkInterval, Duration checkTimeout, Dura
     }
 
     public ConsulSettings withCheckInterval(Duration d) {
-        return new ConsulSettings(d, checkTimeout, deregisterAfter, syncInterval, blockingWait, requestTimeout);
+        return new ConsulSettings(d, checkTimeout, deregisterAfter, syncInterval, blockingWait, requestTimeout,
+                failuresBeforeCritical);
     }
 
     public ConsulSettings withCheckTimeout(Duration d) {
-        return new ConsulSettings(checkInterval, d, deregisterAfter, syncInterval, blockingWait, requestTimeout);
+        return new ConsulSettings(checkInterval, d, deregisterAfter, syncInterval, blockingWait, requestTimeout,
+                failuresBeforeCritical);
     }
 
     public ConsulSettings withDeregisterAfter(Duration d) {
-        return new ConsulSettings(checkInterval, checkTimeout, d, syncInterval, blockingWait, requestTimeout);
+        return new ConsulSettings(checkInterval, checkTimeout, d, syncInterval, blockingWait, requestTimeout,
+                failuresBeforeCritical);
     }
 
     public ConsulSettings withSyncInterval(Duration d) {
-        return new ConsulSettings(checkInterval, checkTimeout, deregisterAfter, d, blockingWait, requestTimeout);
+        return new ConsulSettings(checkInterval, checkTimeout, deregisterAfter, d, blockingWait, requestTimeout,
+                failuresBeforeCritical);
     }
 
     public ConsulSettings withBlockingWait(Duration d) {
-        return new ConsulSettings(checkInterval, checkTimeout, deregisterAfter, syncInterval, d, requestTimeout);
+        return new ConsulSettings(checkInterval, checkTimeout, deregisterAfter, syncInterval, d, requestTimeout,
+                failuresBeforeCritical);
     }
 
     public ConsulSettings withRequestTimeout(Duration d) {
-        return new ConsulSettings(checkInterval, checkTimeout, deregisterAfter, syncInterval, blockingWait, d);
+        return new ConsulSettings(checkInterval, checkTimeout, deregisterAfter, syncInterval, blockingWait, d,
+                failuresBeforeCritical);
+    }
+
+    public ConsulSettings withFailuresBeforeCritical(int n) {
+        return new ConsulSettings(checkInterval, checkTimeout, deregisterAfter, syncInterval, blockingWait,
+                requestTimeout, n);
     }
 
     /**

@@ -357,6 +357,9 @@ public final class ConsulDouble implements AutoCloseable {
                 }
             }
             if (!next.equals(check.status)) {
+                // on the test's output: why a service went in or out of "passing"
+                System.out.println("[consul-double] check " + check.checkId + ": " + check.status + " -> " + next
+                        + " (" + output + ")");
                 check.status = next;
                 check.criticalSinceNanos = "critical".equals(next) ? System.nanoTime() : 0;
                 changed();

@@ -22,7 +22,7 @@ class ConsulRegistrationTest {
     static final ConsulSettings FAST = ConsulSettings.DEFAULTS.withCheckInterval(Duration.ofMillis(100))
             .withCheckTimeout(Duration.ofMillis(500)).withDeregisterAfter(Duration.ofSeconds(1))
             .withSyncInterval(Duration.ofMillis(200)).withBlockingWait(Duration.ofSeconds(1))
-            .withRequestTimeout(Duration.ofSeconds(2));
+            .withRequestTimeout(Duration.ofSeconds(2)).withFailuresBeforeCritical(0);
 
     private CamelContext camel;
     private ConsulDouble consul;
@@ -89,6 +89,9 @@ class ConsulRegistrationTest {
         assertThat(check.path("Interval").asText()).isEqualTo("100ms");
         assertThat(check.path("Timeout").asText()).isEqualTo("500ms");
         assertThat(check.path("DeregisterCriticalServiceAfter").asText()).isEqualTo("1s");
+        assertThat(check.path("FailuresBeforeCritical").asInt(0)).as("0, Consul's default").isZero();
+        assertThat(ConsulRegistration.registration("distserve", decode(), FAST.withFailuresBeforeCritical(2))
+                .getCheck().orElseThrow().getFailuresBeforeCritical()).contains(2);
 
         await().atMost(Duration.ofSeconds(5)).until(() -> "passing".equals(consul.checkStatus(id)));
         assertThat(engine.probes.get()).isPositive();
