@@ -191,8 +191,29 @@ class ConsulDiscoveryTest {
         await().atMost(Duration.ofSeconds(3)).until(() -> proxy.node(decodeUrl).isPresent());
 
         consul.close();
-        await().pollDelay(Duration.ofMillis(1500)).atMost(Duration.ofSeconds(3)).until(() -> true);
+        await().pollDelay(Duration.ofMillis(800)).atMost(Duration.ofSeconds(2)).until(() -> true);
         assertThat(proxy.node(decodeUrl)).as("Consul unreachable is not the engine's fault").isPresent();
+    }
+
+    @Test
+    void anIndexThatWentBackwardsIsResetSoChangesStillWakeTheQueryAtOnce() throws Exception {
+        NodeRegistry proxy = NodeRegistry.inMemory();
+        ConsulDiscovery d = closeLater(new ConsulDiscovery(api(), proxy, Duration.ofSeconds(2), null));
+        d.start();
+        assertThat(d.awaitFirstAnswer(Duration.ofSeconds(5))).isTrue();
+        await().atMost(Duration.ofSeconds(2)).until(() -> d.index() > 0);
+        long before = d.index();
+
+        consul.rewindIndex(1);
+        // the query blocked on the old index returns when its wait ends, with index 1 < before: reset to 0, then
+        // block on the fresh index
+        await().atMost(Duration.ofSeconds(8)).until(() -> d.index() > 0 && d.index() < before);
+        FakeEngineHealth decode = engine(NodeRole.Decode, "tiny");
+        long registered = System.nanoTime();
+        await().atMost(Duration.ofSeconds(5)).pollInterval(Duration.ofMillis(10))
+                .until(() -> proxy.node("http://127.0.0.1:" + decode.port()).isPresent());
+        // woken by the change, not by the end of a 2 s wait
+        assertThat(Duration.ofNanos(System.nanoTime() - registered)).isLessThan(Duration.ofMillis(1000));
     }
 
     @Test

@@ -84,7 +84,8 @@ import java.util.regex.Pattern;
  *
  * <p>Test hooks: {@link #restartAgent()} (the agent forgets every service and check, as a {@code -dev} agent or one
  * whose data dir was lost does when restarted; the index keeps increasing, as the servers' does),
- * {@link #registrations()}, {@link #service(String)}, {@link #checkStatus(String)}, {@link #index()}.
+ * {@link #rewindIndex(long)} (a Consul restored from an older snapshot), {@link #registrations()},
+ * {@link #service(String)}, {@link #checkStatus(String)}, {@link #index()}.
  */
 public final class ConsulDouble implements AutoCloseable {
 
@@ -198,6 +199,20 @@ public final class ConsulDouble implements AutoCloseable {
             }
             services.clear();
             changed();
+        }
+    }
+
+    /**
+     * Moves the index back to {@code to} (positive), as a Consul restored from an older snapshot does: Consul's
+     * documentation tells clients to reset their index to 0 when the answer's index is lower than the one they
+     * asked with. Queries blocked on a higher index keep waiting for their {@code wait}, as they would in Consul.
+     */
+    public void rewindIndex(long to) {
+        if (to < 1) {
+            throw new IllegalArgumentException("the index stays positive");
+        }
+        synchronized (lock) {
+            index = to;
         }
     }
 

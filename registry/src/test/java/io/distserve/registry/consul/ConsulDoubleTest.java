@@ -226,6 +226,14 @@ class ConsulDoubleTest {
         int probes = engine.probes.get();
         Thread.sleep(300);
         assertThat(engine.probes.get()).as("its checks stopped").isLessThanOrEqualTo(probes + 1);
+
+        // a Consul restored from an older snapshot: the index goes backwards, and a query on a newer one waits
+        long current = consul.index();
+        consul.rewindIndex(3);
+        long t0 = System.nanoTime();
+        HttpResponse<String> answer = get("/v1/health/service/web?index=" + current + "&wait=200ms");
+        assertThat(Duration.ofNanos(System.nanoTime() - t0)).isGreaterThanOrEqualTo(Duration.ofMillis(200));
+        assertThat(index(answer)).isEqualTo(3);
     }
 
     @Test
