@@ -38,7 +38,10 @@ import org.kiwiproject.consul.model.health.ServiceHealth;
  * coming up (we retry instead). (2) Watching is a blocking-query loop on our own thread ({@link ConsulDiscovery})
  * calling the health producer, not a Camel consumer: camel-consul has watch consumers only for kv and events, not
  * for service health, and the old ServiceCall / {@code ConsulServiceDiscovery} cloud integration is gone in Camel
- * 4.19. No plain {@code java.net.http} call to Consul is made.
+ * 4.19. The catalog and kv producers are not needed: the health API answers the instances and their checks in one
+ * call (the catalog would need a second call per instance for its health), and nothing is kept in kv (the truth
+ * about connected pairs is in the engines, which the proxy asks). No plain {@code java.net.http} call to Consul is
+ * made.
  */
 public final class ConsulApi implements AutoCloseable {
 

@@ -96,6 +96,7 @@ class ConsulRegistrationTest {
         await().atMost(Duration.ofSeconds(5)).until(() -> "passing".equals(consul.checkStatus(id)));
         assertThat(engine.probes.get()).isPositive();
         assertThat(r.registered()).isTrue();
+        assertThat(api.leader()).as("the status producer").isEqualTo("127.0.0.1:8300");
     }
 
     @Test
