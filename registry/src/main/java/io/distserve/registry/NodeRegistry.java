@@ -96,6 +96,8 @@ public final class NodeRegistry {
                 return node.view();
             }
             NodeStatus before = existing.status();
+            boolean adopted = existing.source() != NodeSource.API;
+            existing.source(NodeSource.API);
             existing.status(status);
             HealthState health = existing.health();
             if (!health.isHealthy()) {
@@ -103,7 +105,7 @@ public final class NodeRegistry {
                 LOG.info("Node {} registered again after being unhealthy since {}; re-admitted", key,
                         health.since());
             }
-            if (!before.withoutExtra().equals(status.withoutExtra())) {
+            if (adopted || !before.withoutExtra().equals(status.withoutExtra())) {
                 persist();
                 LOG.info("Updated node {} ({}, models {}, speed {})", key, status.role(), status.models(),
                         status.speed());
@@ -156,10 +158,68 @@ public final class NodeRegistry {
         }
     }
 
+    // ------------------------------------------------------------------------- nodes discovered through Consul
+
+    /**
+     * Adds or updates a node discovered as a passing instance in Consul ({@link NodeSource#CONSUL}). Such nodes are
+     * never saved to the node-table file. A node already added through the API keeps its source and declaration:
+     * the operator's entry wins, and it does not leave when Consul drops it. An update of a Consul node re-admits it
+     * if it was unhealthy, as a registration does.
+     *
+     * @return the node's view after the change
+     */
+    public NodeView registerDiscovered(String url, NodeStatus status) {
+        String key = NodeUrl.normalize(url);
+        Objects.requireNonNull(status, "status");
+        synchronized (writeLock) {
+            TrackedNode existing = table.get(key);
+            if (existing == null) {
+                TrackedNode node = new TrackedNode(key, status, HealthState.healthy(time.now()), latencyWindow,
+                        NodeSource.CONSUL);
+                Map<String, TrackedNode> next = new LinkedHashMap<>(table);
+                next.put(key, node);
+                table = Collections.unmodifiableMap(next);
+                LOG.info("Added node {} from Consul ({}, models {})", key, status.role(), status.models());
+                return node.view();
+            }
+            if (existing.source() == NodeSource.CONSUL) {
+                existing.status(status);
+                if (!existing.health().isHealthy()) {
+                    existing.updateHealth(h -> h.afterSuccess(time.now()));
+                }
+            }
+            return existing.view();
+        }
+    }
+
+    /**
+     * Removes a node that was discovered through Consul and is no longer a passing instance there; a node added
+     * through the API is left alone.
+     *
+     * @return whether a Consul node was removed
+     */
+    public boolean removeDiscovered(String url) {
+        String key = NodeUrl.normalize(url);
+        synchronized (writeLock) {
+            TrackedNode node = table.get(key);
+            if (node == null || node.source() != NodeSource.CONSUL) {
+                return false;
+            }
+            Map<String, TrackedNode> next = new LinkedHashMap<>(table);
+            next.remove(key);
+            table = Collections.unmodifiableMap(next);
+        }
+        LOG.info("Removed node {}: no longer a passing instance in Consul", key);
+        return true;
+    }
+
+    /** Saves the API nodes (Consul's are Consul's to keep). */
     private void persist() {
         List<PersistedNode> nodes = new ArrayList<>(table.size());
         for (TrackedNode node : table.values()) {
-            nodes.add(PersistedNode.of(node.url(), node.status()));
+            if (node.source() == NodeSource.API) {
+                nodes.add(PersistedNode.of(node.url(), node.status()));
+            }
         }
         try {
             store.save(nodes);

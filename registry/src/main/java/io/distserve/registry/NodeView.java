@@ -28,9 +28,11 @@ import java.util.Objects;
  * @param consecutiveProbeFailures  failed health probes in a row
  * @param lastError                 the latest failed probe's message; null once a probe succeeds
  * @param lastRequestError          the latest failed request's message, null if none failed
+ * @param source                    how the node came into the table: "api" ({@code /nodes/add}, the node-table
+ *                                  file) or "consul" (discovered; not saved to the file)
  */
 @JsonPropertyOrder({"url", "role", "models", "in_flight", "mean_latency_ms", "completed", "failures", "speed",
-        "health", "health_since", "consecutive_probe_failures", "last_error", "last_request_error"})
+        "health", "health_since", "consecutive_probe_failures", "last_error", "last_request_error", "source"})
 public record NodeView(
         @JsonProperty("url") String url,
         @JsonProperty("role") NodeRole role,
@@ -44,14 +46,24 @@ public record NodeView(
         @JsonProperty("health_since") @JsonSerialize(using = ToStringSerializer.class) Instant healthSince,
         @JsonProperty("consecutive_probe_failures") int consecutiveProbeFailures,
         @JsonProperty("last_error") String lastError,
-        @JsonProperty("last_request_error") String lastRequestError) {
+        @JsonProperty("last_request_error") String lastRequestError,
+        @JsonProperty("source") NodeSource source) {
 
     public NodeView {
+        source = source == null ? NodeSource.API : source;
         Objects.requireNonNull(url, "url");
         Objects.requireNonNull(role, "role");
         models = List.copyOf(models);
         Objects.requireNonNull(health, "health");
         Objects.requireNonNull(healthSince, "healthSince");
+    }
+
+    /** A view of a node added through the API (the form before nodes had a source). */
+    public NodeView(String url, NodeRole role, List<String> models, int inFlight, Double meanLatencyMs,
+                    long completed, long failures, Double speed, HealthStatus health, Instant healthSince,
+                    int consecutiveProbeFailures, String lastError, String lastRequestError) {
+        this(url, role, models, inFlight, meanLatencyMs, completed, failures, speed, health, healthSince,
+                consecutiveProbeFailures, lastError, lastRequestError, NodeSource.API);
     }
 
     /**

@@ -19,9 +19,15 @@ final class TrackedNode {
     private final AtomicLong failures = new AtomicLong();
     private final AtomicReference<String> lastRequestError = new AtomicReference<>();
     private final LatencyWindow latencies;
+    private volatile NodeSource source;
 
     TrackedNode(String url, NodeStatus status, HealthState health, int latencyWindow) {
+        this(url, status, health, latencyWindow, NodeSource.API);
+    }
+
+    TrackedNode(String url, NodeStatus status, HealthState health, int latencyWindow, NodeSource source) {
         this.url = url;
+        this.source = source;
         this.status = status;
         this.health = new AtomicReference<>(health);
         this.latencies = new LatencyWindow(latencyWindow);
@@ -37,6 +43,14 @@ final class TrackedNode {
 
     void status(NodeStatus newStatus) {
         this.status = newStatus;
+    }
+
+    NodeSource source() {
+        return source;
+    }
+
+    void source(NodeSource newSource) {
+        this.source = newSource;
     }
 
     HealthState health() {
@@ -72,6 +86,6 @@ final class TrackedNode {
         HealthState h = health.get();
         return new NodeView(url, s.role(), s.models(), inFlight.get(), latencies.meanMillis(), completed.get(),
                 failures.get(), s.speed(), h.status(), h.since(), h.consecutiveFailures(), h.lastError(),
-                lastRequestError.get());
+                lastRequestError.get(), source);
     }
 }

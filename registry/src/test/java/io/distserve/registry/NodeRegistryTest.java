@@ -253,6 +253,7 @@ class NodeRegistryTest {
         assertThat(view.has("last_error")).isTrue();
         assertThat(view.fieldNames()).toIterable().containsExactly("url", "role", "models", "in_flight",
                 "mean_latency_ms", "completed", "failures", "speed", "health", "health_since",
-                "consecutive_probe_failures", "last_error", "last_request_error");
+                "consecutive_probe_failures", "last_error", "last_request_error", "source");
+        assertThat(view.get("source").asText()).isEqualTo("api");
     }
 }

@@ -22,7 +22,9 @@ final class CamelServers {
         main.configure().withRoutesIncludePattern(routes);
         main.configure().httpServer().withEnabled(true).withHost(host).withPort(port);
         if (propertiesFile != null) {
-            main.setPropertyPlaceholderLocations("classpath:application.properties,file:" + propertiesFile);
+            // The first location that has a key wins (one properties source per location), so the user's file
+            // comes first: it overrides the defaults, as --properties says.
+            main.setPropertyPlaceholderLocations("file:" + propertiesFile + ",classpath:application.properties");
         }
         main.bind("vertxOptions", new VertxOptions()
                 .setWorkerPoolSize(WORKER_THREADS)

@@ -4,6 +4,9 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.distserve.engine.LoadedModel;
 import io.distserve.processors.cluster.AdvertisedAddress;
 import io.distserve.processors.cluster.ProxyRegistration;
+import io.distserve.registry.consul.ConsulApi;
+import io.distserve.registry.consul.ConsulRegistration;
+import io.distserve.registry.consul.ConsulSettings;
 import io.distserve.processors.disagg.ControlEndpoints;
 import io.distserve.processors.disagg.MigrationService;
 import io.distserve.processors.disagg.PullKv;
@@ -75,7 +78,7 @@ public final class EngineApplication {
                 model.engine().blockManager(), model.backend().hostKvChunks(),
                 TransportRegistry.discover().create(settings.migrationBackend(), TransportOptions.defaults()
                         .withBind(settings.host(), settings.migrationPort())
-                        .withAdvertisedHost(AdvertisedAddress.host(settings.host(), settings.proxyUrl()))),
+                        .withAdvertisedHost(AdvertisedAddress.host(settings.host(), settings.towards()))),
                 model.config().vocabSize(), model.config().maxPositions(), MigrationService.Settings.defaults(),
                 settings.apiKeys().isEmpty() ? null : settings.apiKeys().get(0), json);
         OpenAiResponses responses = new OpenAiResponses(json);
@@ -113,6 +116,8 @@ public final class EngineApplication {
         private final ObjectMapper json;
         private final OpenAiResponses responses;
         private ProxyRegistration registration;
+        private ConsulApi consulApi;
+        private ConsulRegistration consulRegistration;
 
         Lifecycle(LoadedModel model, MigrationService migration, ObjectMapper json, OpenAiResponses responses) {
             this.model = model;
@@ -131,7 +136,7 @@ public final class EngineApplication {
                         settings.port());
             }
             node.markServing();
-            String host = AdvertisedAddress.host(settings.host(), settings.proxyUrl());
+            String host = AdvertisedAddress.host(settings.host(), settings.towards());
             int port = settings.port();
             String url = "http://" + host + ":" + port;
             LOG.info("engine {} serving {} as {} on {} (KV: {} blocks of {} tokens)", node.engineId(),
@@ -146,6 +151,19 @@ public final class EngineApplication {
                         Duration.ofSeconds(interval), json);
                 registration.start();
             }
+            if (settings.consul() != null) {
+                registerWithConsul(context, host, port);
+            }
+        }
+
+        /** {@code --consul-url}: a service instance with a health check of /health, kept registered. */
+        private void registerWithConsul(CamelContext context, String host, int port) {
+            ConsulSettings consul = ConsulProperties.read(context.getPropertiesComponent());
+            consulApi = ConsulApi.create(context, settings.consul(), consul.requestTimeout(), consul.blockingWait());
+            consulRegistration = new ConsulRegistration(consulApi, new ConsulRegistration.Engine(host, port,
+                    node.role(), List.of(node.modelName()), model.backend().kvLayout().blockSize(),
+                    List.of(settings.migrationBackend()), node.engineId()), consul);
+            consulRegistration.start();
         }
 
         private void registerMBean(CamelContext context) {
@@ -172,6 +190,10 @@ public final class EngineApplication {
             if (registration != null) {
                 registration.close();
             }
+            if (consulRegistration != null) {
+                // out of Consul first, so that proxies stop routing here while in-flight requests drain
+                consulRegistration.close();
+            }
             int seconds = mainSupport.getCamelContext().getPropertiesComponent()
                     .resolveProperty("distserve.engine.drainTimeoutSeconds").map(Integer::parseInt).orElse(30);
             try {
@@ -188,6 +210,9 @@ public final class EngineApplication {
         @Override
         public void afterStop(BaseMainSupport mainSupport) {
             node.markDraining();
+            if (consulApi != null) {
+                consulApi.close();
+            }
             migration.close();
             node.leases().close();
             model.close();

@@ -29,6 +29,11 @@ import io.distserve.registry.NodeRegistry;
 import io.distserve.registry.NodeRole;
 import io.distserve.registry.NodeTableFile;
 import io.distserve.registry.TimeSource;
+import io.distserve.processors.cluster.ConnectedPairsLearner;
+import io.distserve.registry.consul.ConsulApi;
+import io.distserve.registry.consul.ConsulDiscovery;
+import io.distserve.registry.consul.ConsulSettings;
+import java.util.List;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
@@ -81,6 +86,11 @@ public final class ProxyApplication {
     private final class Lifecycle extends MainListenerSupport {
         private HealthChecker health;
         private ExecutorService background;
+        private NodeRegistry registry;
+        private PairConnections pairs;
+        private ConnectedPairsLearner learner;
+        private ConsulApi consulApi;
+        private ConsulDiscovery discovery;
 
         @Override
         public void beforeConfigure(BaseMainSupport mainSupport) {
@@ -92,11 +102,12 @@ public final class ProxyApplication {
             String key = settings.apiKeys().isEmpty() ? null : settings.apiKeys().get(0);
 
             ObjectMapper json = new ObjectMapper();
-            NodeRegistry registry = new NodeRegistry(new NodeTableFile(settings.nodeTable()), TimeSource.system());
+            registry = new NodeRegistry(new NodeTableFile(settings.nodeTable()), TimeSource.system());
             NodeRouter router = new NodeRouter(registry, RoutingStrategies.byName(settings.routingStrategy()));
             NodeClient client = new NodeClient(connect, key, json);
-            PairConnections pairs = new PairConnections(client, control,
+            pairs = new PairConnections(client, control,
                     (int) number(props, "distserve.proxy.pairConnectAttempts", 3));
+            learner = new ConnectedPairsLearner(registry, client, pairs, control);
             InFlightMigrations migrations = new InFlightMigrations();
             background = Executors.newFixedThreadPool(4, r -> {
                 Thread t = new Thread(r, "proxy-background");
@@ -141,13 +152,53 @@ public final class ProxyApplication {
         @Override
         public void afterStart(BaseMainSupport mainSupport) {
             health.start();
-            LOG.info("proxy serving on http://{}:{} ({} serving, {} routing, {} migration); node table {}",
+            if (settings.consul() != null) {
+                discoverThroughConsul(mainSupport.getCamelContext());
+            }
+            LOG.info("proxy serving on http://{}:{} ({} serving, {} routing, {} migration); node table {}{}",
                     settings.host(), settings.port(), settings.servingStrategy(), settings.routingStrategy(),
-                    settings.migrationProtocol(), settings.nodeTable());
+                    settings.migrationProtocol(), settings.nodeTable(), settings.consul() == null ? ""
+                            : "; engines also from Consul " + settings.consul().baseUrl() + " (service '"
+                            + settings.consul().service() + "')");
+        }
+
+        /**
+         * {@code --consul-url}: passing instances of the service join the table (and leave it) as Consul says; the
+         * pairs the engines report connected enter the pool at once, without a warmup.
+         */
+        private void discoverThroughConsul(org.apache.camel.CamelContext context) {
+            ConsulSettings consul = ConsulProperties.read(context.getPropertiesComponent());
+            consulApi = ConsulApi.create(context, settings.consul(), consul.requestTimeout(), consul.blockingWait());
+            discovery = new ConsulDiscovery(consulApi, registry, consul.blockingWait(), new ConsulDiscovery.Listener() {
+                @Override
+                public void added(List<String> urls) {
+                    background.execute(() -> {
+                        try {
+                            learner.learn();
+                        } catch (InterruptedException e) {
+                            Thread.currentThread().interrupt();
+                        } catch (RuntimeException e) {
+                            LOG.warn("could not learn connected pairs: {}", e.toString());
+                        }
+                    });
+                }
+
+                @Override
+                public void removed(String url) {
+                    pairs.forget(url);
+                }
+            });
+            discovery.start();
         }
 
         @Override
         public void afterStop(BaseMainSupport mainSupport) {
+            if (discovery != null) {
+                discovery.close();
+            }
+            if (consulApi != null) {
+                consulApi.close();
+            }
             if (health != null) {
                 health.close();
             }

@@ -1,5 +1,6 @@
 package io.distserve.app;
 
+import io.distserve.registry.consul.ConsulTarget;
 import java.nio.file.Path;
 import java.util.List;
 
@@ -10,14 +11,24 @@ import java.util.List;
  * @param routingStrategy   random, min_expected_latency or min_observed_latency
  * @param migrationProtocol TCP, NVLINK or RDMA
  * @param nodeTable         where the node table is kept across restarts
+ * @param consul            the Consul agent and service whose passing instances join the node table
+ *                          ({@code --consul-url}), or null: the table holds only nodes added through the API
  */
 public record ProxyServerSettings(String host, int port, String servingStrategy, String routingStrategy,
                                   String migrationProtocol, List<String> apiKeys, Path nodeTable, String routes,
-                                  String extraRoutes, Path propertiesFile) {
+                                  String extraRoutes, Path propertiesFile, ConsulTarget consul) {
 
     public static final String DEFAULT_ROUTES = "classpath:camel/proxy.camel.yaml";
 
     public ProxyServerSettings {
         apiKeys = List.copyOf(apiKeys);
+    }
+
+    /** Settings without Consul. */
+    public ProxyServerSettings(String host, int port, String servingStrategy, String routingStrategy,
+                               String migrationProtocol, List<String> apiKeys, Path nodeTable, String routes,
+                               String extraRoutes, Path propertiesFile) {
+        this(host, port, servingStrategy, routingStrategy, migrationProtocol, apiKeys, nodeTable, routes, extraRoutes,
+                propertiesFile, null);
     }
 }
