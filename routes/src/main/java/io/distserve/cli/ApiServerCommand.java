@@ -5,7 +5,6 @@ import io.distserve.app.EngineServerSettings;
 import io.distserve.engine.EngineConfig;
 import io.distserve.engine.EngineOptions;
 import io.distserve.registry.NodeRole;
-import io.distserve.registry.consul.ConsulTarget;
 import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -55,16 +54,8 @@ final class ApiServerCommand implements Callable<Integer> {
     @Option(names = "--proxy-url", paramLabel = "URL", description = "Register with this proxy (and again periodically).")
     String proxyUrl;
 
-    @Option(names = "--consul-url", paramLabel = "URL",
-            description = "Register with this Consul agent (e.g. http://127.0.0.1:8500), with a health check of /health; proxies find the engine there.")
-    String consulUrl;
-
-    @Option(names = "--consul-service", paramLabel = "NAME", defaultValue = "distserve",
-            description = "The Consul service name (default: ${DEFAULT-VALUE}).")
-    String consulService;
-
-    @Option(names = "--consul-token", paramLabel = "TOKEN", description = "Consul ACL token, if the agent has ACLs.")
-    String consulToken;
+    @Mixin
+    ConsulOptions consul;
 
     @Option(names = "--backend", defaultValue = "cpu", description = "cpu or cuda (default: ${DEFAULT-VALUE}).")
     Backend backend;
@@ -175,17 +166,6 @@ final class ApiServerCommand implements Callable<Integer> {
         }
         return new EngineServerSettings(modelPath, modelName, serverName, serverPort, nodeRole, proxy, apiKeys,
                 engine, routes, extraRoutes, properties, migrationBackend.name(), migrationPort,
-                java.time.Duration.ofSeconds(leaseSeconds), consul());
-    }
-
-    private ConsulTarget consul() {
-        if (consulUrl == null) {
-            return null;
-        }
-        try {
-            return ConsulTarget.parse(consulUrl, consulService, consulToken);
-        } catch (IllegalArgumentException e) {
-            throw new ParameterException(spec.commandLine(), "--consul-url/--consul-service: " + e.getMessage());
-        }
+                java.time.Duration.ofSeconds(leaseSeconds), consul.target(spec));
     }
 }

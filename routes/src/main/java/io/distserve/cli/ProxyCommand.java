@@ -2,7 +2,6 @@ package io.distserve.cli;
 
 import io.distserve.app.ProxyApplication;
 import io.distserve.app.ProxyServerSettings;
-import io.distserve.registry.consul.ConsulTarget;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -58,16 +57,8 @@ final class ProxyCommand implements Callable<Integer> {
             description = "Where the node table is kept across restarts (default: ~/.distserve/proxy-PORT-nodes.json).")
     Path nodeTable;
 
-    @Option(names = "--consul-url", paramLabel = "URL",
-            description = "Also route to the engines registered in this Consul agent (passing instances of the service), beside those added through /nodes/add.")
-    String consulUrl;
-
-    @Option(names = "--consul-service", paramLabel = "NAME", defaultValue = "distserve",
-            description = "The Consul service name (default: ${DEFAULT-VALUE}).")
-    String consulService;
-
-    @Option(names = "--consul-token", paramLabel = "TOKEN", description = "Consul ACL token, if the agent has ACLs.")
-    String consulToken;
+    @Mixin
+    ConsulOptions consul;
 
     @Option(names = "--routes", paramLabel = "PATTERN", description = "Camel route files that replace the built-in proxy routes.")
     String routes;
@@ -98,17 +89,6 @@ final class ProxyCommand implements Callable<Integer> {
         Path table = nodeTable != null ? nodeTable
                 : Path.of(System.getProperty("user.home"), ".distserve", "proxy-" + serverPort + "-nodes.json");
         return new ProxyServerSettings(serverName, serverPort, servingStrategy.name(), routingStrategy.name(),
-                migrationProtocol.name(), apiKeys, table, routes, extraRoutes, properties, consul());
-    }
-
-    private ConsulTarget consul() {
-        if (consulUrl == null) {
-            return null;
-        }
-        try {
-            return ConsulTarget.parse(consulUrl, consulService, consulToken);
-        } catch (IllegalArgumentException e) {
-            throw new ParameterException(spec.commandLine(), "--consul-url/--consul-service: " + e.getMessage());
-        }
+                migrationProtocol.name(), apiKeys, table, routes, extraRoutes, properties, consul.target(spec));
     }
 }

@@ -55,6 +55,16 @@ class ConsulFlagsTest {
     }
 
     @Test
+    void consulServiceOrTokenWithoutConsulUrlIsAUsageError() {
+        assertThatThrownBy(() -> proxy("--consul-service", "llm"))
+                .isInstanceOf(picocli.CommandLine.ParameterException.class)
+                .hasMessage("--consul-service needs --consul-url");
+        assertThatThrownBy(() -> engine(model.toString(), "--consul-token", "t"))
+                .isInstanceOf(picocli.CommandLine.ParameterException.class)
+                .hasMessage("--consul-token needs --consul-url");
+    }
+
+    @Test
     void badValuesAreOneLineParameterErrors() {
         assertThatThrownBy(() -> proxy("--consul-url", "127.0.0.1:8500"))
                 .isInstanceOf(CommandLine.ParameterException.class).hasMessageContaining("http(s)://host:port");
