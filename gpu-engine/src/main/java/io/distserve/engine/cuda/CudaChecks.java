@@ -126,8 +126,35 @@ public final class CudaChecks {
 
     // ---- kernels ------------------------------------------------------------------------------------------------
 
-    /** C = A . W^T at (m, n, kDim), fp32 or bf16 out. */
+    /** How a GEMM check calls the kernels. */
+    private enum GemmPath {
+        /** {@link CudaKernels#gemm}: the backend's dispatch by M. */
+        AUTO("gemm_bf16_"),
+        /** {@link CudaKernels#gemmSkinny}. */
+        SKINNY("gemm_skinny_");
+
+        final String label;
+
+        GemmPath(String label) {
+            this.label = label;
+        }
+    }
+
+    /** C = A . W^T at (m, n, kDim), fp32 or bf16 out, through the backend's dispatch. */
     public Result gemm(int m, int n, int kDim, boolean f32Out) {
+        return gemm(GemmPath.AUTO, m, n, kDim, f32Out, 1);
+    }
+
+    /** The skinny (decode) GEMM directly, any M in [1, 32]. */
+    public Result gemmSkinny(int m, int n, int kDim, boolean f32Out) {
+        return gemm(GemmPath.SKINNY, m, n, kDim, f32Out, 1);
+    }
+
+    /**
+     * @param reps launches timed together (the ms column is per launch); with a weight larger than the L2 cache the
+     *             note gives the weight-streaming rate
+     */
+    private Result gemm(GemmPath path, int m, int n, int kDim, boolean f32Out, int reps) {
         float[] a = new float[m * kDim];
         float[] w = new float[n * kDim];
         short[] ab = randomBf16(a.length, 1.0, a);
@@ -145,10 +172,23 @@ public final class CudaChecks {
         try (DeviceBuffer da = bf16Buffer("A", ab); DeviceBuffer dw = bf16Buffer("W", wb);
              DeviceBuffer dc = ctx.allocate("C", (f32Out ? 4L : 2L) * m * n + 4)) {
             dc.fill32(f32Out ? NAN_F32 : NAN_BF16X2);
-            float ms = ctx.timeMillis(() -> k.gemm(da, dw, dc, m, n, kDim, f32Out));
+            Runnable call = () -> {
+                if (path == GemmPath.SKINNY) {
+                    k.gemmSkinny(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out);
+                } else {
+                    k.gemm(da, dw, dc, m, n, kDim, f32Out);
+                }
+            };
+            float ms = ctx.timeMillis(() -> {
+                for (int r = 0; r < reps; r++) {
+                    call.run();
+                }
+            }) / reps;
             double[] out = f32Out ? fromFloats(dc.downloadFloats(m * n)) : fromBf16(downloadBf16(dc, m * n));
-            return record("gemm_bf16_" + (f32Out ? "f32" : "bf16"), m + "x" + n + "x" + kDim, out, ref,
-                    f32Out ? TOL_F32 : TOL_BF16, ms, null);
+            String note = reps > 1 ? String.format(java.util.Locale.ROOT, "weights %.0f GB/s", 2.0 * n * kDim / ms / 1e6)
+                    : null;
+            return record(path.label + (f32Out ? "f32" : "bf16"), m + "x" + n + "x" + kDim, out, ref,
+                    f32Out ? TOL_F32 : TOL_BF16, ms, note);
         }
     }
 
@@ -635,6 +675,19 @@ public final class CudaChecks {
         gemm(1, 1000, 64, true);
         gemm(130, 70, 264, false);
         gemm(256, 384, 1024, false);
+        // the skinny (decode) GEMM: every M variant (<= 8, 16, 32) at its edges, N not a multiple of 16, K not a
+        // multiple of the 32-wide chunk nor of the 128-wide run, a K too short for one run per warp
+        gemmSkinny(1, 1000, 200, true);
+        gemmSkinny(3, 77, 1032, false);
+        gemmSkinny(8, 130, 264, true);
+        gemmSkinny(9, 333, 520, false);
+        gemmSkinny(16, 47, 2056, true);
+        gemmSkinny(17, 129, 72, false);
+        gemmSkinny(32, 250, 1000, true);
+        gemm(29, 517, 4104, false);
+        // a decode-sized layer GEMM over a weight larger than the L2 cache: the ms column is its streaming rate
+        gemm(GemmPath.SKINNY, 1, 12288, 4096, false, 20);
+        gemm(GemmPath.SKINNY, 16, 12288, 4096, false, 20);
         embeddingAndNorm(300, 136, 29);
         siluMul(13, 344);
         qkNormRopeKvWrite(4, 2, 16, 4, true);

@@ -1,5 +1,8 @@
 package io.distserve.engine.cuda;
 
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
 import jcuda.driver.CUdeviceptr;
 
 /**
@@ -16,6 +19,10 @@ public final class CudaKernels {
     static final int ATTN_KEYS = 32;
     /** Output tile of the GEMM (BM, BN in gemm.cu). */
     static final int GEMM_TILE = 64;
+    /** Largest M (token rows) that {@link #gemm} sends to the weight-streaming skinny GEMM (gemm_skinny.cu). */
+    static final int SKINNY_MAX_M = 32;
+    /** Weight rows per skinny-GEMM block (SK_ROWS in gemm_skinny.cu). */
+    static final int SKINNY_ROWS = 16;
 
     private final CudaContext ctx;
     private final Kernel embedding;
@@ -27,6 +34,9 @@ public final class CudaKernels {
     private final Kernel attention;
     private final Kernel combine;
     private final Kernel argmax;
+    /** gemm_skinny{8,16,32}_{bf16,f32}: index 0, 1, 2 for M <= 8, 16, 32. */
+    private final Kernel[] skinnyBf16 = new Kernel[3];
+    private final Kernel[] skinnyF32 = new Kernel[3];
 
     public CudaKernels(CudaContext ctx) {
         this.ctx = ctx;
@@ -39,6 +49,10 @@ public final class CudaKernels {
         attention = ctx.kernel("paged_attention");
         combine = ctx.kernel("attention_combine");
         argmax = ctx.kernel("argmax_rows");
+        for (int i = 0; i < 3; i++) {
+            skinnyBf16[i] = ctx.kernel("gemm_skinny" + (8 << i) + "_bf16");
+            skinnyF32[i] = ctx.kernel("gemm_skinny" + (8 << i) + "_f32");
+        }
     }
 
     public CudaContext context() {
@@ -47,7 +61,11 @@ public final class CudaKernels {
 
     /** Every kernel, for the resource table. */
     public Kernel[] all() {
-        return new Kernel[] {embedding, addRmsNorm, siluMul, qkRopeKv, gemmBf16, gemmF32, attention, combine, argmax};
+        List<Kernel> all = new ArrayList<>(List.of(embedding, addRmsNorm, siluMul, qkRopeKv, gemmBf16, gemmF32,
+                attention, combine, argmax));
+        all.addAll(Arrays.asList(skinnyBf16));
+        all.addAll(Arrays.asList(skinnyF32));
+        return all.toArray(new Kernel[0]);
     }
 
     /** {@code x[t] = float(table[tokens[t]])}; hidden % 8 == 0. */
@@ -78,19 +96,59 @@ public final class CudaKernels {
                 headDim, layer, numLayers, blockSize, eps);
     }
 
-    /** C[M, N] = A[M, K] . W[N, K]^T, C bf16 ({@code f32Out} false) or fp32; contiguous rows; K % 8 == 0. */
+    /**
+     * C[M, N] = A[M, K] . W[N, K]^T, C bf16 ({@code f32Out} false) or fp32; contiguous rows; K % 8 == 0. Decode-sized
+     * M (at most {@link #SKINNY_MAX_M}) goes to the weight-streaming skinny GEMM, larger M to the tiled one.
+     */
     public void gemm(Object a, Object w, Object c, int m, int n, int k, boolean f32Out) {
         gemm(a, w, c, m, n, k, k, k, n, f32Out);
     }
 
     public void gemm(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc, boolean f32Out) {
+        if (m <= SKINNY_MAX_M) {
+            gemmSkinny(a, w, c, m, n, k, lda, ldw, ldc, f32Out);
+        } else {
+            gemmTiled(a, w, c, m, n, k, lda, ldw, ldc, f32Out);
+        }
+    }
+
+    private static void checkGemm(String who, int k, int lda, int ldw) {
         if (k % 8 != 0 || lda % 8 != 0 || ldw % 8 != 0) {
-            throw new IllegalArgumentException("gemm: K and the row strides of A and W must be multiples of 8, got K="
+            throw new IllegalArgumentException(who + ": K and the row strides of A and W must be multiples of 8, got K="
                     + k + " lda=" + lda + " ldw=" + ldw);
         }
+    }
+
+    /** The tiled tensor-core GEMM (gemm.cu), any M. */
+    public void gemmTiled(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc,
+                          boolean f32Out) {
+        checkGemm("gemm", k, lda, ldw);
         int gx = (n + GEMM_TILE - 1) / GEMM_TILE;
         int gy = (m + GEMM_TILE - 1) / GEMM_TILE;
         (f32Out ? gemmF32 : gemmBf16).launch(gx, gy, 1, 128, 0, a, w, c, m, n, k, lda, ldw, ldc);
+    }
+
+    /**
+     * The skinny GEMM (gemm_skinny.cu), 1 <= M <= 32: one block per 16 weight rows, its warps splitting K. Warps per
+     * block: 8, or 16 when there are too few row tiles to put ~16 warps on every SM (small N, e.g. o_proj of a small
+     * model), so that enough weight loads are in flight; never more warps than K has runs of 4 chunks of 32.
+     */
+    public void gemmSkinny(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc,
+                           boolean f32Out) {
+        checkGemm("gemm (skinny)", k, lda, ldw);
+        if (m < 1 || m > SKINNY_MAX_M) {
+            throw new IllegalArgumentException("gemm (skinny): M must be in [1, " + SKINNY_MAX_M + "], got " + m);
+        }
+        int tiles = (n + SKINNY_ROWS - 1) / SKINNY_ROWS;
+        int warps = tiles < 2 * ctx.smCount() ? 16 : 8;
+        int runs = (k + 127) / 128;
+        while (warps > 1 && warps / 2 >= runs) {
+            warps /= 2;
+        }
+        int variant = m <= 8 ? 0 : m <= 16 ? 1 : 2;
+        int shared = warps * SKINNY_ROWS * (8 * (1 << variant) + 1) * 4;
+        (f32Out ? skinnyF32 : skinnyBf16)[variant].launch(tiles, 1, 1, 32 * warps, shared, a, w, c, m, n, k, lda, ldw,
+                ldc);
     }
 
     /** Rows (query tokens x heads) of one attention block for a GQA group size: HG heads, QT tokens. */
