@@ -6,6 +6,7 @@ import io.distserve.engine.SequenceSlice;
 import io.distserve.engine.kv.KvCacheLayout;
 import io.distserve.engine.model.ModelConfig;
 import io.distserve.engine.model.TensorStore;
+import io.distserve.engine.sampling.Sampler;
 import io.distserve.engine.safetensors.DType;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -178,29 +179,68 @@ public final class CudaBackend implements ComputeBackend {
 
     @Override
     public synchronized List<float[]> forward(List<SequenceSlice> batch) {
+        Prepared p = prepare(batch);
+        if (p == null) {
+            return List.of();
+        }
+        runLayers(p.step, p.plan, p.meta);
+        int rows = p.step.logitRows.length;
+        if (rows == 0) {
+            ctx.synchronize();
+            return List.of();
+        }
+        lmHead(rows, p.meta);
+        return downloadLogits(rows);
+    }
+
+    /**
+     * The step of {@link #forward}, but the greedy token of each logit row is picked on the device (argmax_rows)
+     * and only the ids come back: 4 bytes per row instead of 151,936 x 4. A row where no logit exceeds -inf (all
+     * NaN or -inf: a broken step) is downloaded and decided on the host exactly as {@link Sampler#greedyToken} does.
+     */
+    @Override
+    public synchronized int[] forwardGreedy(List<SequenceSlice> batch) {
+        Prepared p = prepare(batch);
+        if (p == null) {
+            return new int[0];
+        }
+        runLayers(p.step, p.plan, p.meta);
+        int rows = p.step.logitRows.length;
+        if (rows == 0) {
+            ctx.synchronize();
+            return new int[0];
+        }
+        lmHead(rows, p.meta);
+        k.argmax(scratch.logits, scratch.ids, rows, config.vocabSize());
+        int[] ids = scratch.ids.downloadInts(rows);
+        for (int r = 0; r < rows; r++) {
+            if (ids[r] < 0) {
+                float[] row = new float[config.vocabSize()];
+                scratch.logits.download(4L * r * row.length, Pointer.to(row), 4L * row.length);
+                ids[r] = Sampler.greedyToken(row);
+            }
+        }
+        return ids;
+    }
+
+    /** A validated step with its attention plan and metadata on the device; null when it has no tokens. */
+    private record Prepared(CudaStep step, AttentionPlan plan, Meta meta) {
+    }
+
+    private Prepared prepare(List<SequenceSlice> batch) {
         if (closed) {
             throw new IllegalStateException("CUDA backend is closed");
         }
         CudaStep step = CudaStep.of(batch, config, layout);
         if (step.n == 0) {
-            return List.of();
+            return null;
         }
-        int n = step.n;
         int rows = step.logitRows.length;
         AttentionPlan plan = AttentionPlan.of(step.sliceStart, step.sliceLength, step.slicePosition,
                 config.numHeads(), config.numKvHeads(), ctx.smCount(), MAX_SPLITS);
         rope.ensure(step.maxEnd);
-        scratch.ensure(n, rows, plan.splits());
-        Meta meta = scratch.upload(step, plan);
-
-        // From here to the download the step is a fixed sequence of launches for a given (n, rows, plan shape):
-        // the place where a CUDA graph will capture decode steps (metadata in fixed device buffers, as here).
-        runLayers(step, plan, meta);
-        if (rows == 0) {
-            ctx.synchronize();
-            return List.of();
-        }
-        return logits(rows, meta);
+        scratch.ensure(step.n, rows, plan.splits());
+        return new Prepared(step, plan, scratch.upload(step, plan));
     }
 
     private void runLayers(CudaStep step, AttentionPlan plan, Meta meta) {
@@ -243,15 +283,17 @@ public final class CudaBackend implements ComputeBackend {
         k.gemm(s.act, layer.down(), s.delta, n, hidden, inter, true);
     }
 
-    /** Final norm of the rows asked for (gathered), LM head, fp32 logits to the host. */
-    private List<float[]> logits(int rows, Meta meta) {
-        int hidden = config.hiddenSize();
-        int vocab = config.vocabSize();
+    /** Final norm of the rows asked for (gathered), LM head: fp32 logits in scratch.logits. */
+    private void lmHead(int rows, Meta meta) {
         Scratch s = scratch;
-        k.addRmsNorm(s.x, s.delta, w.finalNorm, s.xs, meta.logitRows, rows, hidden, eps, false);
-        k.gemm(s.xs, w.lmHead, s.logits, rows, vocab, hidden, true);
+        k.addRmsNorm(s.x, s.delta, w.finalNorm, s.xs, meta.logitRows, rows, config.hiddenSize(), eps, false);
+        k.gemm(s.xs, w.lmHead, s.logits, rows, config.vocabSize(), config.hiddenSize(), true);
+    }
+
+    private List<float[]> downloadLogits(int rows) {
+        int vocab = config.vocabSize();
         float[] all = new float[rows * vocab];
-        s.logits.download(0, Pointer.to(all), 4L * all.length);
+        scratch.logits.download(0, Pointer.to(all), 4L * all.length);
         List<float[]> out = new ArrayList<>(rows);
         for (int r = 0; r < rows; r++) {
             out.add(Arrays.copyOfRange(all, r * vocab, (r + 1) * vocab));
@@ -288,7 +330,7 @@ public final class CudaBackend implements ComputeBackend {
         private int rowsCap;
         private int splitsCap;
         private int metaCap;
-        DeviceBuffer x, delta, xn, qkv, q, attn, gateUp, act, xs, logits, partO, partML, meta;
+        DeviceBuffer x, delta, xn, qkv, q, attn, gateUp, act, xs, logits, ids, partO, partML, meta;
 
         Scratch(CudaContext ctx, ModelConfig c) {
             this.ctx = ctx;
@@ -315,8 +357,10 @@ public final class CudaBackend implements ComputeBackend {
                 int cap = Math.max(rows, rowsCap + rowsCap / 2);
                 close(xs);
                 close(logits);
+                close(ids);
                 xs = ctx.allocate("xs", 2L * cap * c.hiddenSize());
                 logits = ctx.allocate("logits", 4L * cap * c.vocabSize());
+                ids = ctx.allocate("greedy_ids", 4L * cap);
                 rowsCap = cap;
             }
             if (splits > 1 && splits > splitsCap) {
@@ -371,6 +415,7 @@ public final class CudaBackend implements ComputeBackend {
             freeTokenBuffers();
             close(xs);
             close(logits);
+            close(ids);
             close(meta);
         }
     }

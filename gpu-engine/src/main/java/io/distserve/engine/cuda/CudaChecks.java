@@ -553,8 +553,19 @@ public final class CudaChecks {
             logits[r * vocab + vocab - 1 - tie / 2] = 10f;  // a tie: the lower index must win
             ref[r] = Math.min(tie, vocab - 1 - tie / 2);
         }
+        // rows where nothing exceeds -inf come back as -1 (the host decides them): all NaN, all -inf, and a mix
+        int special = Math.min(rows, 3);
+        for (int r = 0; r < special; r++) {
+            for (int j = 0; j < vocab; j++) {
+                logits[r * vocab + j] = r == 0 || (r == 2 && j % 2 == 0) ? Float.NaN : Float.NEGATIVE_INFINITY;
+            }
+            ref[r] = -1;
+        }
+        if (rows > special) {  // NaN never wins, even next to the maximum
+            logits[special * vocab + (ref[special] == 0 ? 1 : 0)] = Float.NaN;
+        }
         try (DeviceBuffer dl = floatBuffer("logits", logits); DeviceBuffer ids = ctx.allocate("ids", 4L * rows)) {
-            ids.fill32(-1);
+            ids.fill32(-2);
             float ms = ctx.timeMillis(() -> k.argmax(dl, ids, rows, vocab));
             int[] got = ids.downloadInts(rows);
             int wrong = 0;
@@ -663,6 +674,19 @@ public final class CudaChecks {
                 }
             }
         }
+        // the greedy path (ids picked on the device) must give exactly the argmax of the same backend's logits
+        // (this repeats the step: the KV it writes is the same)
+        int[] ids = gpu.forwardGreedy(batch);
+        int idsWrong = 0;
+        for (int r = 0; r < got.size(); r++) {
+            if (ids[r] != io.distserve.engine.sampling.Sampler.greedyToken(got.get(r))) {
+                idsWrong++;
+            }
+        }
+        Result greedy = new Result("forwardGreedy == argmax(forward): " + label, ids.length + " rows",
+                idsWrong == 0 ? 0 : 1, idsWrong, 0, 0, idsWrong == 0 ? null : "FAIL: " + idsWrong + " ids differ");
+        results.add(greedy);
+        sink.accept(greedy);
         record("backend vs cpu: " + label, c.modelType() + " h" + c.hiddenSize() + " L" + c.numLayers() + ", "
                 + ref.size() + " logit rows", a, b, TOL_MODEL, ms,
                 (greedyWrong == 0 ? "" : "FAIL: ") + "greedy " + (greedyChecked - greedyWrong) + "/" + greedyChecked
@@ -700,6 +724,7 @@ public final class CudaChecks {
         attention(32, 1, 256, 64, 0);
         attention(16, 8, 128, 64, 2);
         argmax(7, 1001);
+        argmax(5, 151_936);
         backendVsCpu("qwen3", new ModelConfig("qwen3", 64, 160, 3, 4, 2, 16, 300, 256, 1_000_000.0, 1e-6, true, true,
                 -1, List.of(299), "bfloat16"), 4);
         backendVsCpu("llama", new ModelConfig("llama", 48, 128, 2, 6, 2, 8, 257, 128, 10_000.0, 1e-5, false, false,

@@ -185,8 +185,8 @@ public final class CudaKernels {
         }
     }
 
-    /** ids[r] = argmax of logits row r (lowest index on ties). */
+    /** ids[r] = argmax of logits row r (lowest index on ties, NaN never wins; -1 when nothing exceeds -inf). */
     public void argmax(Object logits, Object ids, int rows, int vocab) {
-        argmax.launch(rows, 1, 1, 256, 0, logits, ids, vocab);
+        argmax.launch(rows, 1, 1, 1024, 0, logits, ids, vocab);
     }
 }
