@@ -467,6 +467,11 @@ public final class CudaChecks {
      * forced splits (split-KV + combine).
      */
     public void attention(int heads, int kvHeads, int hd, int bs, int forcedSplits) {
+        attention(heads, kvHeads, hd, bs, forcedSplits, false);
+    }
+
+    /** @param fixedSplits the decode-graph plan: splits fixed by the grid, those past the context empty */
+    public void attention(int heads, int kvHeads, int hd, int bs, int forcedSplits, boolean fixedSplits) {
         int[] lens = {37, 20, 1, 1, 1};
         int[] starts = {0, 50, 300, 0, 129};
         int s = lens.length;
@@ -485,7 +490,8 @@ public final class CudaChecks {
             System.arraycopy(tables[i], 0, flat, i * stride, tables[i].length);
         }
         int maxEnd = Arrays.stream(ends).max().orElse(1);
-        AttentionPlan plan = AttentionPlan.of(sliceStart, lens, starts, heads, kvHeads, ctx.smCount(), 32);
+        AttentionPlan plan = AttentionPlan.of(sliceStart, lens, starts, heads, kvHeads, ctx.smCount(), 32,
+                fixedSplits);
         if (forcedSplits > 0) {
             plan = plan.withSplits(forcedSplits, maxEnd);
         }
@@ -495,12 +501,13 @@ public final class CudaChecks {
         int group = heads / kvHeads;
         try (Pool pool = new Pool(kvHeads, hd, bs, numBlocks); DeviceBuffer dq = bf16Buffer("q", qb);
              DeviceBuffer items = intBuffer("items", plan.itemTable()); DeviceBuffer dt = intBuffer("tables", flat);
+             DeviceBuffer geom = intBuffer("geom", new int[] {plan.splitLen(), stride});
              DeviceBuffer out = ctx.allocate("out", 2L * n * heads * hd);
              DeviceBuffer partO = ctx.allocate("partO", 4L * Math.max(1, plan.splits()) * n * heads * hd);
              DeviceBuffer partML = ctx.allocate("partML", 8L * Math.max(1, plan.splits()) * n * heads)) {
             out.fill32(NAN_BF16X2);
             AttentionPlan p = plan;
-            float ms = ctx.timeMillis(() -> k.attention(dq, pool.dev, items, dt, stride, out, partO, partML, p, n,
+            float ms = ctx.timeMillis(() -> k.attention(dq, pool.dev, items, dt, geom, out, partO, partML, p, n,
                     heads, kvHeads, hd, pool.layer, pool.layers, bs, (float) scale));
             double[] ref = new double[n * heads * hd];
             for (int i = 0; i < s; i++) {
@@ -534,9 +541,9 @@ public final class CudaChecks {
                     }
                 }
             }
-            record("paged_attention" + (plan.splits() > 1 ? " + combine" : ""),
+            record("paged_attention" + (plan.splits() > 1 ? " + combine" : "") + (fixedSplits ? " (graph plan)" : ""),
                     n + " tok in " + s + " slices (max ctx " + maxEnd + "), " + heads + "/" + kvHeads + " heads, hd "
-                            + hd + ", block " + bs + ", splits " + plan.splits(),
+                            + hd + ", block " + bs + ", splits " + plan.splits() + " of " + plan.splitLen(),
                     fromBf16(downloadBf16(out, n * heads * hd)), ref, TOL_BF16, ms, null);
         }
     }
@@ -623,6 +630,88 @@ public final class CudaChecks {
                 }
                 compare(label + " decode step " + step + (step == 1 ? " + prefill" : ""), config, cpu, gpu, mixed);
             }
+        }
+    }
+
+    /**
+     * Decode steps replayed from CUDA graphs against the same steps launched kernel by kernel, on one backend
+     * (each step runs four times: eager logits, eager ids, graph logits, graph ids; the KV it writes is the same
+     * every time). Four sequences whose contexts cross the 32-key attention tiles (the split length changes
+     * between replays), batch 4 then 3 then 4 again (two graphs, each replayed after the other ran).
+     */
+    public void graphVsEager(String label, ModelConfig config, int blockSize) {
+        RandomStore store = new RandomStore(config, rnd.nextLong());
+        int[] promptLens = {29, 3, 62, 12};
+        int steps = 10;
+        int perSeq = (62 + steps + blockSize - 1) / blockSize;
+        int numBlocks = 4 * perSeq + 5;
+        try (CudaBackend gpu = CudaBackend.create(config, store, blockSize, numBlocks)) {
+            List<Integer> free = new ArrayList<>();
+            for (int b = 0; b < numBlocks; b++) {
+                free.add(b);
+            }
+            java.util.Collections.shuffle(free, rnd);
+            int[][] tables = new int[4][perSeq];
+            for (int s = 0; s < 4; s++) {
+                for (int j = 0; j < perSeq; j++) {
+                    tables[s][j] = free.get(s * perSeq + j);
+                }
+            }
+            List<SequenceSlice> prefill = new ArrayList<>();
+            int[] pos = new int[4];
+            for (int s = 0; s < 4; s++) {
+                prefill.add(new SequenceSlice(s, tokens(config, promptLens[s]), 0, tables[s], LogitsMode.LAST));
+                pos[s] = promptLens[s];
+            }
+            gpu.forward(prefill);
+            List<double[]> eagerAll = new ArrayList<>();
+            List<double[]> graphAll = new ArrayList<>();
+            int idsChecked = 0;
+            int idsWrong = 0;
+            float graphMs = 0;
+            float eagerMs = 0;
+            for (int step = 0; step < steps; step++) {
+                List<SequenceSlice> batch = new ArrayList<>();
+                for (int s = 0; s < 4; s++) {
+                    if (s == 3 && step >= 3 && step < 6) {
+                        continue;  // batch 3 for a while
+                    }
+                    batch.add(new SequenceSlice(s, tokens(config, 1), pos[s]++, tables[s], LogitsMode.LAST));
+                }
+                gpu.useGraphs(false);
+                long t0 = System.nanoTime();
+                List<float[]> eager = gpu.forward(batch);
+                eagerMs += (System.nanoTime() - t0) / 1e6f;
+                int[] eagerIds = gpu.forwardGreedy(batch);
+                gpu.useGraphs(true);
+                t0 = System.nanoTime();
+                List<float[]> graph = gpu.forward(batch);
+                graphMs += (System.nanoTime() - t0) / 1e6f;
+                int[] graphIds = gpu.forwardGreedy(batch);
+                for (int r = 0; r < batch.size(); r++) {
+                    eagerAll.add(fromFloats(eager.get(r)));
+                    graphAll.add(fromFloats(graph.get(r)));
+                    idsChecked++;
+                    if (eagerIds[r] != graphIds[r]) {
+                        idsWrong++;
+                    }
+                }
+            }
+            long[] stats = gpu.graphStats();
+            int vocab = config.vocabSize();
+            double[] a = new double[eagerAll.size() * vocab];
+            double[] b = new double[a.length];
+            for (int r = 0; r < eagerAll.size(); r++) {
+                System.arraycopy(graphAll.get(r), 0, a, r * vocab, vocab);
+                System.arraycopy(eagerAll.get(r), 0, b, r * vocab, vocab);
+            }
+            String problem = stats[1] < 2L * steps ? "FAIL: only " + stats[1] + " graph replays"
+                    : idsWrong > 0 ? "FAIL: " + idsWrong + " greedy ids differ" : null;
+            record("graph replay vs eager: " + label, steps + " decode steps, batch 4/3, " + config.modelType() + " h"
+                    + config.hiddenSize() + " L" + config.numLayers() + ", block " + blockSize, a, b, 1e-6,
+                    graphMs / steps, problem != null ? problem : String.format(java.util.Locale.ROOT,
+                            "%d graphs, %d replays, ids %d/%d equal; host ms/step eager %.2f graph %.2f", stats[0],
+                            stats[1], idsChecked, idsChecked, eagerMs / steps, graphMs / steps));
         }
     }
 
@@ -723,6 +812,8 @@ public final class CudaChecks {
         attention(6, 3, 64, 7, 3);
         attention(32, 1, 256, 64, 0);
         attention(16, 8, 128, 64, 2);
+        attention(8, 2, 128, 16, 0, true);
+        attention(32, 8, 128, 64, 0, true);
         argmax(7, 1001);
         argmax(5, 151_936);
         backendVsCpu("qwen3", new ModelConfig("qwen3", 64, 160, 3, 4, 2, 16, 300, 256, 1_000_000.0, 1e-6, true, true,
@@ -731,5 +822,9 @@ public final class CudaChecks {
                 1, List.of(2), "bfloat16"), 5);
         backendVsCpu("qwen3 hd128", new ModelConfig("qwen3", 256, 512, 2, 8, 2, 128, 1000, 4096, 1_000_000.0, 1e-6,
                 false, true, -1, List.of(999), "bfloat16"), 16);
+        graphVsEager("qwen3 hd128", new ModelConfig("qwen3", 256, 512, 2, 8, 2, 128, 1000, 4096, 1_000_000.0, 1e-6,
+                false, true, -1, List.of(999), "bfloat16"), 4);
+        graphVsEager("llama", new ModelConfig("llama", 48, 128, 2, 6, 2, 8, 257, 128, 10_000.0, 1e-5, false, false,
+                1, List.of(2), "bfloat16"), 5);
     }
 }

@@ -169,17 +169,18 @@ public final class CudaKernels {
 
     /**
      * Paged causal GQA attention of one layer (see attention.cu). {@code items} holds {slice, first token, tokens,
-     * first position} per work item ({@link AttentionPlan}); with {@code splits > 1}, partO/partML are the
+     * first position} per work item ({@link AttentionPlan}); {@code geom} holds {splitLen, tableStride} in device
+     * memory (what a decode graph replays with new values); with {@code splits > 1}, partO/partML are the
      * workspace and a combine pass follows.
      */
-    public void attention(Object q, Object cache, Object items, Object blockTables, int tableStride, Object out,
+    public void attention(Object q, Object cache, Object items, Object blockTables, Object geom, Object out,
                           Object partO, Object partML, AttentionPlan plan, int n, int heads, int kvHeads, int headDim,
                           int layer, int numLayers, int blockSize, float scale) {
         int rows = plan.tokensPerItem() * plan.headsPerBlock();
         attention.launch(plan.items(), heads / plan.headsPerBlock(), plan.splits(), 128,
-                attentionSharedBytes(rows, headDim), q, cache, items, blockTables, tableStride, out, partO, partML, n,
+                attentionSharedBytes(rows, headDim), q, cache, items, blockTables, geom, out, partO, partML, n,
                 heads, kvHeads, headDim, plan.headsPerBlock(), plan.tokensPerItem(), layer, numLayers, blockSize,
-                plan.splitLen(), scale);
+                scale);
         if (plan.splits() > 1) {
             combine.launch(n * heads, 1, 1, 128, 0, partO, partML, out, n * heads, headDim, plan.splits());
         }
