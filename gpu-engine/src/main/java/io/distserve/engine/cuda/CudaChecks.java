@@ -131,7 +131,9 @@ public final class CudaChecks {
         /** {@link CudaKernels#gemm}: the backend's dispatch by M. */
         AUTO("gemm_bf16_"),
         /** {@link CudaKernels#gemmSkinny}. */
-        SKINNY("gemm_skinny_");
+        SKINNY("gemm_skinny_"),
+        /** The tiled GEMM with 128 x 128 tiles, whatever the size. */
+        TILED128("gemm128_bf16_");
 
         final String label;
 
@@ -175,6 +177,8 @@ public final class CudaChecks {
             Runnable call = () -> {
                 if (path == GemmPath.SKINNY) {
                     k.gemmSkinny(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out);
+                } else if (path == GemmPath.TILED128) {
+                    k.gemmTiled(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out, 128);
                 } else {
                     k.gemm(da, dw, dc, m, n, kDim, f32Out);
                 }
@@ -189,6 +193,49 @@ public final class CudaChecks {
                     : null;
             return record(path.label + (f32Out ? "f32" : "bf16"), m + "x" + n + "x" + kDim, out, ref,
                     f32Out ? TOL_F32 : TOL_BF16, ms, note);
+        }
+    }
+
+    /**
+     * A prefill-sized GEMM through the backend's dispatch, timed over {@code reps} launches; checked on 512 sampled
+     * outputs (a full fp64 reference would take minutes here). The note gives TFLOP/s.
+     */
+    public Result gemmThroughput(int m, int n, int kDim, int reps) {
+        float[] a = new float[m * kDim];
+        float[] w = new float[n * kDim];
+        short[] ab = randomBf16(a.length, 1.0, a);
+        short[] wb = randomBf16(w.length, 1.0 / Math.sqrt(kDim), w);
+        try (DeviceBuffer da = bf16Buffer("A", ab); DeviceBuffer dw = bf16Buffer("W", wb);
+             DeviceBuffer dc = ctx.allocate("C", 2L * m * n + 4)) {
+            dc.fill32(NAN_BF16X2);
+            k.gemm(da, dw, dc, m, n, kDim, false);  // warm-up
+            float ms = ctx.timeMillis(() -> {
+                for (int r = 0; r < reps; r++) {
+                    k.gemm(da, dw, dc, m, n, kDim, false);
+                }
+            }) / reps;
+            short[] all = downloadBf16(dc, m * n);
+            double[] out = new double[512];
+            double[] ref = new double[512];
+            int nan = 0;
+            for (short v : all) {
+                if (Float.isNaN(FloatCodec.bf16ToFloat(v))) {
+                    nan++;
+                }
+            }
+            for (int i = 0; i < out.length; i++) {
+                int r = rnd.nextInt(m);
+                int c = rnd.nextInt(n);
+                double sum = 0;
+                for (int t = 0; t < kDim; t++) {
+                    sum += (double) a[r * kDim + t] * w[c * kDim + t];
+                }
+                ref[i] = sum;
+                out[i] = FloatCodec.bf16ToFloat(all[r * n + c]);
+            }
+            return record("gemm (prefill, sampled check)", m + "x" + n + "x" + kDim, out, ref, TOL_BF16, ms,
+                    nan > 0 ? "FAIL: " + nan + " outputs unwritten (NaN)" : String.format(java.util.Locale.ROOT,
+                            "%.0f TFLOP/s", 2.0 * m * n * kDim / ms / 1e9));
         }
     }
 
@@ -798,6 +845,13 @@ public final class CudaChecks {
         gemmSkinny(17, 129, 72, false);
         gemmSkinny(32, 250, 1000, true);
         gemm(29, 517, 4104, false);
+        // the 128 x 128 tiled GEMM (prefill): edges in M, N and K, then a prefill-sized product (the note gives
+        // its weight rate; its TFLOP/s is 2 M N K / ms)
+        gemm(GemmPath.TILED128, 77, 131, 200, true, 1);
+        gemm(GemmPath.TILED128, 300, 257, 1032, false, 1);
+        gemm(GemmPath.TILED128, 129, 1000, 72, true, 1);
+        gemm(300, 8200, 256, false);
+        gemmThroughput(2048, 6144, 4096, 10);   // qwen3-8b qkv_proj over a 2,048-token prefill
         // a decode-sized layer GEMM over a weight larger than the L2 cache: the ms column is its streaming rate
         gemm(GemmPath.SKINNY, 1, 12288, 4096, false, 20);
         gemm(GemmPath.SKINNY, 16, 12288, 4096, false, 20);

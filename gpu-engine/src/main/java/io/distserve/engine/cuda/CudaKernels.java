@@ -31,6 +31,8 @@ public final class CudaKernels {
     private final Kernel qkRopeKv;
     private final Kernel gemmBf16;
     private final Kernel gemmF32;
+    private final Kernel gemm128Bf16;
+    private final Kernel gemm128F32;
     private final Kernel attention;
     private final Kernel combine;
     private final Kernel argmax;
@@ -46,6 +48,8 @@ public final class CudaKernels {
         qkRopeKv = ctx.kernel("qk_norm_rope_kv_write");
         gemmBf16 = ctx.kernel("gemm_bf16_bf16");
         gemmF32 = ctx.kernel("gemm_bf16_f32");
+        gemm128Bf16 = ctx.kernel("gemm128_bf16_bf16");
+        gemm128F32 = ctx.kernel("gemm128_bf16_f32");
         attention = ctx.kernel("paged_attention");
         combine = ctx.kernel("attention_combine");
         argmax = ctx.kernel("argmax_rows");
@@ -62,7 +66,7 @@ public final class CudaKernels {
     /** Every kernel, for the resource table. */
     public Kernel[] all() {
         List<Kernel> all = new ArrayList<>(List.of(embedding, addRmsNorm, siluMul, qkRopeKv, gemmBf16, gemmF32,
-                attention, combine, argmax));
+                gemm128Bf16, gemm128F32, attention, combine, argmax));
         all.addAll(Arrays.asList(skinnyBf16));
         all.addAll(Arrays.asList(skinnyF32));
         return all.toArray(new Kernel[0]);
@@ -119,13 +123,32 @@ public final class CudaKernels {
         }
     }
 
-    /** The tiled tensor-core GEMM (gemm.cu), any M. */
+    /**
+     * The tiled tensor-core GEMM (gemm.cu), any M: 128 x 128 tiles when that still makes at least one block per SM
+     * (prefill-sized M and N), else 64 x 64.
+     */
     public void gemmTiled(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc,
                           boolean f32Out) {
+        long big = (long) ((m + 127) / 128) * ((n + 127) / 128);
+        gemmTiled(a, w, c, m, n, k, lda, ldw, ldc, f32Out, m > GEMM_TILE && big >= ctx.smCount() ? 128 : 64);
+    }
+
+    /** The tiled GEMM with the given tile (64 or 128). */
+    public void gemmTiled(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc,
+                          boolean f32Out, int tile) {
         checkGemm("gemm", k, lda, ldw);
-        int gx = (n + GEMM_TILE - 1) / GEMM_TILE;
-        int gy = (m + GEMM_TILE - 1) / GEMM_TILE;
-        (f32Out ? gemmF32 : gemmBf16).launch(gx, gy, 1, 128, 0, a, w, c, m, n, k, lda, ldw, ldc);
+        int gx = (n + tile - 1) / tile;
+        int gy = (m + tile - 1) / tile;
+        if (tile == 128) {
+            // 4 stages x (128 + 128) rows x 40 bf16
+            (f32Out ? gemm128F32 : gemm128Bf16).launch(gx, gy, 1, 256, 4 * 256 * 40 * 2, a, w, c, m, n, k, lda, ldw,
+                    ldc);
+        } else if (tile == 64) {
+            // 3 stages x (64 + 64) rows x 40 bf16
+            (f32Out ? gemmF32 : gemmBf16).launch(gx, gy, 1, 128, 3 * 128 * 40 * 2, a, w, c, m, n, k, lda, ldw, ldc);
+        } else {
+            throw new IllegalArgumentException("gemm: tile must be 64 or 128, got " + tile);
+        }
     }
 
     /**
