@@ -10,7 +10,9 @@
 //
 // Split-KV ("flash-decoding"): when the grid is too small to fill the GPU (decode of few sequences with long
 // contexts) the host sets splits > 1; each split writes its unnormalized output and (max, sum) to a workspace
-// and attention_combine merges them. With splits == 1 the block writes the final bf16 output itself.
+// and attention_combine merges them. With splits == 1 the block writes the final bf16 output itself. The split
+// length comes from device memory (geom): a decode graph fixes the number of splits (grid.z) when it is captured
+// and each replay covers its context with that many splits or fewer; splits past the context are empty partials.
 //
 // Dynamic shared memory (bytes): 4 * (2 * R * hd + R * KT + 3 * RMAX + KT * (hd / 2 + 1) + KT * hd / 2); the host
 // computes the same (CudaKernels.attentionSharedBytes) and raises the kernel's limit past 48 KB when needed.
@@ -27,12 +29,13 @@ extern "C" __global__ void __launch_bounds__(128) paged_attention(
         const bf16* __restrict__ cache,        // block-major pool
         const int* __restrict__ items,         // [grid.x][4]
         const int* __restrict__ blockTables,   // [slices][tableStride]
-        int tableStride,
+        const int* __restrict__ geom,          // {splitLen, tableStride}: in device memory, so that a captured
+                                               // decode graph replays with this step's values (CudaBackend)
         bf16* __restrict__ out,                // [n, heads, hd] (splits == 1)
         float* __restrict__ partO,             // [splits][n * heads][hd] (splits > 1)
         float* __restrict__ partML,            // [splits][n * heads][2]
         int n, int heads, int kvHeads, int hd, int HG, int QT, int layer, int numLayers, int blockSize,
-        int splitLen, float scale) {
+        float scale) {
     extern __shared__ __align__(16) unsigned char smem[];
     const int R = QT * HG;
     const int hw = hd / 2;           // a head row in 32-bit words
@@ -52,6 +55,7 @@ extern "C" __global__ void __launch_bounds__(128) paged_attention(
     const int head0 = blockIdx.y * HG;
     const int g = head0 / (heads / kvHeads);
     const int split = blockIdx.z, splits = gridDim.z;
+    const int splitLen = geom[0], tableStride = geom[1];
     const int* table = blockTables + (size_t)slice * tableStride;
     const int kBegin = split * splitLen;
     const int kEnd = min(pos0 + nTok, kBegin + splitLen);  // exclusive

@@ -57,6 +57,22 @@ __device__ __forceinline__ float block_sum(float v) {
     return total;
 }
 
+// D += A . B on the tensor cores, one m16n8k16 tile (bf16 operands, fp32 accumulators). Fragment layout (PTX ISA,
+// "mma.m16n8k16"), for lane = 4 * gid + tid4:  a0 (row gid, k 2tid4..+1), a1 (row gid+8, same k), a2 (row gid,
+// k 2tid4+8..+9), a3 (row gid+8, same k); b0 (k 2tid4..+1, col gid), b1 (k 2tid4+8..+9, col gid); c0,c1 (row gid,
+// cols 2tid4, 2tid4+1), c2,c3 (row gid+8, same cols).
+__device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], const uint32_t b[2]) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// Stores one fp32 result as the output type (bf16: round to nearest even).
+template <typename T> __device__ __forceinline__ void store_out(T* p, float v);
+template <> __device__ __forceinline__ void store_out<float>(float* p, float v) { *p = v; }
+template <> __device__ __forceinline__ void store_out<bf16>(bf16* p, float v) { *p = __float2bfloat16_rn(v); }
+
 // Element index of (block, layer, k=0|v=1, kvHead, slot 0, dim 0) in the block-major paged KV pool
 // [block][layer][k,v][kvHead][slot][headDim] (io.distserve.engine.kv.KvCacheLayout#elementIndex).
 __device__ __forceinline__ size_t kv_index(int block, int layer, int kv, int head, int numLayers, int numKvHeads,

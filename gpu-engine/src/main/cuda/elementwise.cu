@@ -158,14 +158,15 @@ extern "C" __global__ void __launch_bounds__(128) qk_norm_rope_kv_write(const bf
     }
 }
 
-// ids[r] = argmax_j logits[r, j] (the lowest index among equal maxima; NaN never wins). grid (rows), block 256.
-// For greedy rows, so that only ids come back to the host.
-extern "C" __global__ void __launch_bounds__(256) argmax_rows(const float* __restrict__ logits,
+// ids[r] = argmax_j logits[r, j]: the lowest index among equal maxima, NaN never wins; -1 when no value exceeds
+// -inf (all -inf or NaN: the host then decides on that row, as Sampler.greedyToken does). grid (rows), block 1024.
+// For greedy rows, so that only ids come back to the host (CudaBackend.forwardGreedy).
+extern "C" __global__ void __launch_bounds__(1024) argmax_rows(const float* __restrict__ logits,
         int* __restrict__ ids, int vocab) {
     const float* row = logits + (size_t)blockIdx.x * vocab;
     float best = -INFINITY;
     int bestIdx = 0x7fffffff;
-    for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
+    for (int j = threadIdx.x; j < vocab; j += blockDim.x) {  // a thread's hits rise in j: strict > keeps the lowest
         float v = row[j];
         if (v > best) { best = v; bestIdx = j; }
     }
@@ -175,8 +176,8 @@ extern "C" __global__ void __launch_bounds__(256) argmax_rows(const float* __res
         int oi = __shfl_xor_sync(0xffffffffu, bestIdx, o);
         if (ov > best || (ov == best && oi < bestIdx)) { best = ov; bestIdx = oi; }
     }
-    __shared__ float sv[8];
-    __shared__ int si[8];
+    __shared__ float sv[32];
+    __shared__ int si[32];
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     if (lane == 0) { sv[warp] = best; si[warp] = bestIdx; }
     __syncthreads();
@@ -184,6 +185,6 @@ extern "C" __global__ void __launch_bounds__(256) argmax_rows(const float* __res
         for (int w = 1; w < (int)(blockDim.x >> 5); w++) {
             if (sv[w] > best || (sv[w] == best && si[w] < bestIdx)) { best = sv[w]; bestIdx = si[w]; }
         }
-        ids[blockIdx.x] = bestIdx == 0x7fffffff ? 0 : bestIdx;
+        ids[blockIdx.x] = bestIdx == 0x7fffffff ? -1 : bestIdx;
     }
 }

@@ -26,6 +26,28 @@ public interface ComputeBackend extends AutoCloseable {
     List<float[]> forward(List<SequenceSlice> batch);
 
     /**
+     * The same step as {@link #forward}, returning only the greedy token of each logit row
+     * ({@link io.distserve.engine.sampling.Sampler#greedyToken}: highest logit, lowest id on ties, NaN never wins;
+     * -1 for a row that is all NaN). The engine calls it when every sampled sequence of the step is plainly greedy,
+     * so that a device backend can pick the tokens where the logits are and copy back ids instead of
+     * {@code vocabSize} floats per row. The default argmaxes {@link #forward}'s rows on the host.
+     */
+    default int[] forwardGreedy(List<SequenceSlice> batch) {
+        List<float[]> rows = forward(batch);
+        int[] ids = new int[rows.size()];
+        int vocab = config().vocabSize();
+        for (int i = 0; i < ids.length; i++) {
+            float[] row = rows.get(i);
+            if (row == null || row.length != vocab) {
+                throw new IllegalStateException("backend returned a logit row of " + (row == null ? "null"
+                        : row.length) + " entries, expected " + vocab);
+            }
+            ids[i] = io.distserve.engine.sampling.Sampler.greedyToken(row);
+        }
+        return ids;
+    }
+
+    /**
      * The KV pool as host memory, in {@link KvCacheLayout} order (block {@code b} at absolute byte
      * {@code b * bytesPerBlock} across the chunks, no block straddling two), for the KV-transfer layer; empty when
      * the pool is not in host memory (CUDA).

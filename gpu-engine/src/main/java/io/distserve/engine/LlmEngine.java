@@ -481,10 +481,25 @@ public final class LlmEngine implements AutoCloseable {
                     seq.blockTable().toArray(), c.samples() ? LogitsMode.LAST : LogitsMode.NONE));
             expectedRows += c.samples() ? 1 : 0;
         }
-        List<float[]> logits;
+        // When every sequence that samples in this step is plainly greedy, the token is the argmax of its logits
+        // row: let the backend pick it (on a GPU, only ids come back instead of vocabSize floats per row).
+        // Anything else (temperature, penalties) goes through the host Sampler on the full rows.
+        boolean greedyStep = expectedRows > 0;
+        for (ScheduledChunk c : chunks) {
+            if (c.samples() && !Sampler.isPlainGreedy(c.sequence().params())) {
+                greedyStep = false;
+            }
+        }
+        List<float[]> logits = null;
+        int[] greedyIds = null;
         try {
-            logits = backend.forward(batch);
-            checkLogits(logits, expectedRows);
+            if (greedyStep) {
+                greedyIds = backend.forwardGreedy(batch);
+                checkGreedyIds(greedyIds, expectedRows);
+            } else {
+                logits = backend.forward(batch);
+                checkLogits(logits, expectedRows);
+            }
         } catch (Throwable t) {
             LOG.warn("forward step over {} sequences failed; failing them", chunks.size(), t);
             for (ScheduledChunk c : chunks) {
@@ -496,14 +511,23 @@ public final class LlmEngine implements AutoCloseable {
         int row = 0;
         for (ScheduledChunk c : chunks) {
             Sequence seq = c.sequence();
-            float[] rowLogits = c.samples() ? logits.get(row++) : null;
+            int sampleRow = c.samples() ? row++ : -1;
             if (seq.status() == SequenceStatus.FINISHED) {
                 continue;
             }
             try {
                 seq.advanceComputed(c.length());
-                if (rowLogits != null) {
-                    int token = sampler.sample(rowLogits, seq.params(), seq.tokenBuffer(), seq.length(), seq.rng());
+                if (sampleRow >= 0) {
+                    int token;
+                    if (greedyIds != null) {
+                        token = greedyIds[sampleRow];
+                        if (token < 0) {  // what Sampler.sample throws for the same row
+                            throw new IllegalStateException("logits row has no usable value (all NaN)");
+                        }
+                    } else {
+                        token = sampler.sample(logits.get(sampleRow), seq.params(), seq.tokenBuffer(), seq.length(),
+                                seq.rng());
+                    }
                     deliverToken(seq, token, now);
                 }
             } catch (RuntimeException e) {
@@ -512,6 +536,19 @@ public final class LlmEngine implements AutoCloseable {
             }
         }
         return true;
+    }
+
+    private void checkGreedyIds(int[] ids, int expectedRows) {
+        if (ids == null || ids.length != expectedRows) {
+            throw new IllegalStateException("backend returned " + (ids == null ? "null" : ids.length)
+                    + " greedy tokens, expected " + expectedRows);
+        }
+        for (int id : ids) {
+            if (id < -1 || id >= vocabSize) {
+                throw new IllegalStateException("backend returned greedy token " + id + ", outside the vocabulary [0, "
+                        + vocabSize + ")");
+            }
+        }
     }
 
     private void checkLogits(List<float[]> logits, int expectedRows) {

@@ -27,6 +27,7 @@ public final class FakeBackend implements ComputeBackend {
     private final Map<Long, Long> kv = new ConcurrentHashMap<>();
     private final List<List<SequenceSlice>> history = new CopyOnWriteArrayList<>();
     private final AtomicInteger forwardCalls = new AtomicInteger();
+    private final AtomicInteger greedyCalls = new AtomicInteger();
     private volatile Predicate<List<SequenceSlice>> failWhen = b -> false;
     private volatile long delayMillis;
 
@@ -77,6 +78,17 @@ public final class FakeBackend implements ComputeBackend {
 
     public int forwardCalls() {
         return forwardCalls.get();
+    }
+
+    /** Steps that asked for greedy ids ({@link #forwardGreedy}, the interface's default, which calls forward). */
+    public int greedyCalls() {
+        return greedyCalls.get();
+    }
+
+    @Override
+    public int[] forwardGreedy(List<SequenceSlice> batch) {
+        greedyCalls.incrementAndGet();
+        return ComputeBackend.super.forwardGreedy(batch);
     }
 
     /** Copies one block's entries to another backend's block (a KV migration). */

@@ -442,6 +442,29 @@ class LlmEngineTest {
     }
 
     @Test
+    void plainlyGreedyStepsAskTheBackendForIdsAndAnyOtherStepForLogits() throws Exception {
+        engine();
+        int[] prompt = prompt(6, 3);
+        int[] expected = FakeBackend.reference(prompt, 12, VOCAB, EOS, true);
+        assertThat(engine.generate(new GenerationRequest("g", prompt, greedy(12, true))).tokenIds())
+                .containsExactly(expected);
+        assertThat(backend.greedyCalls()).isEqualTo(12);  // one prefill step + 11 decodes, all greedy
+        // a repetition penalty needs the whole row on the host: no greedy step
+        int before = backend.greedyCalls();
+        SamplingParams penalised = new SamplingParams(0, 1, 0, 0, 1.3, null, 5, List.of(), List.of(), true, true);
+        engine.generate(new GenerationRequest("p", prompt(6, 4), penalised));
+        assertThat(backend.greedyCalls()).isEqualTo(before);
+        // greedy beside a sampled request in the same steps: logits for everyone, the greedy tokens unchanged
+        RecordingListener g = listener();
+        RecordingListener t = listener();
+        SamplingParams hot = new SamplingParams(1.0, 0.9, 0, 0, 1, 7L, 12, List.of(), List.of(), true, true);
+        engine.submit(new GenerationRequest("t", prompt(6, 5), hot), t);
+        engine.submit(new GenerationRequest("g2", prompt, greedy(12, true)), g);
+        assertThat(g.awaitFinish().tokenIds()).containsExactly(expected);
+        t.awaitFinish();
+    }
+
+    @Test
     void seededSamplingIsReproducible() throws Exception {
         engine();
         SamplingParams p = new SamplingParams(1.0, 0.9, 0, 0, 1, 7L, 25, List.of(), List.of(), true, true);

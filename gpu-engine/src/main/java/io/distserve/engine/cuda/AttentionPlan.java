@@ -20,6 +20,17 @@ public record AttentionPlan(int items, int[] itemTable, int tokensPerItem, int h
      */
     public static AttentionPlan of(int[] sliceStarts, int[] sliceLengths, int[] slicePositions, int heads,
                                    int kvHeads, int smCount, int maxSplits) {
+        return of(sliceStarts, sliceLengths, slicePositions, heads, kvHeads, smCount, maxSplits, false);
+    }
+
+    /**
+     * @param fixedSplits for a captured decode graph: the number of splits (the grid's z, baked into the graph)
+     *                    depends only on the grid, not on the context length; the split length covers the
+     *                    context with at most that many splits (the same split boundaries as the plan without
+     *                    fixedSplits, so the same numbers), and the splits past the context are empty
+     */
+    public static AttentionPlan of(int[] sliceStarts, int[] sliceLengths, int[] slicePositions, int heads,
+                                   int kvHeads, int smCount, int maxSplits, boolean fixedSplits) {
         int hg = CudaKernels.headsPerBlock(heads / kvHeads);
         int qt = Math.max(1, CudaKernels.ATTN_ROWS / hg);
         int items = 0;
@@ -40,14 +51,14 @@ public record AttentionPlan(int items, int[] itemTable, int tokensPerItem, int h
             }
         }
         long blocks = (long) items * (heads / hg);
-        int splits = 1;
         int keyTiles = (maxEnd + CudaKernels.ATTN_KEYS - 1) / CudaKernels.ATTN_KEYS;
-        if (maxSplits > 1 && blocks < 2L * smCount && keyTiles > 1) {
-            splits = (int) Math.min(Math.min(maxSplits, keyTiles), (2L * smCount + blocks - 1) / blocks);
-        }
+        // splits wanted to put ~2 blocks on every SM
+        int wanted = maxSplits > 1 && blocks < 2L * smCount
+                ? (int) Math.min(maxSplits, (2L * smCount + blocks - 1) / blocks) : 1;
+        int splits = Math.max(1, Math.min(wanted, keyTiles));
         int tilesPerSplit = (keyTiles + splits - 1) / splits;
         int splitLen = Math.max(1, tilesPerSplit) * CudaKernels.ATTN_KEYS;
-        splits = Math.max(1, (maxEnd + splitLen - 1) / splitLen);
+        splits = fixedSplits ? wanted : Math.max(1, (maxEnd + splitLen - 1) / splitLen);
         return new AttentionPlan(items, table, qt, hg, splits, splitLen);
     }
 

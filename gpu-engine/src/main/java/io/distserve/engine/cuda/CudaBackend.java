@@ -6,11 +6,17 @@ import io.distserve.engine.SequenceSlice;
 import io.distserve.engine.kv.KvCacheLayout;
 import io.distserve.engine.model.ModelConfig;
 import io.distserve.engine.model.TensorStore;
+import io.distserve.engine.sampling.Sampler;
 import io.distserve.engine.safetensors.DType;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import jcuda.Pointer;
+import jcuda.driver.CUdeviceptr;
+import jcuda.driver.CUgraph;
+import jcuda.driver.CUgraphExec;
+import jcuda.driver.CUstreamCaptureMode;
+import jcuda.driver.JCudaDriver;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -28,7 +34,9 @@ import org.slf4j.LoggerFactory;
  *       delta = down(silu(gate(xn)) * up(xn))           GEMM (gate|up), silu_mul, GEMM
  *   logits = lm_head(rmsnorm(x += delta)[rows asked])   gather fused into the norm, GEMM, fp32 to the host
  * </pre>
- * {@code forward} is serialized. Scratch buffers grow to the largest batch seen and are reused.
+ * {@code forward} is serialized. Scratch buffers grow to the largest batch seen and are reused. Decode steps
+ * (every slice one token) replay a CUDA graph per batch size ({@link DecodeGraphs}); the other steps launch
+ * kernel by kernel. Greedy steps pick their tokens on the device ({@link #forwardGreedy}).
  */
 public final class CudaBackend implements ComputeBackend {
 
@@ -46,6 +54,9 @@ public final class CudaBackend implements ComputeBackend {
     private final RopeTables rope;
     private final float eps;
     private final float scale;
+    private final DecodeGraphs graphs;
+    /** Bumped whenever a scratch buffer or the RoPE tables are reallocated: captured graphs hold their pointers. */
+    private long generation;
     private boolean closed;
 
     private CudaBackend(ModelConfig config, CudaContext ctx, CudaWeights w, int blockSize, int numBlocks,
@@ -61,6 +72,7 @@ public final class CudaBackend implements ComputeBackend {
         this.rope = new RopeTables(ctx, config.headDim(), config.ropeTheta(), config.maxPositions());
         this.eps = (float) config.rmsNormEps();
         this.scale = (float) (1.0 / Math.sqrt(config.headDim()));
+        this.graphs = new DecodeGraphs();
     }
 
     /** A backend with exactly {@code numBlocks} KV blocks (tests, the self-check). */
@@ -178,48 +190,91 @@ public final class CudaBackend implements ComputeBackend {
 
     @Override
     public synchronized List<float[]> forward(List<SequenceSlice> batch) {
+        int rows = run(batch, false);
+        return rows == 0 ? List.of() : downloadLogits(rows);
+    }
+
+    /**
+     * The step of {@link #forward}, but the greedy token of each logit row is picked on the device (argmax_rows)
+     * and only the ids come back: 4 bytes per row instead of 151,936 x 4. A row where no logit exceeds -inf (all
+     * NaN or -inf: a broken step) is downloaded and decided on the host exactly as {@link Sampler#greedyToken} does.
+     */
+    @Override
+    public synchronized int[] forwardGreedy(List<SequenceSlice> batch) {
+        int rows = run(batch, true);
+        if (rows == 0) {
+            return new int[0];
+        }
+        int[] ids = scratch.ids.downloadInts(rows);
+        for (int r = 0; r < rows; r++) {
+            if (ids[r] < 0) {
+                float[] row = new float[config.vocabSize()];
+                scratch.logits.download(4L * r * row.length, Pointer.to(row), 4L * row.length);
+                ids[r] = Sampler.greedyToken(row);
+            }
+        }
+        return ids;
+    }
+
+    /**
+     * Enqueues one step: logits of the rows asked for in scratch.logits and, when {@code argmax} (always on the
+     * graph path), their greedy ids in scratch.ids. Nothing waits for the device here: the caller's download does
+     * (a step without logit rows, an intermediate prefill chunk, returns at once and the next step's upload
+     * orders after it).
+     *
+     * @return the number of logit rows
+     */
+    private int run(List<SequenceSlice> batch, boolean argmax) {
         if (closed) {
             throw new IllegalStateException("CUDA backend is closed");
         }
         CudaStep step = CudaStep.of(batch, config, layout);
         if (step.n == 0) {
-            return List.of();
+            return 0;
         }
-        int n = step.n;
         int rows = step.logitRows.length;
+        if (graphs.enabled && step.isDecode() && graphs.replay(step)) {
+            return rows;
+        }
         AttentionPlan plan = AttentionPlan.of(step.sliceStart, step.sliceLength, step.slicePosition,
                 config.numHeads(), config.numKvHeads(), ctx.smCount(), MAX_SPLITS);
-        rope.ensure(step.maxEnd);
-        scratch.ensure(n, rows, plan.splits());
+        ensure(step, rows, plan);
         Meta meta = scratch.upload(step, plan);
-
-        // From here to the download the step is a fixed sequence of launches for a given (n, rows, plan shape):
-        // the place where a CUDA graph will capture decode steps (metadata in fixed device buffers, as here).
-        runLayers(step, plan, meta);
-        if (rows == 0) {
-            ctx.synchronize();
-            return List.of();
+        runLayers(step.n, plan, meta);
+        if (rows > 0) {
+            lmHead(rows, meta);
+            if (argmax) {
+                k.argmax(scratch.logits, scratch.ids, rows, config.vocabSize());
+            }
         }
-        return logits(rows, meta);
+        return rows;
     }
 
-    private void runLayers(CudaStep step, AttentionPlan plan, Meta meta) {
-        int n = step.n;
+    /** Scratch and RoPE tables big enough for the step; a reallocation retires the captured graphs. */
+    private void ensure(CudaStep step, int rows, AttentionPlan plan) {
+        boolean grown = rope.ensure(step.maxEnd);
+        grown |= scratch.ensure(step.n, rows, plan.splits());
+        if (grown) {
+            generation++;
+        }
+    }
+
+    /** The decoder layers over the step's n tokens: x (fp32 residual) and delta hold the last layer's output. */
+    private void runLayers(int n, AttentionPlan plan, Meta meta) {
         int hidden = config.hiddenSize();
         Scratch s = scratch;
         k.embedding(w.embedding, meta.tokens, s.x, n, hidden);
         for (int l = 0; l < config.numLayers(); l++) {
             CudaWeights.Layer layer = w.layers.get(l);
             k.addRmsNorm(s.x, l == 0 ? null : s.delta, layer.inputNorm(), s.xn, null, n, hidden, eps, true);
-            attention(l, layer, step, plan, meta);
+            attention(l, layer, n, plan, meta);
             k.addRmsNorm(s.x, s.delta, layer.postNorm(), s.xn, null, n, hidden, eps, true);
             mlp(layer, n);
         }
     }
 
     /** delta = o_proj(attention(xn)); writes this layer's K/V of the step's tokens into the pool. */
-    private void attention(int l, CudaWeights.Layer layer, CudaStep step, AttentionPlan plan, Meta meta) {
-        int n = step.n;
+    private void attention(int l, CudaWeights.Layer layer, int n, AttentionPlan plan, Meta meta) {
         int hidden = config.hiddenSize();
         int qkvDim = config.qDim() + 2 * config.kvDim();
         Scratch s = scratch;
@@ -227,7 +282,7 @@ public final class CudaBackend implements ComputeBackend {
         k.qkNormRopeKvWrite(s.qkv, s.q, kv, meta.positions, meta.slots, layer.qNorm(), layer.kNorm(), rope.cos(),
                 rope.sin(), n, config.numHeads(), config.numKvHeads(), config.headDim(), l, config.numLayers(),
                 layout.blockSize(), eps);
-        k.attention(s.q, kv, meta.items, meta.tables, step.tableStride, s.attn, s.partO, s.partML, plan, n,
+        k.attention(s.q, kv, meta.items, meta.tables, meta.geom, s.attn, s.partO, s.partML, plan, n,
                 config.numHeads(), config.numKvHeads(), config.headDim(), l, config.numLayers(), layout.blockSize(),
                 scale);
         k.gemm(s.attn, layer.o(), s.delta, n, hidden, config.qDim(), true);
@@ -243,15 +298,17 @@ public final class CudaBackend implements ComputeBackend {
         k.gemm(s.act, layer.down(), s.delta, n, hidden, inter, true);
     }
 
-    /** Final norm of the rows asked for (gathered), LM head, fp32 logits to the host. */
-    private List<float[]> logits(int rows, Meta meta) {
-        int hidden = config.hiddenSize();
-        int vocab = config.vocabSize();
+    /** Final norm of the rows asked for (gathered), LM head: fp32 logits in scratch.logits. */
+    private void lmHead(int rows, Meta meta) {
         Scratch s = scratch;
-        k.addRmsNorm(s.x, s.delta, w.finalNorm, s.xs, meta.logitRows, rows, hidden, eps, false);
-        k.gemm(s.xs, w.lmHead, s.logits, rows, vocab, hidden, true);
+        k.addRmsNorm(s.x, s.delta, w.finalNorm, s.xs, meta.logitRows, rows, config.hiddenSize(), eps, false);
+        k.gemm(s.xs, w.lmHead, s.logits, rows, config.vocabSize(), config.hiddenSize(), true);
+    }
+
+    private List<float[]> downloadLogits(int rows) {
+        int vocab = config.vocabSize();
         float[] all = new float[rows * vocab];
-        s.logits.download(0, Pointer.to(all), 4L * all.length);
+        scratch.logits.download(0, Pointer.to(all), 4L * all.length);
         List<float[]> out = new ArrayList<>(rows);
         for (int r = 0; r < rows; r++) {
             out.add(Arrays.copyOfRange(all, r * vocab, (r + 1) * vocab));
@@ -266,6 +323,7 @@ public final class CudaBackend implements ComputeBackend {
             try {
                 ctx.synchronize();
             } finally {
+                graphs.close();
                 rope.close();
                 scratch.close();
                 kv.close();
@@ -275,27 +333,196 @@ public final class CudaBackend implements ComputeBackend {
         }
     }
 
-    /** Device pointers of one step's metadata (all inside one int buffer, uploaded with one copy). */
-    record Meta(jcuda.driver.CUdeviceptr tokens, jcuda.driver.CUdeviceptr positions, jcuda.driver.CUdeviceptr slots,
-                jcuda.driver.CUdeviceptr logitRows, jcuda.driver.CUdeviceptr items, jcuda.driver.CUdeviceptr tables) {
+    /**
+     * Device pointers of one step's metadata, all inside one int buffer uploaded with one copy, in this order:
+     * tokens [n], positions [n], slots [n], logit rows [rows], attention items [4 items], geom {splitLen,
+     * tableStride}, block tables [slices x tableStride]. Everything before the block tables has a size fixed by
+     * (n, rows, items), so a decode graph's pointers stay valid for every step of its batch size; the tables,
+     * whose stride grows with the context, come last.
+     */
+    record Meta(CUdeviceptr tokens, CUdeviceptr positions, CUdeviceptr slots, CUdeviceptr logitRows,
+                CUdeviceptr items, CUdeviceptr geom, CUdeviceptr tables) {
+
+        static int ints(int n, int rows, int items, int tableInts) {
+            return 4 * n + rows + 4 * items + 2 + tableInts;
+        }
+
+        /** Writes the step's metadata into {@code target} (which must hold {@link #ints}). */
+        static Meta upload(CudaStep step, AttentionPlan plan, DeviceBuffer target) {
+            int n = step.n;
+            int rows = step.logitRows.length;
+            int[] all = new int[ints(n, rows, plan.items(), step.blockTables.length)];
+            int o = 0;
+            System.arraycopy(step.tokenIds, 0, all, o, n);
+            int oPos = o += n;
+            System.arraycopy(step.positions, 0, all, o, n);
+            int oSlots = o += n;
+            System.arraycopy(step.slots, 0, all, o, n);
+            int oRows = o += n;
+            System.arraycopy(step.logitRows, 0, all, o, rows);
+            int oItems = o += rows;
+            System.arraycopy(plan.itemTable(), 0, all, o, plan.itemTable().length);
+            int oGeom = o += plan.itemTable().length;
+            all[o] = plan.splitLen();
+            all[o + 1] = step.tableStride;
+            int oTables = o += 2;
+            System.arraycopy(step.blockTables, 0, all, o, step.blockTables.length);
+            target.upload(0, Pointer.to(all), 4L * all.length);
+            return new Meta(target.at(0), target.at(4L * oPos), target.at(4L * oSlots), target.at(4L * oRows),
+                    target.at(4L * oItems), target.at(4L * oGeom), target.at(4L * oTables));
+        }
     }
 
-    /** Activations and per-step metadata, grown (by 1.5x) to the largest step seen, never shrunk. */
+    /**
+     * CUDA graphs of decode steps, one per batch size n: a step whose slices are all single tokens with logits
+     * replays the graph of its n instead of ~10 launches per layer from Java (each a few microseconds of JNI and
+     * driver time, longer than most of these kernels run at small batch). What changes from step to step is data
+     * in device memory: the graph's own metadata buffer (tokens, positions, KV slots, attention items, the split
+     * length and the block tables, uploaded before each replay at the same addresses), so a graph stays valid
+     * until a scratch buffer or the RoPE tables are reallocated ({@link #generation}). The attention grid's number
+     * of KV splits is fixed at capture ({@link AttentionPlan#of} with fixedSplits) and each replay's split length
+     * covers its context with that many splits or fewer: the same split boundaries as the eager plan, so the
+     * same numbers (self-check: graph replay vs eager step).
+     *
+     * <p>Off with {@code -Ddistserve.cuda.graphs=false}, and under {@code -Ddistserve.cuda.sync=true} (a
+     * synchronize inside a capture is illegal). A batch size whose capture fails runs eagerly from then on.
+     */
+    final class DecodeGraphs implements AutoCloseable {
+        /** Graphs kept at most (one per batch size seen); past that, new sizes run eagerly. */
+        static final int MAX_GRAPHS = 128;
+
+        boolean enabled = !Boolean.getBoolean("distserve.cuda.sync")
+                && Boolean.parseBoolean(System.getProperty("distserve.cuda.graphs", "true"));
+        private final java.util.Map<Integer, Graph> byN = new java.util.HashMap<>();
+        private final java.util.Set<Integer> failed = new java.util.HashSet<>();
+        long captures;
+        long replays;
+
+        /** One captured decode step: embedding, every layer, final norm, LM head, argmax. */
+        private record Graph(CUgraphExec exec, DeviceBuffer meta, long generation) {
+            void close() {
+                JCudaDriver.cuGraphExecDestroy(exec);
+                meta.close();
+            }
+        }
+
+        /** Runs the decode step through its graph (capturing it first if needed); false: run it eagerly. */
+        boolean replay(CudaStep step) {
+            int n = step.n;
+            AttentionPlan plan = AttentionPlan.of(step.sliceStart, step.sliceLength, step.slicePosition,
+                    config.numHeads(), config.numKvHeads(), ctx.smCount(), MAX_SPLITS, true);
+            ensure(step, n, plan);
+            Graph g = byN.get(n);
+            if (g != null && g.generation != generation) {
+                byN.remove(n);
+                g.close();
+                g = null;
+            }
+            if (g == null) {
+                if (failed.contains(n) || byN.size() >= MAX_GRAPHS) {
+                    return false;
+                }
+                try {
+                    g = capture(step, plan);
+                } catch (RuntimeException e) {
+                    failed.add(n);
+                    LOG.warn("CUDA graph capture of the decode step at batch {} failed; that batch size runs "
+                            + "eagerly: {}", n, e.toString());
+                    return false;
+                }
+                byN.put(n, g);
+            }
+            Meta.upload(step, plan, g.meta);
+            ctx.makeCurrent();
+            Cuda.check(JCudaDriver.cuGraphLaunch(g.exec, ctx.stream()), "cuGraphLaunch(decode, batch " + n + ")");
+            ctx.lastKernel("decode graph (batch " + n + ")");
+            replays++;
+            return true;
+        }
+
+        private Graph capture(CudaStep step, AttentionPlan plan) {
+            int n = step.n;
+            int maxStride = (config.maxPositions() + layout.blockSize() - 1) / layout.blockSize();
+            DeviceBuffer meta = ctx.allocate("decode_meta_" + n, 4L * Meta.ints(n, n, plan.items(), n * maxStride));
+            try {
+                // the upload fixes the addresses the launches below capture (a copy cannot be made inside the
+                // capture: it runs on the legacy stream)
+                Meta m = Meta.upload(step, plan, meta);
+                ctx.makeCurrent();
+                Cuda.check(JCudaDriver.cuStreamBeginCapture(ctx.stream(),
+                        CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), "cuStreamBeginCapture");
+                CUgraph graph = new CUgraph();
+                RuntimeException failure = null;
+                try {
+                    runLayers(n, plan, m);
+                    lmHead(n, m);
+                    k.argmax(scratch.logits, scratch.ids, n, config.vocabSize());
+                } catch (RuntimeException e) {
+                    failure = e;
+                }
+                int rc = JCudaDriver.cuStreamEndCapture(ctx.stream(), graph);
+                if (failure != null) {
+                    if (rc == 0) {
+                        JCudaDriver.cuGraphDestroy(graph);
+                    }
+                    throw failure;
+                }
+                Cuda.check(rc, "cuStreamEndCapture");
+                CUgraphExec exec = new CUgraphExec();
+                try {
+                    Cuda.check(JCudaDriver.cuGraphInstantiate(exec, graph, 0), "cuGraphInstantiate");
+                } finally {
+                    JCudaDriver.cuGraphDestroy(graph);
+                }
+                captures++;
+                return new Graph(exec, meta, generation);
+            } catch (RuntimeException e) {
+                meta.close();
+                throw e;
+            }
+        }
+
+        @Override
+        public void close() {
+            for (Graph g : byN.values()) {
+                g.close();
+            }
+            byN.clear();
+        }
+    }
+
+    /** Turns decode graphs on or off (the self-check compares both); on by default. */
+    synchronized void useGraphs(boolean on) {
+        graphs.enabled = on && !Boolean.getBoolean("distserve.cuda.sync");
+    }
+
+    /** {captured graphs, graph replays} so far. */
+    synchronized long[] graphStats() {
+        return new long[] {graphs.captures, graphs.replays};
+    }
+
+    /**
+     * Activations and per-step metadata, grown (by 1.5x) to the largest step seen, never shrunk.
+     * {@link #ensure} says whether anything was reallocated (captured graphs hold the old pointers).
+     */
     static final class Scratch implements AutoCloseable {
         private final CudaContext ctx;
         private final ModelConfig c;
         private int tokens;
         private int rowsCap;
-        private int splitsCap;
+        /** Capacity of the split-KV workspace in (token, split) pairs. */
+        private long partCap;
         private int metaCap;
-        DeviceBuffer x, delta, xn, qkv, q, attn, gateUp, act, xs, logits, partO, partML, meta;
+        DeviceBuffer x, delta, xn, qkv, q, attn, gateUp, act, xs, logits, ids, partO, partML, meta;
 
         Scratch(CudaContext ctx, ModelConfig c) {
             this.ctx = ctx;
             this.c = c;
         }
 
-        void ensure(int n, int rows, int splits) {
+        /** @return true when a buffer was reallocated */
+        boolean ensure(int n, int rows, int splits) {
+            boolean grown = false;
             if (n > tokens) {
                 int cap = Math.max(n, tokens + tokens / 2);
                 freeTokenBuffers();
@@ -309,69 +536,71 @@ public final class CudaBackend implements ComputeBackend {
                 gateUp = ctx.allocate("gate_up", 2L * cap * 2 * c.intermediateSize());
                 act = ctx.allocate("act", 2L * cap * c.intermediateSize());
                 tokens = cap;
-                splitsCap = 0;
+                grown = true;
             }
             if (rows > rowsCap) {
                 int cap = Math.max(rows, rowsCap + rowsCap / 2);
-                close(xs);
-                close(logits);
+                xs = close(xs);
+                logits = close(logits);
+                ids = close(ids);
                 xs = ctx.allocate("xs", 2L * cap * c.hiddenSize());
                 logits = ctx.allocate("logits", 4L * cap * c.vocabSize());
+                ids = ctx.allocate("greedy_ids", 4L * cap);
                 rowsCap = cap;
+                grown = true;
             }
-            if (splits > 1 && splits > splitsCap) {
-                close(partO);
-                close(partML);
-                long r = (long) tokens * c.numHeads();
-                partO = ctx.allocate("attn_part_o", 4L * splits * r * c.headDim());
-                partML = ctx.allocate("attn_part_ml", 8L * splits * r);
-                splitsCap = splits;
+            // split-KV workspace [splits][n * heads][hd] (+ max, sum): only steps with few tokens split
+            if (splits > 1 && (long) splits * n > partCap) {
+                long cap = Math.max((long) splits * n, partCap + partCap / 2);
+                partO = close(partO);
+                partML = close(partML);
+                partO = ctx.allocate("attn_part_o", 4L * cap * c.numHeads() * c.headDim());
+                partML = ctx.allocate("attn_part_ml", 8L * cap * c.numHeads());
+                partCap = cap;
+                grown = true;
             }
+            return grown;
         }
 
+        /** The step's metadata into the shared (eager) metadata buffer. */
         Meta upload(CudaStep step, AttentionPlan plan) {
-            int n = step.n;
-            int[] all = new int[4 * n + step.logitRows.length + plan.itemTable().length + step.blockTables.length];
-            int o = 0;
-            System.arraycopy(step.tokenIds, 0, all, o, n);
-            int oPos = o += n;
-            System.arraycopy(step.positions, 0, all, o, n);
-            int oSlots = o += n;
-            System.arraycopy(step.slots, 0, all, o, n);
-            int oRows = o += n;
-            System.arraycopy(step.logitRows, 0, all, o, step.logitRows.length);
-            int oItems = o += step.logitRows.length;
-            System.arraycopy(plan.itemTable(), 0, all, o, plan.itemTable().length);
-            int oTables = o += plan.itemTable().length;
-            System.arraycopy(step.blockTables, 0, all, o, step.blockTables.length);
-            if (all.length > metaCap) {
-                close(meta);
-                metaCap = Math.max(all.length, metaCap + metaCap / 2);
+            int ints = Meta.ints(step.n, step.logitRows.length, plan.items(), step.blockTables.length);
+            if (ints > metaCap) {
+                meta = close(meta);
+                metaCap = Math.max(ints, metaCap + metaCap / 2);
                 meta = ctx.allocate("step_meta", 4L * metaCap);
             }
-            meta.upload(0, Pointer.to(all), 4L * all.length);
-            return new Meta(meta.at(0), meta.at(4L * oPos), meta.at(4L * oSlots), meta.at(4L * oRows),
-                    meta.at(4L * oItems), meta.at(4L * oTables));
+            return Meta.upload(step, plan, meta);
         }
 
         private void freeTokenBuffers() {
-            for (DeviceBuffer b : new DeviceBuffer[] {x, delta, xn, qkv, q, attn, gateUp, act, partO, partML}) {
-                close(b);
-            }
+            x = close(x);
+            delta = close(delta);
+            xn = close(xn);
+            qkv = close(qkv);
+            q = close(q);
+            attn = close(attn);
+            gateUp = close(gateUp);
+            act = close(act);
         }
 
-        private static void close(DeviceBuffer b) {
+        /** Closes {@code b} if any; returns null (for the field). */
+        private static DeviceBuffer close(DeviceBuffer b) {
             if (b != null) {
                 b.close();
             }
+            return null;
         }
 
         @Override
         public void close() {
             freeTokenBuffers();
-            close(xs);
-            close(logits);
-            close(meta);
+            partO = close(partO);
+            partML = close(partML);
+            xs = close(xs);
+            logits = close(logits);
+            ids = close(ids);
+            meta = close(meta);
         }
     }
 
@@ -395,9 +624,10 @@ public final class CudaBackend implements ComputeBackend {
             }
         }
 
-        void ensure(int needed) {
+        /** @return true when the tables were reallocated */
+        boolean ensure(int needed) {
             if (needed <= positions) {
-                return;
+                return false;
             }
             int n = Math.min(maxPositions, Math.max(needed, Math.max(256, positions * 2)));
             float[] c = new float[n * half];
@@ -415,6 +645,7 @@ public final class CudaBackend implements ComputeBackend {
             cos.upload(c);
             sin.upload(s);
             positions = n;
+            return true;
         }
 
         DeviceBuffer cos() {

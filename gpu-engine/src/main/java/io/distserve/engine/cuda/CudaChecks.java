@@ -126,8 +126,37 @@ public final class CudaChecks {
 
     // ---- kernels ------------------------------------------------------------------------------------------------
 
-    /** C = A . W^T at (m, n, kDim), fp32 or bf16 out. */
+    /** How a GEMM check calls the kernels. */
+    private enum GemmPath {
+        /** {@link CudaKernels#gemm}: the backend's dispatch by M. */
+        AUTO("gemm_bf16_"),
+        /** {@link CudaKernels#gemmSkinny}. */
+        SKINNY("gemm_skinny_"),
+        /** The tiled GEMM with 128 x 128 tiles, whatever the size. */
+        TILED128("gemm128_bf16_");
+
+        final String label;
+
+        GemmPath(String label) {
+            this.label = label;
+        }
+    }
+
+    /** C = A . W^T at (m, n, kDim), fp32 or bf16 out, through the backend's dispatch. */
     public Result gemm(int m, int n, int kDim, boolean f32Out) {
+        return gemm(GemmPath.AUTO, m, n, kDim, f32Out, 1);
+    }
+
+    /** The skinny (decode) GEMM directly, any M in [1, 32]. */
+    public Result gemmSkinny(int m, int n, int kDim, boolean f32Out) {
+        return gemm(GemmPath.SKINNY, m, n, kDim, f32Out, 1);
+    }
+
+    /**
+     * @param reps launches timed together (the ms column is per launch); with a weight larger than the L2 cache the
+     *             note gives the weight-streaming rate
+     */
+    private Result gemm(GemmPath path, int m, int n, int kDim, boolean f32Out, int reps) {
         float[] a = new float[m * kDim];
         float[] w = new float[n * kDim];
         short[] ab = randomBf16(a.length, 1.0, a);
@@ -145,10 +174,68 @@ public final class CudaChecks {
         try (DeviceBuffer da = bf16Buffer("A", ab); DeviceBuffer dw = bf16Buffer("W", wb);
              DeviceBuffer dc = ctx.allocate("C", (f32Out ? 4L : 2L) * m * n + 4)) {
             dc.fill32(f32Out ? NAN_F32 : NAN_BF16X2);
-            float ms = ctx.timeMillis(() -> k.gemm(da, dw, dc, m, n, kDim, f32Out));
+            Runnable call = () -> {
+                if (path == GemmPath.SKINNY) {
+                    k.gemmSkinny(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out);
+                } else if (path == GemmPath.TILED128) {
+                    k.gemmTiled(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out, 128);
+                } else {
+                    k.gemm(da, dw, dc, m, n, kDim, f32Out);
+                }
+            };
+            float ms = ctx.timeMillis(() -> {
+                for (int r = 0; r < reps; r++) {
+                    call.run();
+                }
+            }) / reps;
             double[] out = f32Out ? fromFloats(dc.downloadFloats(m * n)) : fromBf16(downloadBf16(dc, m * n));
-            return record("gemm_bf16_" + (f32Out ? "f32" : "bf16"), m + "x" + n + "x" + kDim, out, ref,
-                    f32Out ? TOL_F32 : TOL_BF16, ms, null);
+            String note = reps > 1 ? String.format(java.util.Locale.ROOT, "weights %.0f GB/s", 2.0 * n * kDim / ms / 1e6)
+                    : null;
+            return record(path.label + (f32Out ? "f32" : "bf16"), m + "x" + n + "x" + kDim, out, ref,
+                    f32Out ? TOL_F32 : TOL_BF16, ms, note);
+        }
+    }
+
+    /**
+     * A prefill-sized GEMM through the backend's dispatch, timed over {@code reps} launches; checked on 512 sampled
+     * outputs (a full fp64 reference would take minutes here). The note gives TFLOP/s.
+     */
+    public Result gemmThroughput(int m, int n, int kDim, int reps) {
+        float[] a = new float[m * kDim];
+        float[] w = new float[n * kDim];
+        short[] ab = randomBf16(a.length, 1.0, a);
+        short[] wb = randomBf16(w.length, 1.0 / Math.sqrt(kDim), w);
+        try (DeviceBuffer da = bf16Buffer("A", ab); DeviceBuffer dw = bf16Buffer("W", wb);
+             DeviceBuffer dc = ctx.allocate("C", 2L * m * n + 4)) {
+            dc.fill32(NAN_BF16X2);
+            k.gemm(da, dw, dc, m, n, kDim, false);  // warm-up
+            float ms = ctx.timeMillis(() -> {
+                for (int r = 0; r < reps; r++) {
+                    k.gemm(da, dw, dc, m, n, kDim, false);
+                }
+            }) / reps;
+            short[] all = downloadBf16(dc, m * n);
+            double[] out = new double[512];
+            double[] ref = new double[512];
+            int nan = 0;
+            for (short v : all) {
+                if (Float.isNaN(FloatCodec.bf16ToFloat(v))) {
+                    nan++;
+                }
+            }
+            for (int i = 0; i < out.length; i++) {
+                int r = rnd.nextInt(m);
+                int c = rnd.nextInt(n);
+                double sum = 0;
+                for (int t = 0; t < kDim; t++) {
+                    sum += (double) a[r * kDim + t] * w[c * kDim + t];
+                }
+                ref[i] = sum;
+                out[i] = FloatCodec.bf16ToFloat(all[r * n + c]);
+            }
+            return record("gemm (prefill, sampled check)", m + "x" + n + "x" + kDim, out, ref, TOL_BF16, ms,
+                    nan > 0 ? "FAIL: " + nan + " outputs unwritten (NaN)" : String.format(java.util.Locale.ROOT,
+                            "%.0f TFLOP/s", 2.0 * m * n * kDim / ms / 1e9));
         }
     }
 
@@ -427,6 +514,11 @@ public final class CudaChecks {
      * forced splits (split-KV + combine).
      */
     public void attention(int heads, int kvHeads, int hd, int bs, int forcedSplits) {
+        attention(heads, kvHeads, hd, bs, forcedSplits, false);
+    }
+
+    /** @param fixedSplits the decode-graph plan: splits fixed by the grid, those past the context empty */
+    public void attention(int heads, int kvHeads, int hd, int bs, int forcedSplits, boolean fixedSplits) {
         int[] lens = {37, 20, 1, 1, 1};
         int[] starts = {0, 50, 300, 0, 129};
         int s = lens.length;
@@ -445,7 +537,8 @@ public final class CudaChecks {
             System.arraycopy(tables[i], 0, flat, i * stride, tables[i].length);
         }
         int maxEnd = Arrays.stream(ends).max().orElse(1);
-        AttentionPlan plan = AttentionPlan.of(sliceStart, lens, starts, heads, kvHeads, ctx.smCount(), 32);
+        AttentionPlan plan = AttentionPlan.of(sliceStart, lens, starts, heads, kvHeads, ctx.smCount(), 32,
+                fixedSplits);
         if (forcedSplits > 0) {
             plan = plan.withSplits(forcedSplits, maxEnd);
         }
@@ -455,12 +548,13 @@ public final class CudaChecks {
         int group = heads / kvHeads;
         try (Pool pool = new Pool(kvHeads, hd, bs, numBlocks); DeviceBuffer dq = bf16Buffer("q", qb);
              DeviceBuffer items = intBuffer("items", plan.itemTable()); DeviceBuffer dt = intBuffer("tables", flat);
+             DeviceBuffer geom = intBuffer("geom", new int[] {plan.splitLen(), stride});
              DeviceBuffer out = ctx.allocate("out", 2L * n * heads * hd);
              DeviceBuffer partO = ctx.allocate("partO", 4L * Math.max(1, plan.splits()) * n * heads * hd);
              DeviceBuffer partML = ctx.allocate("partML", 8L * Math.max(1, plan.splits()) * n * heads)) {
             out.fill32(NAN_BF16X2);
             AttentionPlan p = plan;
-            float ms = ctx.timeMillis(() -> k.attention(dq, pool.dev, items, dt, stride, out, partO, partML, p, n,
+            float ms = ctx.timeMillis(() -> k.attention(dq, pool.dev, items, dt, geom, out, partO, partML, p, n,
                     heads, kvHeads, hd, pool.layer, pool.layers, bs, (float) scale));
             double[] ref = new double[n * heads * hd];
             for (int i = 0; i < s; i++) {
@@ -494,9 +588,9 @@ public final class CudaChecks {
                     }
                 }
             }
-            record("paged_attention" + (plan.splits() > 1 ? " + combine" : ""),
+            record("paged_attention" + (plan.splits() > 1 ? " + combine" : "") + (fixedSplits ? " (graph plan)" : ""),
                     n + " tok in " + s + " slices (max ctx " + maxEnd + "), " + heads + "/" + kvHeads + " heads, hd "
-                            + hd + ", block " + bs + ", splits " + plan.splits(),
+                            + hd + ", block " + bs + ", splits " + plan.splits() + " of " + plan.splitLen(),
                     fromBf16(downloadBf16(out, n * heads * hd)), ref, TOL_BF16, ms, null);
         }
     }
@@ -513,8 +607,19 @@ public final class CudaChecks {
             logits[r * vocab + vocab - 1 - tie / 2] = 10f;  // a tie: the lower index must win
             ref[r] = Math.min(tie, vocab - 1 - tie / 2);
         }
+        // rows where nothing exceeds -inf come back as -1 (the host decides them): all NaN, all -inf, and a mix
+        int special = Math.min(rows, 3);
+        for (int r = 0; r < special; r++) {
+            for (int j = 0; j < vocab; j++) {
+                logits[r * vocab + j] = r == 0 || (r == 2 && j % 2 == 0) ? Float.NaN : Float.NEGATIVE_INFINITY;
+            }
+            ref[r] = -1;
+        }
+        if (rows > special) {  // NaN never wins, even next to the maximum
+            logits[special * vocab + (ref[special] == 0 ? 1 : 0)] = Float.NaN;
+        }
         try (DeviceBuffer dl = floatBuffer("logits", logits); DeviceBuffer ids = ctx.allocate("ids", 4L * rows)) {
-            ids.fill32(-1);
+            ids.fill32(-2);
             float ms = ctx.timeMillis(() -> k.argmax(dl, ids, rows, vocab));
             int[] got = ids.downloadInts(rows);
             int wrong = 0;
@@ -575,6 +680,88 @@ public final class CudaChecks {
         }
     }
 
+    /**
+     * Decode steps replayed from CUDA graphs against the same steps launched kernel by kernel, on one backend
+     * (each step runs four times: eager logits, eager ids, graph logits, graph ids; the KV it writes is the same
+     * every time). Four sequences whose contexts cross the 32-key attention tiles (the split length changes
+     * between replays), batch 4 then 3 then 4 again (two graphs, each replayed after the other ran).
+     */
+    public void graphVsEager(String label, ModelConfig config, int blockSize) {
+        RandomStore store = new RandomStore(config, rnd.nextLong());
+        int[] promptLens = {29, 3, 62, 12};
+        int steps = 10;
+        int perSeq = (62 + steps + blockSize - 1) / blockSize;
+        int numBlocks = 4 * perSeq + 5;
+        try (CudaBackend gpu = CudaBackend.create(config, store, blockSize, numBlocks)) {
+            List<Integer> free = new ArrayList<>();
+            for (int b = 0; b < numBlocks; b++) {
+                free.add(b);
+            }
+            java.util.Collections.shuffle(free, rnd);
+            int[][] tables = new int[4][perSeq];
+            for (int s = 0; s < 4; s++) {
+                for (int j = 0; j < perSeq; j++) {
+                    tables[s][j] = free.get(s * perSeq + j);
+                }
+            }
+            List<SequenceSlice> prefill = new ArrayList<>();
+            int[] pos = new int[4];
+            for (int s = 0; s < 4; s++) {
+                prefill.add(new SequenceSlice(s, tokens(config, promptLens[s]), 0, tables[s], LogitsMode.LAST));
+                pos[s] = promptLens[s];
+            }
+            gpu.forward(prefill);
+            List<double[]> eagerAll = new ArrayList<>();
+            List<double[]> graphAll = new ArrayList<>();
+            int idsChecked = 0;
+            int idsWrong = 0;
+            float graphMs = 0;
+            float eagerMs = 0;
+            for (int step = 0; step < steps; step++) {
+                List<SequenceSlice> batch = new ArrayList<>();
+                for (int s = 0; s < 4; s++) {
+                    if (s == 3 && step >= 3 && step < 6) {
+                        continue;  // batch 3 for a while
+                    }
+                    batch.add(new SequenceSlice(s, tokens(config, 1), pos[s]++, tables[s], LogitsMode.LAST));
+                }
+                gpu.useGraphs(false);
+                long t0 = System.nanoTime();
+                List<float[]> eager = gpu.forward(batch);
+                eagerMs += (System.nanoTime() - t0) / 1e6f;
+                int[] eagerIds = gpu.forwardGreedy(batch);
+                gpu.useGraphs(true);
+                t0 = System.nanoTime();
+                List<float[]> graph = gpu.forward(batch);
+                graphMs += (System.nanoTime() - t0) / 1e6f;
+                int[] graphIds = gpu.forwardGreedy(batch);
+                for (int r = 0; r < batch.size(); r++) {
+                    eagerAll.add(fromFloats(eager.get(r)));
+                    graphAll.add(fromFloats(graph.get(r)));
+                    idsChecked++;
+                    if (eagerIds[r] != graphIds[r]) {
+                        idsWrong++;
+                    }
+                }
+            }
+            long[] stats = gpu.graphStats();
+            int vocab = config.vocabSize();
+            double[] a = new double[eagerAll.size() * vocab];
+            double[] b = new double[a.length];
+            for (int r = 0; r < eagerAll.size(); r++) {
+                System.arraycopy(graphAll.get(r), 0, a, r * vocab, vocab);
+                System.arraycopy(eagerAll.get(r), 0, b, r * vocab, vocab);
+            }
+            String problem = stats[1] < 2L * steps ? "FAIL: only " + stats[1] + " graph replays"
+                    : idsWrong > 0 ? "FAIL: " + idsWrong + " greedy ids differ" : null;
+            record("graph replay vs eager: " + label, steps + " decode steps, batch 4/3, " + config.modelType() + " h"
+                    + config.hiddenSize() + " L" + config.numLayers() + ", block " + blockSize, a, b, 1e-6,
+                    graphMs / steps, problem != null ? problem : String.format(java.util.Locale.ROOT,
+                            "%d graphs, %d replays, ids %d/%d equal; host ms/step eager %.2f graph %.2f", stats[0],
+                            stats[1], idsChecked, idsChecked, eagerMs / steps, graphMs / steps));
+        }
+    }
+
     private int[] tokens(ModelConfig c, int n) {
         int[] t = new int[n];
         for (int i = 0; i < n; i++) {
@@ -623,6 +810,19 @@ public final class CudaChecks {
                 }
             }
         }
+        // the greedy path (ids picked on the device) must give exactly the argmax of the same backend's logits
+        // (this repeats the step: the KV it writes is the same)
+        int[] ids = gpu.forwardGreedy(batch);
+        int idsWrong = 0;
+        for (int r = 0; r < got.size(); r++) {
+            if (ids[r] != io.distserve.engine.sampling.Sampler.greedyToken(got.get(r))) {
+                idsWrong++;
+            }
+        }
+        Result greedy = new Result("forwardGreedy == argmax(forward): " + label, ids.length + " rows",
+                idsWrong == 0 ? 0 : 1, idsWrong, 0, 0, idsWrong == 0 ? null : "FAIL: " + idsWrong + " ids differ");
+        results.add(greedy);
+        sink.accept(greedy);
         record("backend vs cpu: " + label, c.modelType() + " h" + c.hiddenSize() + " L" + c.numLayers() + ", "
                 + ref.size() + " logit rows", a, b, TOL_MODEL, ms,
                 (greedyWrong == 0 ? "" : "FAIL: ") + "greedy " + (greedyChecked - greedyWrong) + "/" + greedyChecked
@@ -635,6 +835,26 @@ public final class CudaChecks {
         gemm(1, 1000, 64, true);
         gemm(130, 70, 264, false);
         gemm(256, 384, 1024, false);
+        // the skinny (decode) GEMM: every M variant (<= 8, 16, 32) at its edges, N not a multiple of 16, K not a
+        // multiple of the 32-wide chunk nor of the 128-wide run, a K too short for one run per warp
+        gemmSkinny(1, 1000, 200, true);
+        gemmSkinny(3, 77, 1032, false);
+        gemmSkinny(8, 130, 264, true);
+        gemmSkinny(9, 333, 520, false);
+        gemmSkinny(16, 47, 2056, true);
+        gemmSkinny(17, 129, 72, false);
+        gemmSkinny(32, 250, 1000, true);
+        gemm(29, 517, 4104, false);
+        // the 128 x 128 tiled GEMM (prefill): edges in M, N and K, then a prefill-sized product (the note gives
+        // its weight rate; its TFLOP/s is 2 M N K / ms)
+        gemm(GemmPath.TILED128, 77, 131, 200, true, 1);
+        gemm(GemmPath.TILED128, 300, 257, 1032, false, 1);
+        gemm(GemmPath.TILED128, 129, 1000, 72, true, 1);
+        gemm(300, 8200, 256, false);
+        gemmThroughput(2048, 6144, 4096, 10);   // qwen3-8b qkv_proj over a 2,048-token prefill
+        // a decode-sized layer GEMM over a weight larger than the L2 cache: the ms column is its streaming rate
+        gemm(GemmPath.SKINNY, 1, 12288, 4096, false, 20);
+        gemm(GemmPath.SKINNY, 16, 12288, 4096, false, 20);
         embeddingAndNorm(300, 136, 29);
         siluMul(13, 344);
         qkNormRopeKvWrite(4, 2, 16, 4, true);
@@ -646,12 +866,19 @@ public final class CudaChecks {
         attention(6, 3, 64, 7, 3);
         attention(32, 1, 256, 64, 0);
         attention(16, 8, 128, 64, 2);
+        attention(8, 2, 128, 16, 0, true);
+        attention(32, 8, 128, 64, 0, true);
         argmax(7, 1001);
+        argmax(5, 151_936);
         backendVsCpu("qwen3", new ModelConfig("qwen3", 64, 160, 3, 4, 2, 16, 300, 256, 1_000_000.0, 1e-6, true, true,
                 -1, List.of(299), "bfloat16"), 4);
         backendVsCpu("llama", new ModelConfig("llama", 48, 128, 2, 6, 2, 8, 257, 128, 10_000.0, 1e-5, false, false,
                 1, List.of(2), "bfloat16"), 5);
         backendVsCpu("qwen3 hd128", new ModelConfig("qwen3", 256, 512, 2, 8, 2, 128, 1000, 4096, 1_000_000.0, 1e-6,
                 false, true, -1, List.of(999), "bfloat16"), 16);
+        graphVsEager("qwen3 hd128", new ModelConfig("qwen3", 256, 512, 2, 8, 2, 128, 1000, 4096, 1_000_000.0, 1e-6,
+                false, true, -1, List.of(999), "bfloat16"), 4);
+        graphVsEager("llama", new ModelConfig("llama", 48, 128, 2, 6, 2, 8, 257, 128, 10_000.0, 1e-5, false, false,
+                1, List.of(2), "bfloat16"), 5);
     }
 }

@@ -1,5 +1,8 @@
 package io.distserve.engine.cuda;
 
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
 import jcuda.driver.CUdeviceptr;
 
 /**
@@ -16,6 +19,10 @@ public final class CudaKernels {
     static final int ATTN_KEYS = 32;
     /** Output tile of the GEMM (BM, BN in gemm.cu). */
     static final int GEMM_TILE = 64;
+    /** Largest M (token rows) that {@link #gemm} sends to the weight-streaming skinny GEMM (gemm_skinny.cu). */
+    static final int SKINNY_MAX_M = 32;
+    /** Weight rows per skinny-GEMM block (SK_ROWS in gemm_skinny.cu). */
+    static final int SKINNY_ROWS = 16;
 
     private final CudaContext ctx;
     private final Kernel embedding;
@@ -24,9 +31,14 @@ public final class CudaKernels {
     private final Kernel qkRopeKv;
     private final Kernel gemmBf16;
     private final Kernel gemmF32;
+    private final Kernel gemm128Bf16;
+    private final Kernel gemm128F32;
     private final Kernel attention;
     private final Kernel combine;
     private final Kernel argmax;
+    /** gemm_skinny{8,16,32}_{bf16,f32}: index 0, 1, 2 for M <= 8, 16, 32. */
+    private final Kernel[] skinnyBf16 = new Kernel[3];
+    private final Kernel[] skinnyF32 = new Kernel[3];
 
     public CudaKernels(CudaContext ctx) {
         this.ctx = ctx;
@@ -36,9 +48,15 @@ public final class CudaKernels {
         qkRopeKv = ctx.kernel("qk_norm_rope_kv_write");
         gemmBf16 = ctx.kernel("gemm_bf16_bf16");
         gemmF32 = ctx.kernel("gemm_bf16_f32");
+        gemm128Bf16 = ctx.kernel("gemm128_bf16_bf16");
+        gemm128F32 = ctx.kernel("gemm128_bf16_f32");
         attention = ctx.kernel("paged_attention");
         combine = ctx.kernel("attention_combine");
         argmax = ctx.kernel("argmax_rows");
+        for (int i = 0; i < 3; i++) {
+            skinnyBf16[i] = ctx.kernel("gemm_skinny" + (8 << i) + "_bf16");
+            skinnyF32[i] = ctx.kernel("gemm_skinny" + (8 << i) + "_f32");
+        }
     }
 
     public CudaContext context() {
@@ -47,7 +65,11 @@ public final class CudaKernels {
 
     /** Every kernel, for the resource table. */
     public Kernel[] all() {
-        return new Kernel[] {embedding, addRmsNorm, siluMul, qkRopeKv, gemmBf16, gemmF32, attention, combine, argmax};
+        List<Kernel> all = new ArrayList<>(List.of(embedding, addRmsNorm, siluMul, qkRopeKv, gemmBf16, gemmF32,
+                gemm128Bf16, gemm128F32, attention, combine, argmax));
+        all.addAll(Arrays.asList(skinnyBf16));
+        all.addAll(Arrays.asList(skinnyF32));
+        return all.toArray(new Kernel[0]);
     }
 
     /** {@code x[t] = float(table[tokens[t]])}; hidden % 8 == 0. */
@@ -78,19 +100,78 @@ public final class CudaKernels {
                 headDim, layer, numLayers, blockSize, eps);
     }
 
-    /** C[M, N] = A[M, K] . W[N, K]^T, C bf16 ({@code f32Out} false) or fp32; contiguous rows; K % 8 == 0. */
+    /**
+     * C[M, N] = A[M, K] . W[N, K]^T, C bf16 ({@code f32Out} false) or fp32; contiguous rows; K % 8 == 0. Decode-sized
+     * M (at most {@link #SKINNY_MAX_M}) goes to the weight-streaming skinny GEMM, larger M to the tiled one.
+     */
     public void gemm(Object a, Object w, Object c, int m, int n, int k, boolean f32Out) {
         gemm(a, w, c, m, n, k, k, k, n, f32Out);
     }
 
     public void gemm(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc, boolean f32Out) {
+        if (m <= SKINNY_MAX_M) {
+            gemmSkinny(a, w, c, m, n, k, lda, ldw, ldc, f32Out);
+        } else {
+            gemmTiled(a, w, c, m, n, k, lda, ldw, ldc, f32Out);
+        }
+    }
+
+    private static void checkGemm(String who, int k, int lda, int ldw) {
         if (k % 8 != 0 || lda % 8 != 0 || ldw % 8 != 0) {
-            throw new IllegalArgumentException("gemm: K and the row strides of A and W must be multiples of 8, got K="
+            throw new IllegalArgumentException(who + ": K and the row strides of A and W must be multiples of 8, got K="
                     + k + " lda=" + lda + " ldw=" + ldw);
         }
-        int gx = (n + GEMM_TILE - 1) / GEMM_TILE;
-        int gy = (m + GEMM_TILE - 1) / GEMM_TILE;
-        (f32Out ? gemmF32 : gemmBf16).launch(gx, gy, 1, 128, 0, a, w, c, m, n, k, lda, ldw, ldc);
+    }
+
+    /**
+     * The tiled tensor-core GEMM (gemm.cu), any M: 128 x 128 tiles when that still makes at least one block per SM
+     * (prefill-sized M and N), else 64 x 64.
+     */
+    public void gemmTiled(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc,
+                          boolean f32Out) {
+        long big = (long) ((m + 127) / 128) * ((n + 127) / 128);
+        gemmTiled(a, w, c, m, n, k, lda, ldw, ldc, f32Out, m > GEMM_TILE && big >= ctx.smCount() ? 128 : 64);
+    }
+
+    /** The tiled GEMM with the given tile (64 or 128). */
+    public void gemmTiled(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc,
+                          boolean f32Out, int tile) {
+        checkGemm("gemm", k, lda, ldw);
+        int gx = (n + tile - 1) / tile;
+        int gy = (m + tile - 1) / tile;
+        if (tile == 128) {
+            // 4 stages x (128 + 128) rows x 40 bf16
+            (f32Out ? gemm128F32 : gemm128Bf16).launch(gx, gy, 1, 256, 4 * 256 * 40 * 2, a, w, c, m, n, k, lda, ldw,
+                    ldc);
+        } else if (tile == 64) {
+            // 3 stages x (64 + 64) rows x 40 bf16
+            (f32Out ? gemmF32 : gemmBf16).launch(gx, gy, 1, 128, 3 * 128 * 40 * 2, a, w, c, m, n, k, lda, ldw, ldc);
+        } else {
+            throw new IllegalArgumentException("gemm: tile must be 64 or 128, got " + tile);
+        }
+    }
+
+    /**
+     * The skinny GEMM (gemm_skinny.cu), 1 <= M <= 32: one block per 16 weight rows, its warps splitting K. Warps per
+     * block: 8, or 16 when there are too few row tiles to put ~16 warps on every SM (small N, e.g. o_proj of a small
+     * model), so that enough weight loads are in flight; never more warps than K has runs of 4 chunks of 32.
+     */
+    public void gemmSkinny(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc,
+                           boolean f32Out) {
+        checkGemm("gemm (skinny)", k, lda, ldw);
+        if (m < 1 || m > SKINNY_MAX_M) {
+            throw new IllegalArgumentException("gemm (skinny): M must be in [1, " + SKINNY_MAX_M + "], got " + m);
+        }
+        int tiles = (n + SKINNY_ROWS - 1) / SKINNY_ROWS;
+        int warps = tiles < 2 * ctx.smCount() ? 16 : 8;
+        int runs = (k + 127) / 128;
+        while (warps > 1 && warps / 2 >= runs) {
+            warps /= 2;
+        }
+        int variant = m <= 8 ? 0 : m <= 16 ? 1 : 2;
+        int shared = warps * SKINNY_ROWS * (8 * (1 << variant) + 1) * 4;
+        (f32Out ? skinnyF32 : skinnyBf16)[variant].launch(tiles, 1, 1, 32 * warps, shared, a, w, c, m, n, k, lda, ldw,
+                ldc);
     }
 
     /** Rows (query tokens x heads) of one attention block for a GQA group size: HG heads, QT tokens. */
@@ -111,24 +192,25 @@ public final class CudaKernels {
 
     /**
      * Paged causal GQA attention of one layer (see attention.cu). {@code items} holds {slice, first token, tokens,
-     * first position} per work item ({@link AttentionPlan}); with {@code splits > 1}, partO/partML are the
+     * first position} per work item ({@link AttentionPlan}); {@code geom} holds {splitLen, tableStride} in device
+     * memory (what a decode graph replays with new values); with {@code splits > 1}, partO/partML are the
      * workspace and a combine pass follows.
      */
-    public void attention(Object q, Object cache, Object items, Object blockTables, int tableStride, Object out,
+    public void attention(Object q, Object cache, Object items, Object blockTables, Object geom, Object out,
                           Object partO, Object partML, AttentionPlan plan, int n, int heads, int kvHeads, int headDim,
                           int layer, int numLayers, int blockSize, float scale) {
         int rows = plan.tokensPerItem() * plan.headsPerBlock();
         attention.launch(plan.items(), heads / plan.headsPerBlock(), plan.splits(), 128,
-                attentionSharedBytes(rows, headDim), q, cache, items, blockTables, tableStride, out, partO, partML, n,
+                attentionSharedBytes(rows, headDim), q, cache, items, blockTables, geom, out, partO, partML, n,
                 heads, kvHeads, headDim, plan.headsPerBlock(), plan.tokensPerItem(), layer, numLayers, blockSize,
-                plan.splitLen(), scale);
+                scale);
         if (plan.splits() > 1) {
             combine.launch(n * heads, 1, 1, 128, 0, partO, partML, out, n * heads, headDim, plan.splits());
         }
     }
 
-    /** ids[r] = argmax of logits row r (lowest index on ties). */
+    /** ids[r] = argmax of logits row r (lowest index on ties, NaN never wins; -1 when nothing exceeds -inf). */
     public void argmax(Object logits, Object ids, int rows, int vocab) {
-        argmax.launch(rows, 1, 1, 256, 0, logits, ids, vocab);
+        argmax.launch(rows, 1, 1, 1024, 0, logits, ids, vocab);
     }
 }

@@ -75,6 +75,14 @@ final class CudaStep {
         }
     }
 
+    /**
+     * A decode step: every slice is one token and asks for its logits (so rows = tokens = slices). Such steps
+     * differ only in data, never in shape, for a given batch size: what a captured graph can replay.
+     */
+    boolean isDecode() {
+        return n == slices.size() && logitRows.length == n;
+    }
+
     static CudaStep of(List<SequenceSlice> batch, ModelConfig config, KvCacheLayout layout) {
         if (batch == null) {
             throw new IllegalArgumentException("batch is null");

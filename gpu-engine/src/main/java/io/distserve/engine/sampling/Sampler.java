@@ -57,8 +57,30 @@ public final class Sampler {
         }
     }
 
+    /**
+     * True when {@link #sample} reduces to {@link #argmax} for these parameters (greedy, no repetition penalty): the
+     * token then depends on the logits row only, so a backend may pick it where the logits are
+     * ({@link io.distserve.engine.ComputeBackend#forwardGreedy}).
+     */
+    public static boolean isPlainGreedy(SamplingParams params) {
+        return params.isGreedy() && params.repetitionPenalty() == 1.0;
+    }
+
     /** Highest logit; ties go to the lowest id; NaN never wins. */
     static int argmax(float[] logits) {
+        int best = greedyToken(logits);
+        if (best < 0) {
+            throw new IllegalStateException("logits row has no usable value (all NaN)");
+        }
+        return best;
+    }
+
+    /**
+     * The greedy token of a row, as {@link #sample} picks it for plainly greedy parameters: the highest logit, ties
+     * to the lowest id, NaN never wins; when no value exceeds -inf, the first -inf entry; -1 when the row is all NaN
+     * (unusable).
+     */
+    public static int greedyToken(float[] logits) {
         int best = -1;
         float bestValue = Float.NEGATIVE_INFINITY;
         for (int i = 0; i < logits.length; i++) {
@@ -75,7 +97,7 @@ public final class Sampler {
                     return i;
                 }
             }
-            throw new IllegalStateException("logits row has no usable value (all NaN)");
+            return -1;
         }
         return best;
     }

@@ -31,6 +31,7 @@ class CudaBackendTest {
             });
             c.backendVsCpu("qwen3", TinyModels.qwen3(), 4);
             c.backendVsCpu("llama", TinyModels.llama(), 5);
+            c.graphVsEager("qwen3", TinyModels.qwen3(), 4);
             assertThat(failures).isEmpty();
         }
     }

@@ -50,6 +50,17 @@ class CudaKernelsTest {
     }
 
     @Test
+    void skinnyGemmForEveryDecodeVariant() {
+        CudaChecks c = checks();
+        c.gemmSkinny(1, 1000, 200, true);
+        c.gemmSkinny(3, 77, 1032, false);
+        c.gemmSkinny(9, 333, 520, false);
+        c.gemmSkinny(16, 47, 2056, true);
+        c.gemmSkinny(32, 250, 1000, true);
+        assertThat(failures).isEmpty();
+    }
+
+    @Test
     void embeddingNormSilu() {
         CudaChecks c = checks();
         c.embeddingAndNorm(300, 136, 29);
@@ -73,6 +84,7 @@ class CudaKernelsTest {
         c.attention(8, 2, 128, 16, 5);
         c.attention(6, 3, 64, 7, 3);
         c.attention(32, 1, 256, 64, 0);
+        c.attention(8, 2, 128, 16, 0, true);
         assertThat(failures).isEmpty();
     }
 

@@ -46,6 +46,20 @@ class SamplerTest {
     }
 
     @Test
+    void greedyTokenIsWhatPlainGreedySamplingPicksAndMinusOneForAnUnusableRow() {
+        float[][] rows = {{0.1f, 3f, -2f, 2.9f}, {1f, 5f, 5f, 5f}, {Float.NaN, -1f, Float.NaN},
+                {Float.NaN, Float.NEGATIVE_INFINITY, Float.NEGATIVE_INFINITY}, {Float.NEGATIVE_INFINITY, 2f}};
+        SamplingParams greedy = SamplingParams.greedy(4);
+        assertThat(Sampler.isPlainGreedy(greedy)).isTrue();
+        for (float[] row : rows) {
+            assertThat(Sampler.greedyToken(row)).isEqualTo(sample(row, greedy, 1));
+        }
+        assertThat(Sampler.greedyToken(new float[] {Float.NaN, Float.NaN})).isEqualTo(-1);
+        assertThat(Sampler.isPlainGreedy(params(0, 1, 0, 0, 1.1, null))).isFalse();
+        assertThat(Sampler.isPlainGreedy(params(0.7, 1, 0, 0, 1, null))).isFalse();
+    }
+
+    @Test
     void repetitionPenaltyFollowsHfSemanticsOncePerDistinctToken() {
         float[] logits = {4f, -1f, 3.5f, 0f};
         // Token 0 seen twice: divided once (4 -> 2), token 1 negative: multiplied (-1 -> -2).
