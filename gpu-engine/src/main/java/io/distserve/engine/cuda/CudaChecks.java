@@ -24,7 +24,6 @@ public final class CudaChecks {
     public static final double TOL_BF16 = 1e-2;
     /** fp32 outputs of exact bf16 inputs, fp32 accumulation. */
     public static final double TOL_F32 = 1e-3;
-    /** Whole model, CUDA (bf16 activations and KV) vs CPU (fp32 activations). */
     /**
      * Whole model, bf16 activations and KV cache against the float32 CPU backend. Calibrated, not guessed: on the
      * same checkpoints, Hugging Face's own bf16 forward differs from its float32 one by up to 0.31 in max-abs at a
