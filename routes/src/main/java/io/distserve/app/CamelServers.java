@@ -22,7 +22,8 @@ final class CamelServers {
         main.configure().withRoutesIncludePattern(routes);
         main.configure().httpServer().withEnabled(true).withHost(host).withPort(port);
         if (propertiesFile != null) {
-            main.setPropertyPlaceholderLocations("classpath:application.properties,file:" + propertiesFile);
+            // the first location that has a key wins (Camel), so the user's file comes first
+            main.setPropertyPlaceholderLocations("file:" + propertiesFile + ",classpath:application.properties");
         }
         main.bind("vertxOptions", new VertxOptions()
                 .setWorkerPoolSize(WORKER_THREADS)
