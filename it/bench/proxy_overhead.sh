@@ -9,11 +9,11 @@
 #   added latency = via the proxy minus direct to the stub.
 # Needs: JDK 17+, nginx and wrk (apt-get install -y nginx wrk), routes/target/distserve.jar (mvn -o -q install
 # -DskipTests). Prints a markdown table (copied into it/BENCHMARKS.md). Not part of mvn verify.
-#   DURATION (15s per measurement), WARMUP (10s), CONNS (32), THREADS (2), PROXY_JAVA_OPTS (-Xmx512m)
+#   DISTSERVE_JAR (routes/target/distserve.jar), DURATION (15s per measurement), WARMUP (10s), CONNS (32), THREADS (2), PROXY_JAVA_OPTS (-Xmx512m)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
-jar=routes/target/distserve.jar
+jar=${DISTSERVE_JAR:-routes/target/distserve.jar}
 duration=${DURATION:-15s}
 warmup=${WARMUP:-10s}
 conns=${CONNS:-32}

@@ -537,4 +537,36 @@ class ProxyDistServeIT {
         });
         assertThat(proxy.output()).doesNotContain("Exception in thread");
     }
+
+    /** --serving-strategy Hybrid in front of the Hybrid node: the same answers as the node's, streamed or whole. */
+    @Test
+    @Order(8)
+    void aHybridProxyForwardsStreamsAndWholeAnswersUnchanged() throws Exception {
+        try (ServerProcess hybridProxy = ServerProcess.proxy("hybrid-proxy", ServerProcess.freePort(),
+                "--serving-strategy", "Hybrid", "--api-keys", KEY,
+                "--node-table", dir.resolve("hybrid-nodes.json").toString(), "--log-level", "INFO")) {
+            HttpResponse<String> added = Http.post(hybridProxy.base + "/nodes/add", KEY,
+                    "{\"url\":\"" + hybrid.base + "\",\"status\":{\"role\":\"Hybrid\",\"models\":[\"tiny\"]}}");
+            assertThat(added.statusCode()).as(added.body()).isEqualTo(200);
+            for (boolean stream : new boolean[] {false, true}) {
+                for (String[] r : new String[][] {{"/v1/completions", completion("hybrid " + stream, 40, stream)},
+                        {"/v1/chat/completions", chat("hybrid " + stream, 40, stream)}}) {
+                    HttpResponse<String> via = Http.post(hybridProxy.base + r[0], KEY, r[1]);
+                    HttpResponse<String> direct = Http.post(hybrid.base + r[0], KEY, r[1]);
+                    assertThat(via.statusCode()).as(via.body()).isEqualTo(200);
+                    assertThat(Http.text(via.body(), stream)).isNotEmpty().isEqualTo(Http.text(direct.body(), stream));
+                    assertThat(Http.usage(via.body(), stream)).isEqualTo(Http.usage(direct.body(), stream));
+                    if (stream) {
+                        assertThat(Http.ssePayloads(via.body())).last().isEqualTo("[DONE]");
+                    }
+                }
+            }
+            // a node's 4xx is passed on as it is
+            HttpResponse<String> bad = Http.post(hybridProxy.base + "/v1/completions", KEY,
+                    "{\"model\":\"tiny\",\"prompt\":\"x\",\"max_tokens\":5000}");
+            assertThat(bad.statusCode()).as(bad.body()).isEqualTo(400);
+            assertThat(Http.json(bad).path("error").path("param").asText()).isEqualTo("max_tokens");
+            assertThat(hybridProxy.output()).doesNotContain(" ERROR ");
+        }
+    }
 }
