@@ -35,6 +35,8 @@ class ProxyRoutingIT {
     static final int HOLD_A = free();
     static final int HOLD_B = free();
     static final int WARM = free();
+    static final int OBSERVED_SLOW = free();
+    static final int OBSERVED_MEDIUM = free();
     static ServerProcess stubs;
     ServerProcess proxy;
 
@@ -48,9 +50,11 @@ class ProxyRoutingIT {
 
     @BeforeAll
     static void startNodes() throws Exception {
-        // three that answer at once or nearly, two that hold each request 3 s (requests stay in flight)
-        stubs = ServerProcess.stub("routing-stubs", FAST + ":0", MEDIUM + ":20", SLOW + ":80", HOLD_A + ":3000",
-                HOLD_B + ":3000", WARM + ":0");
+        // FAST, MEDIUM, SLOW: named for the speeds they declare, all answer at once; HOLD_*: hold each request 3 s
+        // (requests stay in flight); OBSERVED_*: answer in 250 and 50 ms (observed latency)
+        stubs = ServerProcess.stub("routing-stubs", FAST + ":0", MEDIUM + ":0", SLOW + ":0", HOLD_A + ":3000",
+                HOLD_B + ":3000", WARM + ":0",
+                OBSERVED_SLOW + ":250", OBSERVED_MEDIUM + ":50");
     }
 
     @AfterAll
@@ -198,20 +202,20 @@ class ProxyRoutingIT {
         HttpResponse<String> removed = Http.post(proxy.base + "/nodes/remove", null,
                 "{\"url\":\"http://127.0.0.1:" + WARM + "\"}");
         assertThat(removed.statusCode()).as(removed.body()).isEqualTo(200);
-        add(SLOW, null);   // 80 ms
-        add(MEDIUM, null); // 20 ms
+        add(OBSERVED_SLOW, null);   // 250 ms
+        add(OBSERVED_MEDIUM, null); // 50 ms (wide gaps: one sample each decides, on a busy machine)
         complete(2); // both untried: one each
-        assertThat(completed()).containsEntry(SLOW, 1L).containsEntry(MEDIUM, 1L);
+        assertThat(completed()).containsEntry(OBSERVED_SLOW, 1L).containsEntry(OBSERVED_MEDIUM, 1L);
         complete(20);
         assertThat(completed()).as(Http.getJson(proxy.base + "/nodes/status", null).toString())
-                .containsEntry(SLOW, 1L).containsEntry(MEDIUM, 21L);
+                .containsEntry(OBSERVED_SLOW, 1L).containsEntry(OBSERVED_MEDIUM, 21L);
 
         add(FAST, null); // new, no history: the very next request goes there
         complete(1);
         assertThat(completed()).containsEntry(FAST, 1L);
         complete(20); // and it is the fastest
         Map<Integer, Long> counts = completed();
-        System.out.println("[min_observed_latency 80 ms, 20 ms, then 0 ms added] " + counts);
-        assertThat(counts).containsEntry(SLOW, 1L).containsEntry(MEDIUM, 21L).containsEntry(FAST, 21L);
+        System.out.println("[min_observed_latency 250 ms, 50 ms, then 0 ms added] " + counts);
+        assertThat(counts).containsEntry(OBSERVED_SLOW, 1L).containsEntry(OBSERVED_MEDIUM, 21L).containsEntry(FAST, 21L);
     }
 }
