@@ -488,12 +488,20 @@ class ProxyDistServeIT {
         assertThat(error.path("message").asText()).contains(victim.base);
         assertThat(error.path("type").asText()).isNotEmpty();
 
-        // the next requests succeed: before the health checks drop the dead node the route tries the other one
+        // the next requests succeed: until the health checks drop the dead node, a request routed to it fails
+        // before its first byte and the route sends it to the other one (the KV is still leased on the prefill)
         long survivorBefore = node(survivor).path("completed").asLong();
-        for (int i = 0; i < 4; i++) {
-            sameAsHybrid("/v1/completions", completion("after the decode crash " + i, 10, i % 2 == 0), i % 2 == 0);
+        long deadFailures = node(victim).path("failures").asLong();
+        int sent = 0;
+        while (sent < 4 || (node(victim).path("failures").asLong() == deadFailures && sent < 12
+                && node(victim).path("health").asText().equals("HEALTHY"))) {
+            boolean stream = sent % 2 == 0;
+            sameAsHybrid("/v1/completions", completion("after the decode crash " + sent, 10, stream), stream);
+            sent++;
         }
-        assertThat(node(survivor).path("completed").asLong()).isEqualTo(survivorBefore + 4);
+        assertThat(node(survivor).path("completed").asLong()).isEqualTo(survivorBefore + sent);
+        System.out.println("[decode killed] " + sent + " requests after the crash, retried away from the dead node: "
+                + (node(victim).path("failures").asLong() - deadFailures));
         ServerProcess dead = victim;
         await().atMost(Duration.ofSeconds(10)).untilAsserted(
                 () -> assertThat(node(dead).path("health").asText()).isEqualTo("UNHEALTHY"));
@@ -517,9 +525,12 @@ class ProxyDistServeIT {
         ServerProcess dead = prefills.get(0);
         ServerProcess survivor = prefills.get(1);
         long before = node(survivor).path("completed").asLong();
+        long deadFailures = node(dead).path("failures").asLong();
         dead.kill();
-        int n = 6;
-        for (int i = 0; i < n; i++) {
+        int n = 0;
+        // until the health checks drop it, a request routed to the dead node is sent to the other one
+        for (int i = 0; i < 6 || (node(dead).path("failures").asLong() == deadFailures && i < 14
+                && node(dead).path("health").asText().equals("HEALTHY")); i++, n++) {
             boolean stream = i % 2 == 1;
             if (i % 3 == 0) {
                 sameAsHybrid("/v1/chat/completions", chat("after the prefill crash " + i, 8, stream), stream);
@@ -528,6 +539,8 @@ class ProxyDistServeIT {
             }
         }
         assertThat(node(survivor).path("completed").asLong()).isEqualTo(before + n);
+        System.out.println("[prefill killed] " + n + " requests after the crash, retried away from the dead node: "
+                + (node(dead).path("failures").asLong() - deadFailures));
         await().atMost(Duration.ofSeconds(10)).untilAsserted(
                 () -> assertThat(node(dead).path("health").asText()).isEqualTo("UNHEALTHY"));
         System.out.println("[prefill killed] " + node(dead));
