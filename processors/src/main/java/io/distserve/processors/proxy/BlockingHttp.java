@@ -18,6 +18,9 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedDeque;
+import javax.net.ssl.SSLParameters;
+import javax.net.ssl.SSLSocket;
+import javax.net.ssl.SSLSocketFactory;
 
 /**
  * A blocking HTTP/1.1 client for the proxy's calls to its nodes, with kept-alive connections per node. The calling
@@ -25,7 +28,7 @@ import java.util.concurrent.ConcurrentLinkedDeque;
  * selector thread and back, which java.net.http makes on every request (its round trip cost several times what
  * the node took to answer, see it/BENCHMARKS.md).
  *
- * <p>Plain {@code http://} only (nodes are on a private network). Bodies: Content-Length, chunked, or until close.
+ * <p>{@code http://} and {@code https://} (the JVM's default trust store, host name checked). Bodies: Content-Length, chunked, or until close.
  * A kept-alive connection the node closed meanwhile fails before any byte of the answer; such a request is sent
  * again once on a new connection (the node never saw it).
  */
@@ -53,23 +56,25 @@ final class BlockingHttp {
      */
     Response send(URI url, String method, Map<String, String> headers, byte[] body, Duration timeout)
             throws IOException {
-        if (!"http".equalsIgnoreCase(url.getScheme())) {
-            throw new IOException("only http:// node URLs are supported, not " + url);
+        boolean tls = "https".equalsIgnoreCase(url.getScheme());
+        if (!tls && !"http".equalsIgnoreCase(url.getScheme())) {
+            throw new IOException("only http:// and https:// node URLs are supported, not " + url);
         }
         String host = url.getHost();
-        int port = url.getPort() < 0 ? 80 : url.getPort();
-        String key = host + ":" + port;
+        int port = url.getPort() < 0 ? (tls ? 443 : 80) : url.getPort();
+        String hostPort = host + ":" + port;
+        String key = (tls ? "https://" : "http://") + hostPort;
         String target = url.getRawPath() == null || url.getRawPath().isEmpty() ? "/" : url.getRawPath();
         if (url.getRawQuery() != null) {
             target += "?" + url.getRawQuery();
         }
-        byte[] request = encode(method, target, key, headers, body);
+        byte[] request = encode(method, target, hostPort, headers, body);
         int readTimeout = (int) Math.min(Integer.MAX_VALUE, Math.max(1, timeout.toMillis()));
         while (true) {
             Conn conn = take(key);
             boolean reused = conn != null;
             if (conn == null) {
-                conn = open(host, port, key);
+                conn = open(host, port, key, tls);
             }
             try {
                 conn.socket.setSoTimeout(readTimeout);
@@ -78,7 +83,7 @@ final class BlockingHttp {
                 return readResponse(conn, method);
             } catch (SocketTimeoutException e) {
                 conn.close();
-                throw new HttpTimeoutException("no answer from " + key + " in " + timeout.toMillis() + " ms");
+                throw new HttpTimeoutException("no answer from " + hostPort + " in " + timeout.toMillis() + " ms");
             } catch (IOException e) {
                 conn.close();
                 if (!reused || !(e instanceof StaleConnection || e instanceof java.net.SocketException)) {
@@ -211,12 +216,22 @@ final class BlockingHttp {
         q.addFirst(conn);
     }
 
-    private Conn open(String host, int port, String key) throws IOException {
+    private Conn open(String host, int port, String key, boolean tls) throws IOException {
         Socket socket = new Socket();
         try {
             socket.setTcpNoDelay(true);
             socket.setKeepAlive(true);
             socket.connect(new InetSocketAddress(host, port), connectTimeoutMillis);
+            if (tls) {
+                SSLSocket ssl = (SSLSocket) ((SSLSocketFactory) SSLSocketFactory.getDefault())
+                        .createSocket(socket, host, port, true);
+                SSLParameters params = ssl.getSSLParameters();
+                params.setEndpointIdentificationAlgorithm("HTTPS"); // the certificate must name the host
+                ssl.setSSLParameters(params);
+                ssl.setSoTimeout(connectTimeoutMillis);
+                ssl.startHandshake();
+                socket = ssl;
+            }
             return new Conn(key, socket, new BufferedInputStream(socket.getInputStream(), 16_384),
                     socket.getOutputStream());
         } catch (IOException e) {

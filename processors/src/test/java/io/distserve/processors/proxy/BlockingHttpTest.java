@@ -194,4 +194,26 @@ class BlockingHttpTest {
         assertThatThrownBy(() -> http.send(URI.create("http://127.0.0.1:" + port + "/x"), "GET", Map.of(), null,
                 Duration.ofSeconds(1))).isInstanceOf(java.net.ConnectException.class);
     }
+
+    /** https:// is spoken with TLS: a node that answers in plain HTTP is a TLS failure, not a garbled answer. */
+    @Test
+    void httpsNodesAreSpokenToWithTls() throws Exception {
+        try (ServerSocket raw = new ServerSocket(0)) {
+            Thread node = new Thread(() -> {
+                try (Socket s = raw.accept()) {
+                    s.getInputStream().read(new byte[4096]); // a TLS ClientHello
+                    s.getOutputStream().write("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+                            .getBytes(StandardCharsets.US_ASCII));
+                    s.getOutputStream().flush();
+                    s.getInputStream().read();
+                } catch (IOException ignored) {
+                    // closed
+                }
+            });
+            node.start();
+            assertThatThrownBy(() -> http.send(URI.create("https://127.0.0.1:" + raw.getLocalPort() + "/x"), "GET",
+                    Map.of(), null, Duration.ofSeconds(2))).isInstanceOf(javax.net.ssl.SSLException.class);
+            node.join(2000);
+        }
+    }
 }
