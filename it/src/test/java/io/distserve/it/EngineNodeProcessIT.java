@@ -178,7 +178,8 @@ class EngineNodeProcessIT {
         assertThat(badRequest.path("param").asText()).isEqualTo("top_p");
         assertThat(badRequest.path("type").asText()).isEqualTo("invalid_request_error");
         JsonNode unknownModel = out.path("unknownModelError");
-        assertThat(unknownModel.path("status").asInt()).isEqualTo(400);
+        assertThat(unknownModel.path("status").asInt()).isEqualTo(404);
+        assertThat(unknownModel.path("code").asText()).isEqualTo("model_not_found");
         assertThat(unknownModel.path("param").asText()).isEqualTo("model");
     }
 

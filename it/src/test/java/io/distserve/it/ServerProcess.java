@@ -57,48 +57,106 @@ final class ServerProcess implements AutoCloseable {
         }
     }
 
+    /** JVM flags of every child: small heap (the machine is shared), serial GC. */
+    static List<String> java(String... jvmFlags) {
+        List<String> cmd = new ArrayList<>(List.of(
+                Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-Xmx384m", "-XX:+UseSerialGC"));
+        cmd.addAll(List.of(jvmFlags));
+        return cmd;
+    }
+
     /**
      * Starts {@code serve api_server MODEL_DIR --server-name 127.0.0.1 --server-port <free> --threads 1 <extra>}
-     * in a 512 MiB JVM and waits for /health.
+     * in a 384 MiB JVM and waits for /health.
      */
     static ServerProcess apiServer(String name, Path modelDir, String... extra) throws Exception {
-        int port = freePort();
-        List<String> cmd = new ArrayList<>(List.of(
-                Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "-Xmx512m", "-XX:+UseSerialGC",
-                "-jar", jar().toString(),
+        return apiServer(name, freePort(), modelDir, extra);
+    }
+
+    static ServerProcess apiServer(String name, int port, Path modelDir, String... extra) throws Exception {
+        return launchApiServer(name, port, modelDir, extra).healthy();
+    }
+
+    /** As {@link #apiServer} without waiting: start several, then {@link #healthy()} each. */
+    static ServerProcess launchApiServer(String name, int port, Path modelDir, String... extra) throws IOException {
+        List<String> cmd = java("-jar", jar().toString(),
                 "serve", "api_server", modelDir.toString(),
-                "--server-name", "127.0.0.1", "--server-port", Integer.toString(port), "--threads", "1"));
+                "--server-name", "127.0.0.1", "--server-port", Integer.toString(port), "--threads", "1");
         cmd.addAll(List.of(extra));
+        return launch(name, port, cmd);
+    }
+
+    /** Starts {@code serve proxy --server-name 127.0.0.1 --server-port PORT <extra>} and waits for /health. */
+    static ServerProcess proxy(String name, int port, String... extra) throws Exception {
+        List<String> cmd = java("-jar", jar().toString(),
+                "serve", "proxy", "--server-name", "127.0.0.1", "--server-port", Integer.toString(port));
+        cmd.addAll(List.of(extra));
+        return start(name, port, cmd);
+    }
+
+    /**
+     * Starts an {@link EngineStub} (one JVM, one server per {@code PORT[:DELAY_MS]} spec) and waits for the first
+     * port's /health.
+     */
+    static ServerProcess stub(String name, String... portSpecs) throws Exception {
+        String classes;
+        try {
+            classes = Path.of(EngineStub.class.getProtectionDomain().getCodeSource().getLocation().toURI()).toString();
+        } catch (java.net.URISyntaxException e) {
+            throw new IllegalStateException(e);
+        }
+        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "-Xmx128m", "-XX:+UseSerialGC", "-cp", classes, EngineStub.class.getName()));
+        cmd.addAll(List.of(portSpecs));
+        return start(name, Integer.parseInt(portSpecs[0].split(":")[0]), cmd);
+    }
+
+    /** Starts {@code cmd} (a server on {@code port}), its output in target/it-logs/NAME.log; waits for /health. */
+    static ServerProcess start(String name, int port, List<String> cmd) throws Exception {
+        return launch(name, port, cmd).healthy();
+    }
+
+    /** Starts {@code cmd} without waiting for it. */
+    static ServerProcess launch(String name, int port, List<String> cmd) throws IOException {
         Path log = logs().resolve(name + ".log");
         Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
-        ServerProcess server = new ServerProcess(p, port, log);
+        return new ServerProcess(p, port, log);
+    }
+
+    /** Waits until healthy (see {@link #awaitHealthy()}); on failure the process is stopped and the error thrown. */
+    ServerProcess healthy() throws InterruptedException {
         try {
-            HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
-            await().atMost(Duration.ofSeconds(90)).pollInterval(Duration.ofMillis(200)).until(() -> {
-                if (!p.isAlive()) {
-                    throw new IllegalStateException("the server exited with " + p.exitValue() + "; see " + log
-                            + ":\n" + Files.readString(log));
-                }
-                try {
-                    return http.send(HttpRequest.newBuilder(URI.create(server.base + "/health")).build(),
-                            HttpResponse.BodyHandlers.discarding()).statusCode() == 200;
-                } catch (IOException e) {
-                    return false;
-                }
-            });
+            awaitHealthy();
         } catch (RuntimeException | Error e) {
-            server.close();
+            close();
             throw e;
         }
-        return server;
+        return this;
+    }
+
+    /** Waits (90 s at most) until GET /health answers 200; fails at once if the process exited. */
+    void awaitHealthy() {
+        HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
+        await().atMost(Duration.ofSeconds(90)).pollInterval(Duration.ofMillis(200)).until(() -> {
+            if (!process.isAlive()) {
+                throw new IllegalStateException("the server exited with " + process.exitValue() + "; see " + log
+                        + ":\n" + Files.readString(log));
+            }
+            try {
+                return http.send(HttpRequest.newBuilder(URI.create(base + "/health")).build(),
+                        HttpResponse.BodyHandlers.discarding()).statusCode() == 200;
+            } catch (IOException e) {
+                return false;
+            }
+        });
     }
 
     String output() throws IOException {
         return Files.readString(log);
     }
 
-    private void kill() {
+    /** SIGKILL, as a crash would: no drain, no goodbye to the proxy. Waits until it is gone. */
+    void kill() {
         if (process.isAlive()) {
             process.destroyForcibly();
             try {

@@ -139,6 +139,8 @@ public final class HealthChecker implements AutoCloseable {
         }
     }
 
+    private static final long NOT_STARTED_POLL_NANOS = TimeUnit.MILLISECONDS.toNanos(10);
+
     private void awaitOrTimeOut(ProbeTask task, long timeoutNanos, long roundDeadline) throws InterruptedException {
         while (!task.future.isDone()) {
             long now = System.nanoTime();
@@ -152,8 +154,11 @@ public final class HealthChecker implements AutoCloseable {
                 task.future.cancel(true);
                 return;
             }
+            // A probe not started yet gets its own deadline once it starts: look again soon rather than waiting
+            // until the round's deadline (that made a hanging probe's timeout waves x probeTimeout)
+            long wait = started == 0 ? Math.min(remaining, NOT_STARTED_POLL_NANOS) : remaining;
             try {
-                task.future.get(remaining, TimeUnit.NANOSECONDS);
+                task.future.get(wait, TimeUnit.NANOSECONDS);
             } catch (TimeoutException | ExecutionException | CancellationException e) {
                 // Loop: the deadline check above decides; ProbeTask never throws.
             }

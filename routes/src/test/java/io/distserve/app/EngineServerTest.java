@@ -258,9 +258,14 @@ class EngineServerTest {
 
     @ParameterizedTest(name = "[{index}] {0} {2}")
     @MethodSource("badRequests")
-    void badRequestIs400WithOpenAiError(String path, String body, String param) throws Exception {
+    void badRequestIs400WithOpenAiErrorUnknownModel404(String path, String body, String param) throws Exception {
         HttpResponse<String> r = server.post(path, body);
-        assertThat(r.statusCode()).as(r.body()).isEqualTo(400);
+        // a model this server does not serve: 404 model_not_found, as OpenAI, vLLM and LMDeploy answer
+        boolean unknownModel = body.contains("\"model\":\"no-such-model\"") || body.contains("\"model\":\"other\"");
+        assertThat(r.statusCode()).as(r.body()).isEqualTo(unknownModel ? 404 : 400);
+        if (unknownModel) {
+            assertThat(json(r).path("error").path("code").asText()).isEqualTo("model_not_found");
+        }
         assertThat(r.headers().firstValue("Content-Type")).hasValueSatisfying(v -> assertThat(v).startsWith("application/json"));
         JsonNode error = json(r).path("error");
         assertThat(error.path("message").asText()).isNotBlank();

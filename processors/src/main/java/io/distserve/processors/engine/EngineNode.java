@@ -112,8 +112,7 @@ public final class EngineNode implements AutoCloseable {
     public PreparedGeneration prepare(InferenceRequest request) {
         requireServing();
         if (request.model() != null && !request.model().equals(modelName)) {
-            throw OpenAiException.badRequest("model", "The model '" + request.model()
-                    + "' does not exist on this server; it serves '" + modelName + "'.");
+            throw OpenAiException.modelNotFound(request.model(), "this server serves '" + modelName + "'.");
         }
         int[] prompt = tokenize(request);
         PreparedGeneration.Mode mode = PreparedGeneration.Mode.NORMAL;

@@ -13,7 +13,11 @@ public final class JsonBodies {
     }
 
     public static JsonNode object(Exchange exchange, ObjectMapper json) {
-        byte[] bytes = exchange.getIn().getBody(byte[].class);
+        return object(exchange.getIn().getBody(byte[].class), json);
+    }
+
+    /** For a body already read (an exchange's stream body can be read once). */
+    public static JsonNode object(byte[] bytes, ObjectMapper json) {
         try {
             JsonNode node = bytes == null || bytes.length == 0 ? null : json.readTree(bytes);
             if (node == null || !node.isObject()) {

@@ -28,6 +28,15 @@ public class OpenAiException extends RuntimeException {
         return new OpenAiException(404, "invalid_request_error", null, "not_found", message);
     }
 
+    /**
+     * 404 model_not_found (param "model"): what OpenAI, vLLM and LMDeploy answer for a model they do not serve, and
+     * what the OpenAI SDKs turn into a NotFoundError. Engines and the proxy answer it alike.
+     */
+    public static OpenAiException modelNotFound(String model, String detail) {
+        return new OpenAiException(404, "invalid_request_error", "model", "model_not_found",
+                "The model '" + model + "' does not exist" + (detail == null ? "." : "; " + detail));
+    }
+
     public static OpenAiException unauthorized() {
         return new OpenAiException(401, "invalid_request_error", null, "invalid_api_key",
                 "Incorrect or missing API key: send 'Authorization: Bearer <key>'.");

@@ -11,7 +11,7 @@ import org.apache.camel.Processor;
 /**
  * Route steps "route prefill" / "route decode" / "route hybrid": the routing strategy picks a healthy node of the
  * role serving the model, never one this request already tried; the pick is counted in flight until released.
- * None left: 503.
+ * None left: 503; a model that no node in the table serves at all: 404 model_not_found, as an engine answers.
  */
 public final class ChooseNode implements Processor {
 
@@ -31,9 +31,11 @@ public final class ChooseNode implements Processor {
             case Decode -> call.triedDecode;
             case Hybrid -> call.triedHybrid;
         };
-        NodeLease lease = router.acquire(call.model(), role, tried).orElseThrow(() -> OpenAiException.unavailable(
-                (tried.isEmpty() ? "No healthy " : "No other healthy ") + role + " node serves "
-                        + (call.model() == null ? "any model" : "model '" + call.model() + "'") + "."));
+        NodeLease lease = router.acquire(call.model(), role, tried).orElseThrow(() -> router.knows(call.model())
+                ? OpenAiException.unavailable((tried.isEmpty() ? "No healthy " : "No other healthy ") + role
+                        + " node serves " + (call.model() == null ? "any model" : "model '" + call.model() + "'") + ".")
+                : OpenAiException.modelNotFound(call.model(), "no node of this proxy serves it (GET /v1/models "
+                        + "lists the models served)."));
         tried.add(lease.url());
         NodeLease previous;
         switch (role) {

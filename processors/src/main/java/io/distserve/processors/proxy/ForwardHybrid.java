@@ -4,7 +4,6 @@ import io.distserve.processors.http.ClientDisconnect;
 import io.distserve.processors.http.SseResponse;
 import io.distserve.processors.metrics.RequestMetrics;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import org.apache.camel.Exchange;
 import org.apache.camel.Processor;
@@ -30,7 +29,8 @@ public final class ForwardHybrid implements Processor {
     public void process(Exchange exchange) throws Exception {
         ProxyCall call = ProxyCall.of(exchange);
         String node = call.hybrid.url();
-        byte[] body = client.json().writeValueAsBytes(call.request.body());
+        // the request as it came (the parser keeps it unchanged): no second serialization
+        byte[] body = call.rawBody != null ? call.rawBody : client.json().writeValueAsBytes(call.request.body());
         NodeClient.Stream upstream;
         try {
             upstream = client.postStream(node, call.request.kind().path(), body, firstByteTimeout);
@@ -48,7 +48,7 @@ public final class ForwardHybrid implements Processor {
                 ClientDisconnect.onClose(exchange, upstream::close);
                 byte[] answer = upstream.body().readAllBytes();
                 call.hybrid.complete();
-                ProxyReplies.json(exchange, metrics, 200, new String(answer, StandardCharsets.UTF_8));
+                ProxyReplies.json(exchange, metrics, 200, answer);
                 return;
             }
             SseResponse sse = ProxyReplies.openStream(exchange, call, upstream::close);

@@ -6,10 +6,9 @@ import io.distserve.processors.openai.OpenAiException;
 import java.io.IOException;
 import java.io.InputStream;
 import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
 import java.time.Duration;
+import java.util.LinkedHashMap;
+import java.util.Map;
 
 /**
  * The proxy's HTTP calls to engine nodes, each with a timeout (LMDeploy's proxy had none), each carrying the
@@ -36,40 +35,38 @@ public final class NodeClient {
         }
     }
 
-    private final HttpClient http;
+    private final BlockingHttp http;
     private final ObjectMapper json;
-    private final String apiKey;
+    private final Map<String, String> postHeaders;
+    private final Map<String, String> getHeaders;
 
     public NodeClient(Duration connectTimeout, String apiKey, ObjectMapper json) {
-        this.http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(connectTimeout)
-                .build();
+        this.http = new BlockingHttp(connectTimeout);
         this.json = json;
-        this.apiKey = apiKey;
+        Map<String, String> get = new LinkedHashMap<>();
+        if (apiKey != null) {
+            get.put("Authorization", "Bearer " + apiKey);
+        }
+        Map<String, String> post = new LinkedHashMap<>(get);
+        post.put("Content-Type", "application/json");
+        this.getHeaders = Map.copyOf(get);
+        this.postHeaders = Map.copyOf(post);
     }
 
     public ObjectMapper json() {
         return json;
     }
 
-    private HttpRequest.Builder request(String nodeUrl, String path, Duration timeout) {
-        HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(nodeUrl + path)).timeout(timeout);
-        if (apiKey != null) {
-            b.header("Authorization", "Bearer " + apiKey);
-        }
-        return b;
-    }
-
     /** POST JSON and read the whole answer; 5xx and transport errors are {@link NodeFailure}s. */
     public Reply post(String nodeUrl, String path, byte[] body, Duration timeout) throws InterruptedException {
-        HttpRequest req = request(nodeUrl, path, timeout).header("Content-Type", "application/json")
-                .POST(HttpRequest.BodyPublishers.ofByteArray(body)).build();
         try {
-            HttpResponse<byte[]> resp = http.send(req, HttpResponse.BodyHandlers.ofByteArray());
-            if (resp.statusCode() >= 500) {
-                throw new NodeFailure(nodeUrl, "HTTP " + resp.statusCode() + " from " + path + ": "
-                        + abbreviate(resp.body()), null);
+            BlockingHttp.Response resp = http.send(URI.create(nodeUrl + path), "POST", postHeaders, body, timeout);
+            byte[] bytes = BlockingHttp.readAll(resp.body());
+            if (resp.status() >= 500) {
+                throw new NodeFailure(nodeUrl, "HTTP " + resp.status() + " from " + path + ": " + abbreviate(bytes),
+                        null);
             }
-            return new Reply(resp.statusCode(), resp.body());
+            return new Reply(resp.status(), bytes);
         } catch (IOException e) {
             throw new NodeFailure(nodeUrl, path + " failed: " + e, e);
         }
@@ -78,33 +75,32 @@ public final class NodeClient {
     /** POST and return the answer as it streams; 5xx and transport errors before the headers are failures. */
     public Stream postStream(String nodeUrl, String path, byte[] body, Duration firstByteTimeout)
             throws InterruptedException {
-        HttpRequest req = request(nodeUrl, path, firstByteTimeout).header("Content-Type", "application/json")
-                .POST(HttpRequest.BodyPublishers.ofByteArray(body)).build();
         try {
-            HttpResponse<InputStream> resp = http.send(req, HttpResponse.BodyHandlers.ofInputStream());
-            if (resp.statusCode() >= 500) {
+            BlockingHttp.Response resp = http.send(URI.create(nodeUrl + path), "POST", postHeaders, body,
+                    firstByteTimeout);
+            if (resp.status() >= 500) {
                 byte[] text;
                 try (InputStream in = resp.body()) {
                     text = in.readNBytes(2000);
                 }
-                throw new NodeFailure(nodeUrl, "HTTP " + resp.statusCode() + " from " + path + ": "
+                throw new NodeFailure(nodeUrl, "HTTP " + resp.status() + " from " + path + ": "
                         + abbreviate(text), null);
             }
-            return new Stream(resp.statusCode(), resp.body());
+            return new Stream(resp.status(), resp.body());
         } catch (IOException e) {
             throw new NodeFailure(nodeUrl, path + " failed: " + e, e);
         }
     }
 
     public JsonNode getJson(String nodeUrl, String path, Duration timeout) throws InterruptedException {
-        HttpRequest req = request(nodeUrl, path, timeout).GET().build();
         try {
-            HttpResponse<byte[]> resp = http.send(req, HttpResponse.BodyHandlers.ofByteArray());
-            if (resp.statusCode() != 200) {
-                throw new NodeFailure(nodeUrl, "HTTP " + resp.statusCode() + " from " + path + ": "
-                        + abbreviate(resp.body()), null);
+            BlockingHttp.Response resp = http.send(URI.create(nodeUrl + path), "GET", getHeaders, null, timeout);
+            byte[] bytes = BlockingHttp.readAll(resp.body());
+            if (resp.status() != 200) {
+                throw new NodeFailure(nodeUrl, "HTTP " + resp.status() + " from " + path + ": "
+                        + abbreviate(bytes), null);
             }
-            return json.readTree(resp.body());
+            return json.readTree(bytes);
         } catch (IOException e) {
             throw new NodeFailure(nodeUrl, path + " failed: " + e, e);
         }

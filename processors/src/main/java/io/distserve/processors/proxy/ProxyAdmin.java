@@ -166,7 +166,7 @@ public final class ProxyAdmin {
         byte[] raw = exchange.getIn().getBody(byte[].class);
         long minAgeMillis = 10_000;
         if (raw != null && raw.length > 0) {
-            JsonNode b = body(exchange);
+            JsonNode b = body(raw); // the body was read above: reading it from the exchange again gives nothing
             if (b.has("min_age_seconds")) {
                 if (!b.get("min_age_seconds").isNumber() || b.get("min_age_seconds").asDouble() < 0) {
                     throw OpenAiException.badRequest("min_age_seconds", "'min_age_seconds' must be a number >= 0.");
@@ -208,7 +208,11 @@ public final class ProxyAdmin {
     }
 
     private JsonNode body(Exchange exchange) {
-        return JsonBodies.object(exchange, json);
+        return body(exchange.getIn().getBody(byte[].class));
+    }
+
+    private JsonNode body(byte[] bytes) {
+        return JsonBodies.object(bytes, json);
     }
 
     private static String url(String raw) {

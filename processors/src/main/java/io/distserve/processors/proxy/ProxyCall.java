@@ -20,6 +20,8 @@ public final class ProxyCall {
     public static final String DONE_AT_PREFILL = "doneAtPrefill";
 
     final InferenceRequest request;
+    /** The request body as the client sent it (forwarded as is to Hybrid nodes). */
+    byte[] rawBody;
     final String id;
     final long created;
     final long startNanos = System.nanoTime();

@@ -3,7 +3,7 @@ package io.distserve.processors.proxy;
 import io.distserve.processors.openai.InferenceRequest;
 import io.distserve.processors.openai.OpenAiRequestParser;
 import io.distserve.processors.openai.RequestKind;
-import java.util.UUID;
+import java.util.concurrent.ThreadLocalRandom;
 import org.apache.camel.Exchange;
 import org.apache.camel.Processor;
 
@@ -25,8 +25,20 @@ public final class ProxyIngest implements Processor {
     public void process(Exchange exchange) {
         byte[] body = exchange.getIn().getBody(byte[].class);
         InferenceRequest request = parser.parse(kind, body == null ? new byte[0] : body);
-        String id = kind.idPrefix() + UUID.randomUUID().toString().replace("-", "");
-        exchange.setProperty(ProxyCall.PROPERTY, new ProxyCall(request, id, System.currentTimeMillis() / 1000));
+        ProxyCall call = new ProxyCall(request, kind.idPrefix() + randomId(), System.currentTimeMillis() / 1000);
+        call.rawBody = body;
+        exchange.setProperty(ProxyCall.PROPERTY, call);
         exchange.setProperty("stream", request.stream());
+    }
+
+    /**
+     * 32 random hex digits, like a UUID without dashes; ThreadLocalRandom, because UUID.randomUUID's SecureRandom
+     * is shared by all request threads (a request id needs to be unique, not secret).
+     */
+    static String randomId() {
+        ThreadLocalRandom r = ThreadLocalRandom.current();
+        String hi = Long.toHexString(r.nextLong());
+        String lo = Long.toHexString(r.nextLong());
+        return "0".repeat(16 - hi.length()) + hi + "0".repeat(16 - lo.length()) + lo;
     }
 }

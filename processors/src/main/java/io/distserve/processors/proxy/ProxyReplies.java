@@ -29,4 +29,11 @@ final class ProxyReplies {
         Replies.json(exchange, status, body);
         metrics.requestEnded(exchange.getFromRouteId(), status);
     }
+
+    /** A node's JSON answer as it came, without decoding it to a String and back. */
+    static void json(Exchange exchange, RequestMetrics metrics, int status, byte[] body) {
+        Replies.json(exchange, status, "");
+        exchange.getMessage().setBody(body);
+        metrics.requestEnded(exchange.getFromRouteId(), status);
+    }
 }

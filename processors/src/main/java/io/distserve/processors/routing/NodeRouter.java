@@ -28,6 +28,17 @@ public final class NodeRouter {
         return strategy;
     }
 
+    /**
+     * Whether any node in the table, of any role and health, serves {@code model} (null: any model): a model no
+     * node knows is the client's mistake (404), one whose nodes are all down or busy elsewhere is a 503.
+     */
+    public boolean knows(String model) {
+        if (model == null || model.isBlank()) {
+            return true;
+        }
+        return registry.nodes().stream().anyMatch(node -> node.models().contains(model));
+    }
+
     /** A lease on a node of {@code role} serving {@code model} (any node of the role when null); empty if none. */
     public Optional<NodeLease> acquire(String model, NodeRole role) {
         return acquire(model, role, Set.of());
