@@ -1,6 +1,9 @@
 package io.distserve.cli;
 
+import io.distserve.engine.ComputeBackend;
 import io.distserve.engine.SequenceSlice;
+import io.distserve.engine.cuda.CudaBackend;
+import io.distserve.engine.cuda.CudaDevice;
 import io.distserve.engine.cpu.CpuBackend;
 import io.distserve.engine.model.Checkpoint;
 import java.io.IOException;
@@ -26,7 +29,7 @@ import picocli.CommandLine.Spec;
  */
 @Command(name = "logits", mixinStandardHelpOptions = true,
         description = "Write the logits at every position of a token-id sequence as little-endian float32 rows "
-                + "[tokens x vocab] (CPU backend, float32).")
+                + "[tokens x vocab].")
 final class ModelLogitsCommand implements Callable<Integer> {
 
     @Spec
@@ -45,8 +48,12 @@ final class ModelLogitsCommand implements Callable<Integer> {
     @Option(names = "--out", required = true, paramLabel = "FILE", description = "Output file.")
     Path out;
 
-    @Option(names = "--threads", description = "Compute threads (default: all cores).")
+    @Option(names = "--threads", description = "Compute threads of the CPU backend (default: all cores).")
     Integer threads;
+
+    @Option(names = "--backend", defaultValue = "cpu",
+            description = "cpu (float32) or cuda (bf16 activations and KV cache) (default: ${DEFAULT-VALUE}).")
+    String backend;
 
     @Override
     public Integer call() throws IOException {
@@ -58,7 +65,7 @@ final class ModelLogitsCommand implements Callable<Integer> {
         try (Checkpoint checkpoint = Checkpoint.open(modelDir)) {
             int blockSize = 64;
             int blocks = (tokenIds.length + blockSize - 1) / blockSize;
-            try (CpuBackend backend = CpuBackend.create(checkpoint.config(), checkpoint.tensors(), blockSize, blocks, n)) {
+            try (ComputeBackend backend = backend(checkpoint, blockSize, blocks, n)) {
                 int[] table = new int[blocks];
                 Arrays.setAll(table, i -> i);
                 List<float[]> rows = backend.forward(List.of(
@@ -68,6 +75,20 @@ final class ModelLogitsCommand implements Callable<Integer> {
             }
         }
         return 0;
+    }
+
+    private ComputeBackend backend(Checkpoint checkpoint, int blockSize, int blocks, int threadCount) {
+        return switch (backend) {
+            case "cpu" -> CpuBackend.create(checkpoint.config(), checkpoint.tensors(), blockSize, blocks, threadCount);
+            case "cuda" -> {
+                if (!CudaDevice.isAvailable()) {
+                    throw new IllegalStateException("--backend cuda: " + CudaDevice.unavailableReason());
+                }
+                yield CudaBackend.create(checkpoint.config(), checkpoint.tensors(), blockSize, blocks);
+            }
+            default -> throw new ParameterException(spec.commandLine(), "--backend must be cpu or cuda, got '"
+                    + backend + "'");
+        };
     }
 
     private void write(List<float[]> rows) throws IOException {
