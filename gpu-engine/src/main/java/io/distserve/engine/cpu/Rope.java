@@ -1,5 +1,7 @@
 package io.distserve.engine.cpu;
 
+import io.distserve.engine.RopeAngles;
+
 /**
  * Rotary position embedding in Hugging Face's "rotate_half" convention: dimension {@code i} of a head is rotated
  * with dimension {@code i + headDim/2} by the angle {@code pos * theta^(-2i/headDim)}.
@@ -12,43 +14,25 @@ final class Rope {
 
     private final int headDim;
     private final int half;
-    private final int maxPositions;
-    private final double[] invFreq;
+    private final RopeAngles angles;
     private float[] cos = new float[0];
     private float[] sin = new float[0];
     private int positions;
 
     Rope(int headDim, double theta, int maxPositions) {
-        if (headDim % 2 != 0) {
-            throw new IllegalArgumentException("RoPE needs an even head dim, got " + headDim);
-        }
         this.headDim = headDim;
         this.half = headDim / 2;
-        this.maxPositions = maxPositions;
-        this.invFreq = new double[half];
-        for (int i = 0; i < half; i++) {
-            invFreq[i] = 1.0 / Math.pow(theta, (2.0 * i) / headDim);
-        }
+        this.angles = new RopeAngles(headDim, theta, maxPositions);
     }
 
     /** Makes the table cover positions {@code [0, needed)}. Not thread-safe: call between steps. */
     void ensure(int needed) {
-        if (needed <= positions) {
-            return;
+        RopeAngles.Tables t = angles.grow(positions, needed);
+        if (t != null) {
+            cos = t.cos();
+            sin = t.sin();
+            positions = t.positions();
         }
-        int n = Math.min(maxPositions, Math.max(needed, Math.max(256, positions * 2)));
-        float[] c = new float[n * half];
-        float[] s = new float[n * half];
-        for (int p = 0; p < n; p++) {
-            for (int i = 0; i < half; i++) {
-                double angle = p * invFreq[i];
-                c[p * half + i] = (float) Math.cos(angle);
-                s[p * half + i] = (float) Math.sin(angle);
-            }
-        }
-        cos = c;
-        sin = s;
-        positions = n;
     }
 
     /** Rotates one head {@code v[o .. o + headDim)} in place for position {@code pos}. */

@@ -1,5 +1,7 @@
 package io.distserve.engine.cuda;
 
+import io.distserve.engine.RopeAngles;
+
 import io.distserve.engine.ComputeBackend;
 import io.distserve.engine.EngineOptions;
 import io.distserve.engine.SequenceSlice;
@@ -607,44 +609,28 @@ public final class CudaBackend implements ComputeBackend {
     /** RoPE cos/sin tables [positions][headDim/2] in fp32, computed in double as the CPU backend's Rope does. */
     static final class RopeTables implements AutoCloseable {
         private final CudaContext ctx;
-        private final int half;
-        private final int maxPositions;
-        private final double[] invFreq;
+        private final RopeAngles angles;
         private int positions;
         private DeviceBuffer cos;
         private DeviceBuffer sin;
 
         RopeTables(CudaContext ctx, int headDim, double theta, int maxPositions) {
             this.ctx = ctx;
-            this.half = headDim / 2;
-            this.maxPositions = maxPositions;
-            this.invFreq = new double[half];
-            for (int i = 0; i < half; i++) {
-                invFreq[i] = 1.0 / Math.pow(theta, (2.0 * i) / headDim);
-            }
+            this.angles = new RopeAngles(headDim, theta, maxPositions);
         }
 
         /** @return true when the tables were reallocated */
         boolean ensure(int needed) {
-            if (needed <= positions) {
+            RopeAngles.Tables t = angles.grow(positions, needed);
+            if (t == null) {
                 return false;
             }
-            int n = Math.min(maxPositions, Math.max(needed, Math.max(256, positions * 2)));
-            float[] c = new float[n * half];
-            float[] s = new float[n * half];
-            for (int p = 0; p < n; p++) {
-                for (int i = 0; i < half; i++) {
-                    double angle = p * invFreq[i];
-                    c[p * half + i] = (float) Math.cos(angle);
-                    s[p * half + i] = (float) Math.sin(angle);
-                }
-            }
             close();
-            cos = ctx.allocate("rope_cos", 4L * c.length);
-            sin = ctx.allocate("rope_sin", 4L * s.length);
-            cos.upload(c);
-            sin.upload(s);
-            positions = n;
+            cos = ctx.allocate("rope_cos", 4L * t.cos().length);
+            sin = ctx.allocate("rope_sin", 4L * t.sin().length);
+            cos.upload(t.cos());
+            sin.upload(t.sin());
+            positions = t.positions();
             return true;
         }
 
