@@ -101,17 +101,19 @@ class EngineNodeProcessIT {
         return script;
     }
 
-    @Test
-    @Order(1)
-    void openAiNodeSdkCompletionsAndChatWholeAndStreamed() throws Exception {
+    /**
+     * Runs it/src/test/node/openai_client.mjs (the official OpenAI Node SDK) against {@code base}/v1 with that key
+     * and the test model; returns what it printed (one JSON object). Its stderr goes to {@code logName}.stderr.
+     */
+    static JsonNode runOpenAiNodeClient(String base, String key, String logName) throws Exception {
         Path script = nodeClient();
         ProcessBuilder pb = new ProcessBuilder("node", script.getFileName().toString())
                 .directory(script.getParent().toFile());
         Map<String, String> env = pb.environment();
-        env.put("DISTSERVE_BASE_URL", server.base + "/v1");
-        env.put("DISTSERVE_API_KEY", KEY);
+        env.put("DISTSERVE_BASE_URL", base + "/v1");
+        env.put("DISTSERVE_API_KEY", key);
         env.put("DISTSERVE_MODEL", "tiny");
-        Path err = ServerProcess.logs().resolve("openai-node-client.stderr");
+        Path err = ServerProcess.logs().resolve(logName + ".stderr");
         pb.redirectError(err.toFile());
         Process node = pb.start();
         String stdout = new String(node.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
@@ -123,8 +125,14 @@ class EngineNodeProcessIT {
         assertThat(exited).as("node client finished").isTrue();
         assertThat(node.exitValue()).as("node exit code; stderr:\n%s\nstdout:\n%s", Files.readString(err), stdout)
                 .isZero();
-        JsonNode out = JSON.readTree(stdout);
-        System.out.println("[openai-node] " + stdout.strip());
+        System.out.println("[" + logName + "] " + stdout.strip());
+        return JSON.readTree(stdout);
+    }
+
+    @Test
+    @Order(1)
+    void openAiNodeSdkCompletionsAndChatWholeAndStreamed() throws Exception {
+        JsonNode out = runOpenAiNodeClient(server.base, KEY, "openai-node-client");
 
         assertThat(out.path("models")).extracting(JsonNode::asText).containsExactly("tiny");
 

@@ -212,26 +212,7 @@ class ProxyDistServeIT {
     @Test
     @Order(2)
     void openAiNodeSdkThroughTheProxyAnswersAsHybrid() throws Exception {
-        Path script = EngineNodeProcessIT.nodeClient();
-        ProcessBuilder pb = new ProcessBuilder("node", script.getFileName().toString())
-                .directory(script.getParent().toFile());
-        pb.environment().put("DISTSERVE_BASE_URL", proxy.base + "/v1");
-        pb.environment().put("DISTSERVE_API_KEY", KEY);
-        pb.environment().put("DISTSERVE_MODEL", "tiny");
-        Path err = ServerProcess.logs().resolve("openai-node-client-proxy.stderr");
-        pb.redirectError(err.toFile());
-        Process node = pb.start();
-        String stdout = new String(node.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        boolean exited = node.waitFor(120, TimeUnit.SECONDS);
-        if (!exited) {
-            node.destroyForcibly();
-            node.waitFor(10, TimeUnit.SECONDS);
-        }
-        assertThat(exited).as("node client finished").isTrue();
-        assertThat(node.exitValue()).as("node exit code; stderr:\n%s\nstdout:\n%s", Files.readString(err), stdout)
-                .isZero();
-        JsonNode out = Http.JSON.readTree(stdout);
-        System.out.println("[openai-node via proxy] " + stdout.strip());
+        JsonNode out = EngineNodeProcessIT.runOpenAiNodeClient(proxy.base, KEY, "openai-node-client-proxy");
 
         assertThat(out.path("models")).extracting(JsonNode::asText).containsExactly("tiny");
         // the same requests as the script's, to the Hybrid node
