@@ -48,6 +48,31 @@ public interface ComputeBackend extends AutoCloseable {
     }
 
     /**
+     * The same step as {@link #forward}, returning one sampled token per logit row: row {@code i} is sampled with
+     * {@link io.distserve.engine.sampling.RowSampling#sample} from {@code temperature[i]} (0: greedy, the token of
+     * {@link #forwardGreedy}), {@code topK[i]} (0: off), {@code topP[i]} (1: off), {@code minP[i]} (0: off) and the
+     * caller's uniform {@code uniform[i]} in [0, 1). No repetition penalty: the engine keeps such rows on the host
+     * Sampler. A device backend samples where the logits are and copies back ids only; the default samples
+     * {@link #forward}'s rows on the host with the same arithmetic. -1 for a row that is all NaN.
+     */
+    default int[] forwardSampled(List<SequenceSlice> batch, float[] temperature, int[] topK, float[] topP,
+                                 float[] minP, double[] uniform) {
+        List<float[]> rows = forward(batch);
+        int[] ids = new int[rows.size()];
+        int vocab = config().vocabSize();
+        for (int i = 0; i < ids.length; i++) {
+            float[] row = rows.get(i);
+            if (row == null || row.length != vocab) {
+                throw new IllegalStateException("backend returned a logit row of " + (row == null ? "null"
+                        : row.length) + " entries, expected " + vocab);
+            }
+            ids[i] = io.distserve.engine.sampling.RowSampling.sample(row, temperature[i], topK[i], topP[i], minP[i],
+                    uniform[i]);
+        }
+        return ids;
+    }
+
+    /**
      * The KV pool as host memory, in {@link KvCacheLayout} order (block {@code b} at absolute byte
      * {@code b * bytesPerBlock} across the chunks, no block straddling two), for the KV-transfer layer; empty when
      * the pool is not in host memory (CUDA).

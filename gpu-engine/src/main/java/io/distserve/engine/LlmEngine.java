@@ -490,11 +490,25 @@ public final class LlmEngine implements AutoCloseable {
                 greedyStep = false;
             }
         }
+        // Otherwise, when no sampled sequence has a repetition penalty, the backend samples (temperature, top-k,
+        // top-p, min-p) from one uniform per row drawn here from the sequence's own generator: again only ids come
+        // back. Greedy rows of such a step go with temperature 0 (the argmax, as above) and draw nothing.
+        boolean sampledStep = !greedyStep && expectedRows > 0;
+        for (ScheduledChunk c : chunks) {
+            if (c.samples() && !RowSamplingRoute.deviceSamplable(c.sequence().params())) {
+                sampledStep = false;
+            }
+        }
         List<float[]> logits = null;
         int[] greedyIds = null;
         try {
             if (greedyStep) {
                 greedyIds = backend.forwardGreedy(batch);
+                checkGreedyIds(greedyIds, expectedRows);
+            } else if (sampledStep) {
+                RowSamplingRoute route = RowSamplingRoute.of(chunks, expectedRows, vocabSize);
+                greedyIds = backend.forwardSampled(batch, route.temperature, route.topK, route.topP, route.minP,
+                        route.uniform);
                 checkGreedyIds(greedyIds, expectedRows);
             } else {
                 logits = backend.forward(batch);

@@ -28,6 +28,7 @@ public final class FakeBackend implements ComputeBackend {
     private final List<List<SequenceSlice>> history = new CopyOnWriteArrayList<>();
     private final AtomicInteger forwardCalls = new AtomicInteger();
     private final AtomicInteger greedyCalls = new AtomicInteger();
+    private final AtomicInteger sampledCalls = new AtomicInteger();
     private volatile Predicate<List<SequenceSlice>> failWhen = b -> false;
     private volatile long delayMillis;
 
@@ -89,6 +90,18 @@ public final class FakeBackend implements ComputeBackend {
     public int[] forwardGreedy(List<SequenceSlice> batch) {
         greedyCalls.incrementAndGet();
         return ComputeBackend.super.forwardGreedy(batch);
+    }
+
+    /** Steps that asked for sampled ids ({@link #forwardSampled}, the interface's default). */
+    public int sampledCalls() {
+        return sampledCalls.get();
+    }
+
+    @Override
+    public int[] forwardSampled(List<SequenceSlice> batch, float[] temperature, int[] topK, float[] topP,
+                                float[] minP, double[] uniform) {
+        sampledCalls.incrementAndGet();
+        return ComputeBackend.super.forwardSampled(batch, temperature, topK, topP, minP, uniform);
     }
 
     /** Copies one block's entries to another backend's block (a KV migration). */

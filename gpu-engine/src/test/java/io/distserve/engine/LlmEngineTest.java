@@ -465,6 +465,30 @@ class LlmEngineTest {
     }
 
     @Test
+    void stepsWithoutRepetitionPenaltySampleInTheBackendAndPenalisedStepsOnTheHost() throws Exception {
+        engine();
+        int[] prompt = prompt(6, 3);
+        int[] expected = FakeBackend.reference(prompt, 12, VOCAB, EOS, true);
+        SamplingParams hot = new SamplingParams(0.8, 0.9, 20, 0.05, 1, 7L, 12, List.of(), List.of(), true, true);
+        engine.generate(new GenerationRequest("t", prompt(6, 5), hot));
+        assertThat(backend.sampledCalls()).isEqualTo(12);  // one prefill step + 11 decodes
+        assertThat(backend.greedyCalls()).isZero();
+        // a repetition penalty keeps the step on the host Sampler (full logit rows)
+        int sampled = backend.sampledCalls();
+        SamplingParams penalised = new SamplingParams(0.8, 1, 0, 0, 1.3, 7L, 5, List.of(), List.of(), true, true);
+        engine.generate(new GenerationRequest("p", prompt(6, 4), penalised));
+        assertThat(backend.sampledCalls()).isEqualTo(sampled);
+        // greedy beside a sampled request in the same steps: both sampled in the backend, greedy tokens unchanged
+        RecordingListener g = listener();
+        RecordingListener t = listener();
+        engine.submit(new GenerationRequest("t2", prompt(6, 5), hot), t);
+        engine.submit(new GenerationRequest("g", prompt, greedy(12, true)), g);
+        assertThat(g.awaitFinish().tokenIds()).containsExactly(expected);
+        t.awaitFinish();
+        assertThat(backend.sampledCalls()).isGreaterThan(sampled);
+    }
+
+    @Test
     void seededSamplingIsReproducible() throws Exception {
         engine();
         SamplingParams p = new SamplingParams(1.0, 0.9, 0, 0, 1, 7L, 25, List.of(), List.of(), true, true);

@@ -53,6 +53,8 @@ public final class CudaBackend implements ComputeBackend {
     private final KvCacheLayout layout;
     private final DeviceBuffer kv;
     private final Scratch scratch;
+    /** Per-row parameters of sample_rows ({@link CudaKernels#sampleParams}); grown on demand. */
+    private DeviceBuffer sampleParams;
     private final RopeTables rope;
     private final float eps;
     private final float scale;
@@ -219,6 +221,43 @@ public final class CudaBackend implements ComputeBackend {
     }
 
     /**
+     * The step of {@link #forward}, with each logit row sampled on the device (sample_rows, the semantics of
+     * {@link io.distserve.engine.sampling.RowSampling}); only the ids come back. A row where no logit exceeds -inf
+     * is decided on the host as {@link Sampler#greedyToken} does (the kernel leaves the row untouched then).
+     */
+    @Override
+    public synchronized int[] forwardSampled(List<SequenceSlice> batch, float[] temperature, int[] topK,
+                                             float[] topP, float[] minP, double[] uniform) {
+        int rows = run(batch, false);
+        if (rows == 0) {
+            return new int[0];
+        }
+        if (temperature.length != rows || topK.length != rows || topP.length != rows || minP.length != rows
+                || uniform.length != rows) {
+            throw new IllegalArgumentException("sampling parameters for " + temperature.length + " rows, the step has "
+                    + rows);
+        }
+        int[] words = CudaKernels.sampleParams(temperature, topK, topP, minP, uniform);
+        if (sampleParams == null || sampleParams.bytes() < 4L * words.length) {
+            if (sampleParams != null) {
+                sampleParams.close();
+            }
+            sampleParams = ctx.allocate("sample_params", 4L * Math.max(words.length, 6 * 64));
+        }
+        sampleParams.upload(words);
+        k.sample(scratch.logits, sampleParams, scratch.ids, rows, config.vocabSize());
+        int[] ids = scratch.ids.downloadInts(rows);
+        for (int r = 0; r < rows; r++) {
+            if (ids[r] < 0) {
+                float[] row = new float[config.vocabSize()];
+                scratch.logits.download(4L * r * row.length, Pointer.to(row), 4L * row.length);
+                ids[r] = Sampler.greedyToken(row);
+            }
+        }
+        return ids;
+    }
+
+    /**
      * Enqueues one step: logits of the rows asked for in scratch.logits and, when {@code argmax} (always on the
      * graph path), their greedy ids in scratch.ids. Nothing waits for the device here: the caller's download does
      * (a step without logit rows, an intermediate prefill chunk, returns at once and the next step's upload
@@ -328,6 +367,10 @@ public final class CudaBackend implements ComputeBackend {
                 graphs.close();
                 rope.close();
                 scratch.close();
+                if (sampleParams != null) {
+                    sampleParams.close();
+                    sampleParams = null;
+                }
                 kv.close();
                 w.close();
                 ctx.close();

@@ -646,6 +646,86 @@ public final class CudaChecks {
         }
     }
 
+    /**
+     * sample_rows against {@link io.distserve.engine.sampling.RowSampling} (exact ids): base rows (gaussian logits
+     * with a tied best pair; coarse logits full of ties; a row with NaN and -inf entries) times a grid of
+     * (temperature, top-k, top-p, min-p), each with a fixed u. Ids poisoned with -2 before the run.
+     */
+    public Result sampleRows(int vocab) {
+        float[] temps = {0f, 0.7f, 1.5f};
+        int[] topKs = {0, 1, 50, 1024};
+        float[] topPs = {1f, 0.8f, 1e-6f};
+        float[] minPs = {0f, 0.1f, 1f};
+        double[] us = {0.0, 0.37, 0.999999, 0.5};
+        int bases = 3;
+        float[][] base = new float[bases][vocab];
+        for (int j = 0; j < vocab; j++) {
+            base[0][j] = (float) (2 * rnd.nextGaussian());
+            base[1][j] = Math.round(4 * rnd.nextGaussian()) * 0.5f;  // many exact ties everywhere
+            base[2][j] = j % 97 == 3 ? Float.NaN : j % 89 == 5 ? Float.NEGATIVE_INFINITY : (float) rnd.nextGaussian();
+        }
+        int tie = rnd.nextInt(vocab - 1);
+        base[0][tie] = 12f;
+        base[0][vocab - 1 - tie / 2] = 12f;
+        int combos = temps.length * topKs.length * topPs.length * minPs.length;
+        int rows = combos * bases;
+        float[] logits = new float[rows * vocab];
+        float[] t = new float[rows];
+        int[] kk = new int[rows];
+        float[] pp = new float[rows];
+        float[] mp = new float[rows];
+        double[] u = new double[rows];
+        int[] ref = new int[rows];
+        int r = 0;
+        for (float temp : temps) {
+            for (int topK : topKs) {
+                for (float topP : topPs) {
+                    for (float minP : minPs) {
+                        for (int b = 0; b < bases; b++) {
+                            System.arraycopy(base[b], 0, logits, r * vocab, vocab);
+                            t[r] = temp;
+                            kk[r] = topK;
+                            pp[r] = topP;
+                            mp[r] = minP;
+                            u[r] = us[r % us.length];
+                            ref[r] = io.distserve.engine.sampling.RowSampling.sample(base[b].clone(), temp, topK,
+                                    topP, minP, u[r]);
+                            r++;
+                        }
+                    }
+                }
+            }
+        }
+        int[] words = CudaKernels.sampleParams(t, kk, pp, mp, u);
+        try (DeviceBuffer dl = floatBuffer("logits", logits); DeviceBuffer dp = ctx.allocate("params", 4L * words.length);
+             DeviceBuffer ids = ctx.allocate("ids", 4L * rows)) {
+            dp.upload(words);
+            ids.fill32(-2);
+            k.sample(dl, dp, ids, rows, vocab);
+            int[] got = ids.downloadInts(rows);
+            int wrong = 0;
+            String first = null;
+            for (int i = 0; i < rows; i++) {
+                if (got[i] != ref[i]) {
+                    wrong++;
+                    if (first == null) {
+                        first = "row " + i + " (T " + t[i] + ", k " + kk[i] + ", p " + pp[i] + ", min-p " + mp[i]
+                                + ", u " + u[i] + "): got " + got[i] + ", expected " + ref[i];
+                    }
+                }
+            }
+            // timing on fresh logits (the kernel overwrites its rows with weights)
+            dl.upload(0, Pointer.to(logits), 4L * logits.length);
+            float ms = ctx.timeMillis(() -> k.sample(dl, dp, ids, rows, vocab));
+            Result res = new Result("sample_rows == RowSampling", rows + "x" + vocab + " (" + combos
+                    + " settings x " + bases + " rows)", wrong == 0 ? 0 : 1, wrong, 0, ms,
+                    wrong == 0 ? null : "FAIL: " + wrong + " rows differ; first " + first);
+            results.add(res);
+            sink.accept(res);
+            return res;
+        }
+    }
+
     // ---- whole backend ------------------------------------------------------------------------------------------
 
     /**
@@ -880,6 +960,8 @@ public final class CudaChecks {
         attention(32, 8, 128, 64, 0, true);
         argmax(7, 1001);
         argmax(5, 151_936);
+        sampleRows(1001);
+        sampleRows(151_936);
         backendVsCpu("qwen3", new ModelConfig("qwen3", 64, 160, 3, 4, 2, 16, 300, 256, 1_000_000.0, 1e-6, true, true,
                 -1, List.of(299), "bfloat16"), 4);
         backendVsCpu("llama", new ModelConfig("llama", 48, 128, 2, 6, 2, 8, 257, 128, 10_000.0, 1e-5, false, false,

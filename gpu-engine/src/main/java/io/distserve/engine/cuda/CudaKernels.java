@@ -36,6 +36,7 @@ public final class CudaKernels {
     private final Kernel attention;
     private final Kernel combine;
     private final Kernel argmax;
+    private final Kernel sample;
     /** gemm_skinny{8,16,32}_{bf16,f32}: index 0, 1, 2 for M <= 8, 16, 32. */
     private final Kernel[] skinnyBf16 = new Kernel[3];
     private final Kernel[] skinnyF32 = new Kernel[3];
@@ -53,6 +54,7 @@ public final class CudaKernels {
         attention = ctx.kernel("paged_attention");
         combine = ctx.kernel("attention_combine");
         argmax = ctx.kernel("argmax_rows");
+        sample = ctx.kernel("sample_rows");
         for (int i = 0; i < 3; i++) {
             skinnyBf16[i] = ctx.kernel("gemm_skinny" + (8 << i) + "_bf16");
             skinnyF32[i] = ctx.kernel("gemm_skinny" + (8 << i) + "_f32");
@@ -66,7 +68,7 @@ public final class CudaKernels {
     /** Every kernel, for the resource table. */
     public Kernel[] all() {
         List<Kernel> all = new ArrayList<>(List.of(embedding, addRmsNorm, siluMul, qkRopeKv, gemmBf16, gemmF32,
-                gemm128Bf16, gemm128F32, attention, combine, argmax));
+                gemm128Bf16, gemm128F32, attention, combine, argmax, sample));
         all.addAll(Arrays.asList(skinnyBf16));
         all.addAll(Arrays.asList(skinnyF32));
         return all.toArray(new Kernel[0]);
@@ -212,5 +214,31 @@ public final class CudaKernels {
     /** ids[r] = argmax of logits row r (lowest index on ties, NaN never wins; -1 when nothing exceeds -inf). */
     public void argmax(Object logits, Object ids, int rows, int vocab) {
         argmax.launch(rows, 1, 1, 1024, 0, logits, ids, vocab);
+    }
+
+    /**
+     * The per-row parameters of {@link #sample}, packed as the kernel reads them (24 bytes a row: temperature,
+     * topK, topP, minP as 32-bit words, then u as a double).
+     */
+    public static int[] sampleParams(float[] temperature, int[] topK, float[] topP, float[] minP, double[] u) {
+        int[] words = new int[6 * temperature.length];
+        for (int r = 0; r < temperature.length; r++) {
+            long bits = Double.doubleToRawLongBits(u[r]);
+            words[6 * r] = Float.floatToRawIntBits(temperature[r]);
+            words[6 * r + 1] = topK[r];
+            words[6 * r + 2] = Float.floatToRawIntBits(topP[r]);
+            words[6 * r + 3] = Float.floatToRawIntBits(minP[r]);
+            words[6 * r + 4] = (int) bits;          // little-endian double
+            words[6 * r + 5] = (int) (bits >>> 32);
+        }
+        return words;
+    }
+
+    /**
+     * ids[r] = the token sampled from logits row r ({@link io.distserve.engine.sampling.RowSampling} semantics);
+     * the logits are overwritten with weights. {@code params} as {@link #sampleParams} packs them.
+     */
+    public void sample(Object logits, Object params, Object ids, int rows, int vocab) {
+        sample.launch(rows, 1, 1, 1024, 0, logits, params, ids, vocab);
     }
 }
