@@ -209,6 +209,14 @@ public final class CudaBackend implements ComputeBackend {
         if (rows == 0) {
             return new int[0];
         }
+        return downloadIds(rows);
+    }
+
+    /**
+     * The step's chosen ids; a row the kernels left at -1 (no logit above -inf) is decided on the host as
+     * {@link Sampler#greedyToken} does, from its logits.
+     */
+    private int[] downloadIds(int rows) {
         int[] ids = scratch.ids.downloadInts(rows);
         for (int r = 0; r < rows; r++) {
             if (ids[r] < 0) {
@@ -246,15 +254,7 @@ public final class CudaBackend implements ComputeBackend {
         }
         sampleParams.upload(words);
         k.sample(scratch.logits, sampleParams, scratch.ids, rows, config.vocabSize());
-        int[] ids = scratch.ids.downloadInts(rows);
-        for (int r = 0; r < rows; r++) {
-            if (ids[r] < 0) {
-                float[] row = new float[config.vocabSize()];
-                scratch.logits.download(4L * r * row.length, Pointer.to(row), 4L * row.length);
-                ids[r] = Sampler.greedyToken(row);
-            }
-        }
-        return ids;
+        return downloadIds(rows);
     }
 
     /**

@@ -18,7 +18,7 @@ class RowSamplingTest {
 
         @Override
         public long nextLong() {
-            throw new UnsupportedOperationException();
+            throw new UnsupportedOperationException("the sampler must draw with nextDouble only");
         }
 
         @Override
