@@ -16,8 +16,13 @@ for s in ${shapes//,/ }; do
   models+=(--model "/tmp/$s")
 done
 echo "== ours (CUDA backend)" | tee -a "$log"
-"${DS[@]}" bench engine --backend cuda "${models[@]}" --batch "$batches" --prompt-tokens 128 --new-tokens 128 --log-level WARNING 2>&1 | tee -a "$log"
+"${DS[@]}" bench engine --backend cuda "${models[@]}" --batch "$batches" --prompt-tokens 128 --new-tokens 128 \
+  --prefill 2048 --json "$out/ours.json" --log-level WARNING 2>&1 | tee -a "$log"
 echo "== Hugging Face transformers eager, same weights" | tee -a "$log"
 for s in ${shapes//,/ }; do
   python3 gpu-engine/scripts/hf_bench.py "/tmp/$s" --batches "$batches" --prompt 128 --new 128 --prefill 2048 --json "$out/hf_$s.json" 2>&1 | grep -v Warning | tee -a "$log"
 done
+echo "== one table: ours vs HF eager vs the roofline (ceilings measured now, on this GPU)" | tee -a "$log"
+hfs=(); dirs=()
+for s in ${shapes//,/ }; do hfs+=(--hf "$out/hf_$s.json"); dirs+=("/tmp/$s"); done
+python3 gpu-engine/scripts/bench_table.py --ours "$out/ours.json" "${hfs[@]}" --models "${dirs[@]}" --measure 2>&1 | tee -a "$log"

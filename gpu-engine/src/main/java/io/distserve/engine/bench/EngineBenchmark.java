@@ -70,6 +70,26 @@ public final class EngineBenchmark {
         return new Result(c, lastFirstToken / 1e9, (lastFinish - lastFirstToken) / 1e9);
     }
 
+    /**
+     * Time to the first token of ONE prompt of {@code promptTokens} random tokens (the engine's whole prefill of
+     * it, in chunks of its max prefill size), median of {@code repeats} runs; in seconds.
+     */
+    public static double prefillSeconds(LoadedModel model, int promptTokens, int repeats, long seed)
+            throws Exception {
+        int vocab = Math.min(model.config().vocabSize(), model.tokenizer().tokenizer().vocabSize()) - 64;
+        SplittableRandom random = new SplittableRandom(seed);
+        SamplingParams one = new SamplingParams(0, 1, 0, 0, 1, null, 1, List.of(), List.of(), true, true);
+        double[] times = new double[repeats];
+        for (int i = 0; i < repeats; i++) {
+            int[] prompt = random.ints(promptTokens, 0, vocab).toArray();
+            GenerationHandle h = model.engine().submit(
+                    new GenerationRequest("bench-prefill-" + seed + "-" + i, prompt, one), GenerationListener.none());
+            times[i] = h.completion().get().timing().timeToFirstTokenNanos() / 1e9;
+        }
+        java.util.Arrays.sort(times);
+        return times[repeats / 2];
+    }
+
     public static String markdownTable(List<Result> results) {
         StringBuilder sb = new StringBuilder();
         sb.append("| model | batch | prompt | new | prefill tok/s | decode tok/s | ms / decode step |\n");
