@@ -17,8 +17,9 @@
 // Dynamic shared memory (bytes): 4 * (2 * R * hd + R * KT + 3 * RMAX + KT * (hd / 2 + 1) + KT * hd / 2); the host
 // computes the same (CudaKernels.attentionSharedBytes) and raises the kernel's limit past 48 KB when needed.
 //
-// Foundation: scores and P.V run on the CUDA cores in fp32. The tensor-core version (mma or wgmma over the same
-// tiles) replaces the two inner loops and keeps the work decomposition, the paged loads and the split/combine.
+// Scores and P.V run on the CUDA cores in fp32. Since the tensor-core prefill kernel (attention_prefill.cu) the
+// backend sends only decodes and short slices (< 16 tokens) here; slices of 16 tokens or more go there
+// (AttentionPlan#forStep), and a step with both launches both on disjoint output rows, without split-KV here.
 #include "common.cuh"
 
 #define KT 32

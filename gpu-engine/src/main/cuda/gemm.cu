@@ -17,20 +17,6 @@
 #define BK 32
 #define LDS (BK + 8)
 
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int srcBytes) {
-    uint32_t s = (uint32_t)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(srcBytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void* smem) {
-    uint32_t s = (uint32_t)__cvta_generic_to_shared(smem);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
-}
-
 // Block tile BM x BN, warps WARPS_M x WARPS_N, each warp a (BM / WARPS_M) x (BN / WARPS_N) tile of m16n8 mma.
 template <typename OutT, int BM, int BN, int WARPS_M, int WARPS_N, int STAGES>
 __device__ __forceinline__ void gemm_tile(const bf16* __restrict__ A, const bf16* __restrict__ W, OutT* __restrict__ C,

@@ -1,17 +1,30 @@
 package io.distserve.engine.cuda;
 
 /**
- * How one step's attention is cut into thread blocks: work items of up to {@code tokensPerItem} query tokens of one
- * slice, {@code headsPerBlock} query heads of one KV head per block, and {@code splits} key ranges of
- * {@code splitLen} positions (split-KV for small grids with long contexts).
+ * How one step's attention is cut into thread blocks. Two kernels share the step's output (disjoint rows):
+ * <ul>
+ * <li>paged_attention (attention.cu, CUDA cores): work items of up to {@code tokensPerItem} query tokens of one
+ *     slice, {@code headsPerBlock} query heads of one KV head per block, and {@code splits} key ranges of
+ *     {@code splitLen} positions (split-KV for small grids with long contexts). Decodes and short slices.</li>
+ * <li>attention_prefill (attention_prefill.cu, tensor cores): slices of at least
+ *     {@link CudaKernels#PREFILL_MIN_TOKENS} tokens when the head dim has a variant (64, 128); items of up to
+ *     64 / {@code prefillHeadsPerBlock} tokens, {@code prefillHeadsPerBlock} (4, 2 or 1) heads of one KV head per
+ *     block, no split; ordered by decreasing last position (the longest key ranges start first).</li>
+ * </ul>
+ * A step with prefill items never splits its paged_attention items: attention_combine rewrites every row of the
+ * step, and the prefill rows have no partials.
  *
- * @param items         work items (grid.x)
- * @param itemTable     {slice, first token in the batch, tokens, first position} per item
+ * @param items         paged_attention work items (grid.x)
+ * @param itemTable     {slice, first token in the batch, tokens, first position} per item: the {@code items}
+ *                      paged_attention items, then the {@code prefillItems} attention_prefill items
+ * @param prefillItems  attention_prefill work items (0: the kernel does not run)
  */
 public record AttentionPlan(int items, int[] itemTable, int tokensPerItem, int headsPerBlock, int splits,
-                            int splitLen) {
+                            int splitLen, int prefillItems, int prefillHeadsPerBlock) {
 
     /**
+     * Everything on paged_attention (the decode graphs, and the checks of that kernel).
+     *
      * @param sliceStarts    batch index of each slice's first token
      * @param sliceLengths   tokens of each slice
      * @param slicePositions first position of each slice
@@ -31,43 +44,107 @@ public record AttentionPlan(int items, int[] itemTable, int tokensPerItem, int h
      */
     public static AttentionPlan of(int[] sliceStarts, int[] sliceLengths, int[] slicePositions, int heads,
                                    int kvHeads, int smCount, int maxSplits, boolean fixedSplits) {
+        return build(sliceStarts, sliceLengths, slicePositions, heads, kvHeads, smCount, maxSplits, fixedSplits,
+                new boolean[sliceLengths.length]);
+    }
+
+    /**
+     * The eager step's plan: slices of at least {@link CudaKernels#PREFILL_MIN_TOKENS} tokens on attention_prefill
+     * when {@code headDim} has a variant ({@link CudaKernels#prefillSupports}), the others on paged_attention.
+     */
+    public static AttentionPlan forStep(int[] sliceStarts, int[] sliceLengths, int[] slicePositions, int heads,
+                                        int kvHeads, int headDim, int smCount, int maxSplits) {
+        boolean[] prefill = new boolean[sliceLengths.length];
+        if (CudaKernels.prefillSupports(headDim)) {
+            for (int s = 0; s < prefill.length; s++) {
+                prefill[s] = sliceLengths[s] >= CudaKernels.PREFILL_MIN_TOKENS;
+            }
+        }
+        return build(sliceStarts, sliceLengths, slicePositions, heads, kvHeads, smCount, maxSplits, false, prefill);
+    }
+
+    private static AttentionPlan build(int[] sliceStarts, int[] sliceLengths, int[] slicePositions, int heads,
+                                       int kvHeads, int smCount, int maxSplits, boolean fixedSplits,
+                                       boolean[] prefill) {
         int hg = CudaKernels.headsPerBlock(heads / kvHeads);
         int qt = Math.max(1, CudaKernels.ATTN_ROWS / hg);
+        int phg = CudaKernels.prefillHeadsPerBlock(heads / kvHeads);
+        int pqt = CudaKernels.PREFILL_ROWS / phg;
         int items = 0;
+        int prefillItems = 0;
         int maxEnd = 0;
         for (int s = 0; s < sliceLengths.length; s++) {
-            items += (sliceLengths[s] + qt - 1) / qt;
-            maxEnd = Math.max(maxEnd, slicePositions[s] + sliceLengths[s]);
+            if (prefill[s]) {
+                prefillItems += (sliceLengths[s] + pqt - 1) / pqt;
+            } else {
+                items += (sliceLengths[s] + qt - 1) / qt;
+                maxEnd = Math.max(maxEnd, slicePositions[s] + sliceLengths[s]);
+            }
         }
-        int[] table = new int[items * 4];
+        int[] table = new int[(items + prefillItems) * 4];
         int i = 0;
         for (int s = 0; s < sliceLengths.length; s++) {
-            for (int t = 0; t < sliceLengths[s]; t += qt) {
-                table[4 * i] = s;
-                table[4 * i + 1] = sliceStarts[s] + t;
-                table[4 * i + 2] = Math.min(qt, sliceLengths[s] - t);
-                table[4 * i + 3] = slicePositions[s] + t;
-                i++;
+            if (!prefill[s]) {
+                for (int t = 0; t < sliceLengths[s]; t += qt) {
+                    i = item(table, i, s, sliceStarts[s] + t, Math.min(qt, sliceLengths[s] - t), slicePositions[s] + t);
+                }
+            }
+        }
+        if (prefillItems > 0) {
+            // the items with the most key tiles first: the grid's first blocks are dispatched first
+            long[] keyed = new long[prefillItems];
+            int[][] pending = new int[prefillItems][];
+            int j = 0;
+            for (int s = 0; s < sliceLengths.length; s++) {
+                if (prefill[s]) {
+                    for (int t = 0; t < sliceLengths[s]; t += pqt) {
+                        int tokens = Math.min(pqt, sliceLengths[s] - t);
+                        pending[j] = new int[] {s, sliceStarts[s] + t, tokens, slicePositions[s] + t};
+                        keyed[j] = ((long) (Integer.MAX_VALUE - (slicePositions[s] + t + tokens)) << 32) | j;
+                        j++;
+                    }
+                }
+            }
+            java.util.Arrays.sort(keyed);
+            for (long key : keyed) {
+                int[] p = pending[(int) key];
+                i = item(table, i, p[0], p[1], p[2], p[3]);
             }
         }
         long blocks = (long) items * (heads / hg);
         int keyTiles = (maxEnd + CudaKernels.ATTN_KEYS - 1) / CudaKernels.ATTN_KEYS;
-        // splits wanted to put ~2 blocks on every SM
-        int wanted = maxSplits > 1 && blocks < 2L * smCount
+        // splits wanted to put ~2 blocks on every SM; none next to prefill items (see the class comment)
+        int wanted = maxSplits > 1 && prefillItems == 0 && items > 0 && blocks < 2L * smCount
                 ? (int) Math.min(maxSplits, (2L * smCount + blocks - 1) / blocks) : 1;
         int splits = Math.max(1, Math.min(wanted, keyTiles));
         int tilesPerSplit = (keyTiles + splits - 1) / splits;
         int splitLen = Math.max(1, tilesPerSplit) * CudaKernels.ATTN_KEYS;
         splits = fixedSplits ? wanted : Math.max(1, (maxEnd + splitLen - 1) / splitLen);
-        return new AttentionPlan(items, table, qt, hg, splits, splitLen);
+        return new AttentionPlan(items, table, qt, hg, splits, splitLen, prefillItems, phg);
     }
 
-    /** The same items with {@code splits} forced (tests). */
+    private static int item(int[] table, int i, int slice, int token, int tokens, int position) {
+        table[4 * i] = slice;
+        table[4 * i + 1] = token;
+        table[4 * i + 2] = tokens;
+        table[4 * i + 3] = position;
+        return i + 1;
+    }
+
+    /** Items of both kernels (the ints of the item table / 4). */
+    public int allItems() {
+        return items + prefillItems;
+    }
+
+    /** The same items with {@code splits} forced (tests; paged_attention-only plans). */
     public AttentionPlan withSplits(int forcedSplits, int maxEnd) {
+        if (prefillItems > 0) {
+            throw new IllegalStateException("a plan with attention_prefill items cannot split");
+        }
         int keyTiles = (maxEnd + CudaKernels.ATTN_KEYS - 1) / CudaKernels.ATTN_KEYS;
         int tilesPerSplit = Math.max(1, (keyTiles + forcedSplits - 1) / forcedSplits);
         int len = tilesPerSplit * CudaKernels.ATTN_KEYS;
         return new AttentionPlan(items, itemTable, tokensPerItem, headsPerBlock,
-                Math.max(1, (maxEnd + len - 1) / len), len);
+                Math.max(1, (maxEnd + len - 1) / len), len, 0, prefillHeadsPerBlock);
     }
 }

@@ -38,7 +38,9 @@ import org.slf4j.LoggerFactory;
  * </pre>
  * {@code forward} is serialized. Scratch buffers grow to the largest batch seen and are reused. Decode steps
  * (every slice one token) replay a CUDA graph per batch size ({@link DecodeGraphs}); the other steps launch
- * kernel by kernel. Greedy steps pick their tokens on the device ({@link #forwardGreedy}).
+ * kernel by kernel. Greedy steps pick their tokens on the device ({@link #forwardGreedy}). Attention: slices of
+ * at least 16 tokens (prefill chunks) run on the tensor-core flash kernel (attention_prefill.cu), decodes and short
+ * slices on paged_attention; a step with both launches both, on disjoint output rows ({@link AttentionPlan}).
  */
 public final class CudaBackend implements ComputeBackend {
 
@@ -277,8 +279,9 @@ public final class CudaBackend implements ComputeBackend {
         if (graphs.enabled && step.isDecode() && graphs.replay(step)) {
             return rows;
         }
-        AttentionPlan plan = AttentionPlan.of(step.sliceStart, step.sliceLength, step.slicePosition,
-                config.numHeads(), config.numKvHeads(), ctx.smCount(), MAX_SPLITS);
+        // prefill slices (>= 16 tokens) on the tensor-core attention, decodes and short slices on paged_attention
+        AttentionPlan plan = AttentionPlan.forStep(step.sliceStart, step.sliceLength, step.slicePosition,
+                config.numHeads(), config.numKvHeads(), config.headDim(), ctx.smCount(), MAX_SPLITS);
         ensure(step, rows, plan);
         Meta meta = scratch.upload(step, plan);
         runLayers(step.n, plan, meta);
@@ -380,10 +383,10 @@ public final class CudaBackend implements ComputeBackend {
 
     /**
      * Device pointers of one step's metadata, all inside one int buffer uploaded with one copy, in this order:
-     * tokens [n], positions [n], slots [n], logit rows [rows], attention items [4 items], geom {splitLen,
-     * tableStride}, block tables [slices x tableStride]. Everything before the block tables has a size fixed by
-     * (n, rows, items), so a decode graph's pointers stay valid for every step of its batch size; the tables,
-     * whose stride grows with the context, come last.
+     * tokens [n], positions [n], slots [n], logit rows [rows], attention items [4 items: paged_attention's, then
+     * attention_prefill's], geom {splitLen, tableStride}, block tables [slices x tableStride]. Everything before
+     * the block tables has a size fixed by (n, rows, items), so a decode graph's pointers stay valid for every step
+     * of its batch size; the tables, whose stride grows with the context, come last.
      */
     record Meta(CUdeviceptr tokens, CUdeviceptr positions, CUdeviceptr slots, CUdeviceptr logitRows,
                 CUdeviceptr items, CUdeviceptr geom, CUdeviceptr tables) {
@@ -396,7 +399,7 @@ public final class CudaBackend implements ComputeBackend {
         static Meta upload(CudaStep step, AttentionPlan plan, DeviceBuffer target) {
             int n = step.n;
             int rows = step.logitRows.length;
-            int[] all = new int[ints(n, rows, plan.items(), step.blockTables.length)];
+            int[] all = new int[ints(n, rows, plan.allItems(), step.blockTables.length)];
             int o = 0;
             System.arraycopy(step.tokenIds, 0, all, o, n);
             int oPos = o += n;
@@ -488,7 +491,8 @@ public final class CudaBackend implements ComputeBackend {
         private Graph capture(CudaStep step, AttentionPlan plan) {
             int n = step.n;
             int maxStride = (config.maxPositions() + layout.blockSize() - 1) / layout.blockSize();
-            DeviceBuffer meta = ctx.allocate("decode_meta_" + n, 4L * Meta.ints(n, n, plan.items(), n * maxStride));
+            DeviceBuffer meta = ctx.allocate("decode_meta_" + n, 4L * Meta.ints(n, n, plan.allItems(),
+                    n * maxStride));
             try {
                 // the upload fixes the addresses the launches below capture (a copy cannot be made inside the
                 // capture: it runs on the legacy stream)
@@ -609,7 +613,7 @@ public final class CudaBackend implements ComputeBackend {
 
         /** The step's metadata into the shared (eager) metadata buffer. */
         Meta upload(CudaStep step, AttentionPlan plan) {
-            int ints = Meta.ints(step.n, step.logitRows.length, plan.items(), step.blockTables.length);
+            int ints = Meta.ints(step.n, step.logitRows.length, plan.allItems(), step.blockTables.length);
             if (ints > metaCap) {
                 meta = close(meta);
                 metaCap = Math.max(ints, metaCap + metaCap / 2);

@@ -566,42 +566,202 @@ public final class CudaChecks {
             AttentionPlan p = plan;
             float ms = ctx.timeMillis(() -> k.attention(dq, pool.dev, items, dt, geom, out, partO, partML, p, n,
                     heads, kvHeads, hd, pool.layer, pool.layers, bs, (float) scale));
-            double[] ref = new double[n * heads * hd];
-            for (int i = 0; i < s; i++) {
-                for (int j = 0; j < lens[i]; j++) {
-                    int t = sliceStart[i] + j;
-                    int pos = starts[i] + j;
-                    for (int h = 0; h < heads; h++) {
-                        int g = h / group;
-                        double[] sc = new double[pos + 1];
-                        double max = Double.NEGATIVE_INFINITY;
-                        for (int p2 = 0; p2 <= pos; p2++) {
-                            double dot = 0;
-                            for (int d = 0; d < hd; d++) {
-                                dot += q[(t * heads + h) * hd + d] * pool.at(tables[i], p2, 0, g, d);
-                            }
-                            sc[p2] = dot * scale;
-                            max = Math.max(max, sc[p2]);
-                        }
-                        double sum = 0;
-                        for (int p2 = 0; p2 <= pos; p2++) {
-                            sc[p2] = Math.exp(sc[p2] - max);
-                            sum += sc[p2];
-                        }
-                        for (int d = 0; d < hd; d++) {
-                            double o = 0;
-                            for (int p2 = 0; p2 <= pos; p2++) {
-                                o += sc[p2] * pool.at(tables[i], p2, 1, g, d);
-                            }
-                            ref[(t * heads + h) * hd + d] = o / sum;
-                        }
-                    }
-                }
-            }
+            double[] ref = attentionRef(q, pool, tables, lens, starts, sliceStart, heads, group, hd, scale);
             record("paged_attention" + (plan.splits() > 1 ? " + combine" : "") + (fixedSplits ? " (graph plan)" : ""),
                     n + " tok in " + s + " slices (max ctx " + maxEnd + "), " + heads + "/" + kvHeads + " heads, hd "
                             + hd + ", block " + bs + ", splits " + plan.splits() + " of " + plan.splitLen(),
                     fromBf16(downloadBf16(out, n * heads * hd)), ref, TOL_BF16, ms, null);
+        }
+    }
+
+    /** float64 causal attention of every token of the slices (outputs [n][heads][hd]). */
+    private static double[] attentionRef(float[] q, Pool pool, int[][] tables, int[] lens, int[] starts,
+                                         int[] sliceStart, int heads, int group, int hd, double scale) {
+        int n = Arrays.stream(lens).sum();
+        double[] ref = new double[n * heads * hd];
+        for (int i = 0; i < lens.length; i++) {
+            for (int j = 0; j < lens[i]; j++) {
+                for (int h = 0; h < heads; h++) {
+                    attentionRefRow(q, pool, tables[i], sliceStart[i] + j, starts[i] + j, h, heads, group, hd, scale,
+                            ref, (sliceStart[i] + j) * heads + h);
+                }
+            }
+        }
+        return ref;
+    }
+
+    /** float64 attention of token t (at position pos) and head h, into ref[outRow * hd ..]. */
+    private static void attentionRefRow(float[] q, Pool pool, int[] table, int t, int pos, int h, int heads,
+                                        int group, int hd, double scale, double[] ref, int outRow) {
+        int g = h / group;
+        double[] sc = new double[pos + 1];
+        double max = Double.NEGATIVE_INFINITY;
+        for (int p2 = 0; p2 <= pos; p2++) {
+            double dot = 0;
+            for (int d = 0; d < hd; d++) {
+                dot += q[(t * heads + h) * hd + d] * pool.at(table, p2, 0, g, d);
+            }
+            sc[p2] = dot * scale;
+            max = Math.max(max, sc[p2]);
+        }
+        double sum = 0;
+        for (int p2 = 0; p2 <= pos; p2++) {
+            sc[p2] = Math.exp(sc[p2] - max);
+            sum += sc[p2];
+        }
+        for (int d = 0; d < hd; d++) {
+            double o = 0;
+            for (int p2 = 0; p2 <= pos; p2++) {
+                o += sc[p2] * pool.at(table, p2, 1, g, d);
+            }
+            ref[outRow * hd + d] = o / sum;
+        }
+    }
+
+    /**
+     * Largest |out - ref| allowed in the attention_prefill rows (besides the relative error): P is rounded to bf16
+     * (relative 2^-9) before P V while the row sum stays fp32, so an output moves by at most 2^-9 max|v| (~0.011
+     * for |v| <= 5.5, the largest of ~10^6 unit gaussians), plus the bf16 rounding of the output itself (2^-9 |o|,
+     * ~0.011): ~0.022 at worst. A causal-mask or paging error moves the short rows (1..16 keys) by O(0.1..1).
+     */
+    static final double PREFILL_MAX_ABS = 0.05;
+
+    /**
+     * The step's attention as the backend plans it ({@link AttentionPlan#forStep}): slices of at least 16 tokens on
+     * the tensor-core attention_prefill, shorter ones on paged_attention, one {@link CudaKernels#attention} call
+     * writing disjoint rows of one NaN-poisoned output; shuffled block tables; float64 reference over every row.
+     * Tolerance: relative 1e-2 (TOL_BF16; expected ~2e-3: bf16 P and bf16 output, each ~1.1e-3 rms relative), and
+     * max abs {@link #PREFILL_MAX_ABS}. FAILs too when no slice went to attention_prefill.
+     */
+    public Result attentionPrefill(int heads, int kvHeads, int hd, int bs, int[] lens, int[] starts) {
+        int s = lens.length;
+        int n = Arrays.stream(lens).sum();
+        int[] ends = new int[s];
+        int[] sliceStart = new int[s];
+        for (int i = 0, t = 0; i < s; t += lens[i], i++) {
+            ends[i] = starts[i] + lens[i];
+            sliceStart[i] = t;
+        }
+        int numBlocks = Arrays.stream(ends).map(e -> (e + bs - 1) / bs).sum() + 2;
+        int[][] tables = shuffledTables(ends, bs, numBlocks);
+        int stride = Arrays.stream(tables).mapToInt(a -> a.length).max().orElse(1);
+        int[] flat = new int[s * stride];
+        for (int i = 0; i < s; i++) {
+            System.arraycopy(tables[i], 0, flat, i * stride, tables[i].length);
+        }
+        AttentionPlan plan = AttentionPlan.forStep(sliceStart, lens, starts, heads, kvHeads, hd, ctx.smCount(), 32);
+        float[] q = new float[n * heads * hd];
+        short[] qb = randomBf16(q.length, 1.0, q);
+        double scale = 1 / Math.sqrt(hd);
+        try (Pool pool = new Pool(kvHeads, hd, bs, numBlocks); DeviceBuffer dq = bf16Buffer("q", qb);
+             DeviceBuffer items = intBuffer("items", plan.itemTable()); DeviceBuffer dt = intBuffer("tables", flat);
+             DeviceBuffer geom = intBuffer("geom", new int[] {plan.splitLen(), stride});
+             DeviceBuffer out = ctx.allocate("out", 2L * n * heads * hd);
+             DeviceBuffer partO = ctx.allocate("partO", 4L * Math.max(1, plan.splits()) * n * heads * hd);
+             DeviceBuffer partML = ctx.allocate("partML", 8L * Math.max(1, plan.splits()) * n * heads)) {
+            out.fill16(NAN_BF16);
+            float ms = ctx.timeMillis(() -> k.attention(dq, pool.dev, items, dt, geom, out, partO, partML, plan, n,
+                    heads, kvHeads, hd, pool.layer, pool.layers, bs, (float) scale));
+            double[] ref = attentionRef(q, pool, tables, lens, starts, sliceStart, heads, heads / kvHeads, hd, scale);
+            double[] got = fromBf16(downloadBf16(out, n * heads * hd));
+            double maxAbs = 0;
+            for (int i = 0; i < ref.length; i++) {
+                maxAbs = Math.max(maxAbs, Math.abs(got[i] - ref[i]));
+            }
+            StringBuilder sl = new StringBuilder();
+            for (int i = 0; i < s; i++) {
+                sl.append(i == 0 ? "" : " ").append(lens[i]).append('@').append(starts[i]);
+            }
+            String note = plan.prefillItems() == 0 ? "FAIL: no slice went to attention_prefill"
+                    : maxAbs > PREFILL_MAX_ABS ? String.format(java.util.Locale.ROOT, "FAIL: max abs %.3g > %.2g",
+                    maxAbs, PREFILL_MAX_ABS)
+                    : String.format(java.util.Locale.ROOT, "%d prefill items (HG %d), %d paged items; max abs <= %.2g",
+                    plan.prefillItems(), plan.prefillHeadsPerBlock(), plan.items(), PREFILL_MAX_ABS);
+            return record("attention_prefill" + (plan.items() > 0 ? " + paged (mixed)" : ""),
+                    "tok@pos " + sl + ", " + heads + "/" + kvHeads + " heads, hd " + hd + ", block " + bs, got, ref,
+                    TOL_BF16, ms, note);
+        }
+    }
+
+    /**
+     * Timing of one causal prefill of {@code tokens} tokens from position 0 (qwen3-8b: 2,048 tokens, 32/8 heads,
+     * hd 128, block 64): first the old path (paged_attention alone, {@link AttentionPlan#of}), then
+     * attention_prefill ({@link AttentionPlan#forStep}), each warmed up and timed over several launches, outputs
+     * NaN-poisoned; checked on 256 sampled (token, head) rows against float64 and for unwritten (NaN) outputs
+     * anywhere. TFLOP/s counts the causal half: 4 * T * T / 2 * hd * heads.
+     */
+    public void attentionPrefillTiming(int tokens, int heads, int kvHeads, int hd, int bs, int layers) {
+        int numBlocks = (tokens + bs - 1) / bs + 2;
+        int[][] tables = shuffledTables(new int[] {tokens}, bs, numBlocks);
+        int[] one = {tokens};
+        int[] zero = {0};
+        AttentionPlan oldPlan = AttentionPlan.of(zero, one, zero, heads, kvHeads, ctx.smCount(), 32);
+        AttentionPlan newPlan = AttentionPlan.forStep(zero, one, zero, heads, kvHeads, hd, ctx.smCount(), 32);
+        float[] q = new float[tokens * heads * hd];
+        short[] qb = randomBf16(q.length, 1.0, q);
+        double scale = 1 / Math.sqrt(hd);
+        int group = heads / kvHeads;
+        int samples = 256;
+        int[] rowT = new int[samples];
+        int[] rowH = new int[samples];
+        for (int i = 0; i < samples; i++) {
+            rowT[i] = i == 0 ? 0 : i == 1 ? tokens - 1 : rnd.nextInt(tokens);
+            rowH[i] = rnd.nextInt(heads);
+        }
+        double flops = 4.0 * tokens * tokens / 2 * hd * heads;
+        String shape = tokens + " tok causal from 0, " + heads + "/" + kvHeads + " heads, hd " + hd + ", block " + bs;
+        try (Pool pool = new Pool(kvHeads, hd, bs, numBlocks); DeviceBuffer dq = bf16Buffer("q", qb);
+             DeviceBuffer dt = intBuffer("tables", tables[0]);
+             DeviceBuffer out = ctx.allocate("out", 2L * tokens * heads * hd)) {
+            double[] ref = new double[samples * hd];
+            for (int i = 0; i < samples; i++) {
+                attentionRefRow(q, pool, tables[0], rowT[i], rowT[i], rowH[i], heads, group, hd, scale, ref, i);
+            }
+            float oldMs = 0;
+            for (int which = 0; which < 2; which++) {
+                AttentionPlan plan = which == 0 ? oldPlan : newPlan;
+                int reps = which == 0 ? 3 : 20;
+                try (DeviceBuffer items = intBuffer("items", plan.itemTable());
+                     DeviceBuffer geom = intBuffer("geom", new int[] {plan.splitLen(), tables[0].length});
+                     DeviceBuffer partO = ctx.allocate("partO", 4L * Math.max(1, plan.splits()) * tokens * heads * hd);
+                     DeviceBuffer partML = ctx.allocate("partML", 8L * Math.max(1, plan.splits()) * tokens * heads)) {
+                    out.fill16(NAN_BF16);
+                    Runnable call = () -> k.attention(dq, pool.dev, items, dt, geom, out, partO, partML, plan, tokens,
+                            heads, kvHeads, hd, pool.layer, pool.layers, bs, (float) scale);
+                    call.run();  // warm-up (and the output checked below)
+                    float ms = ctx.timeMillis(() -> {
+                        for (int r = 0; r < reps; r++) {
+                            call.run();
+                        }
+                    }) / reps;
+                    short[] all = downloadBf16(out, tokens * heads * hd);
+                    int nan = 0;
+                    for (short v : all) {
+                        if (Float.isNaN(FloatCodec.bf16ToFloat(v))) {
+                            nan++;
+                        }
+                    }
+                    double[] got = new double[samples * hd];
+                    for (int i = 0; i < samples; i++) {
+                        for (int d = 0; d < hd; d++) {
+                            got[i * hd + d] = FloatCodec.bf16ToFloat(all[(rowT[i] * heads + rowH[i]) * hd + d]);
+                        }
+                    }
+                    String rate = String.format(java.util.Locale.ROOT, "%.1f TFLOP/s (%.2f GFLOP); x%d layers %.1f ms",
+                            flops / ms / 1e9, flops / 1e9, layers, ms * layers);
+                    if (which == 0) {
+                        oldMs = ms;
+                        record("paged_attention (old prefill path, timing)", shape + ", " + plan.items() + " items",
+                                got, ref, TOL_BF16, ms, nan > 0 ? "FAIL: " + nan + " outputs unwritten (NaN)" : rate);
+                    } else {
+                        record("attention_prefill (timing)", shape + ", " + plan.prefillItems() + " items", got, ref,
+                                TOL_BF16, ms, nan > 0 ? "FAIL: " + nan + " outputs unwritten (NaN)"
+                                        : plan.prefillItems() == 0 ? "FAIL: not dispatched to attention_prefill"
+                                        : rate + String.format(java.util.Locale.ROOT, "; %.1fx the old path",
+                                        oldMs / ms));
+                    }
+                }
+            }
         }
     }
 
@@ -729,9 +889,11 @@ public final class CudaChecks {
     // ---- whole backend ------------------------------------------------------------------------------------------
 
     /**
-     * CudaBackend vs CpuBackend on the same random bf16 weights: (1) two prompts prefilled together with logits at
-     * every position, block tables shuffled; (2) decode steps of both, mixed in one batch with the prefill of a
-     * third prompt; (3) greedy tokens equal wherever the CPU's top-2 gap exceeds the tolerance.
+     * CudaBackend vs CpuBackend on the same random bf16 weights: (1) two prompts (23 and 9 tokens) prefilled together
+     * with logits at every position, block tables shuffled; (2) decode steps of both, mixed in one batch with the
+     * prefill of a third prompt (17 tokens); (3) a second chunk (20 tokens) of the third prompt next to a decode;
+     * (4) greedy tokens equal wherever the CPU's top-2 gap exceeds the tolerance. With head dim 64 or 128 the slices
+     * of 16 tokens or more (23, 17, 20) take the tensor-core attention_prefill and the others paged_attention.
      */
     public void backendVsCpu(String label, ModelConfig config, int blockSize) {
         RandomStore store = new RandomStore(config, rnd.nextLong());
@@ -767,6 +929,13 @@ public final class CudaChecks {
                 }
                 compare(label + " decode step " + step + (step == 1 ? " + prefill" : ""), config, cpu, gpu, mixed);
             }
+            // chunked prefill: the third prompt continues (20 tokens after its first 17, logits at every position)
+            // next to a decode of the first: keys of an earlier chunk in the paged cache, and (head dim 64 or 128)
+            // attention_prefill and paged_attention in one step
+            List<SequenceSlice> chunked = List.of(
+                    new SequenceSlice(0, tokens(config, 1), pos0 + 4, tables[0], LogitsMode.LAST),
+                    new SequenceSlice(2, tokens(config, 20), p2.length, tables[2], LogitsMode.ALL));
+            compare(label + " chunked prefill + decode", config, cpu, gpu, chunked);
         }
     }
 
@@ -958,6 +1127,19 @@ public final class CudaChecks {
         attention(16, 8, 128, 64, 2);
         attention(8, 2, 128, 16, 0, true);
         attention(32, 8, 128, 64, 0, true);
+        // tensor-core prefill attention (attention_prefill.cu) through the backend's plan: one prompt from 0, chunked
+        // prefill with prior context (positions 130 and 5), GQA 32/8, 16/16, 8/1, 6/2 (group 3), 8/4 (group 2),
+        // head dim 128 and 64, block sizes 64 (engine default), 16, 7, 5, 1; then a step mixing both kernels
+        attentionPrefill(32, 8, 128, 64, new int[] {77}, new int[] {0});
+        attentionPrefill(32, 8, 128, 16, new int[] {50, 33}, new int[] {130, 5});
+        attentionPrefill(16, 16, 64, 64, new int[] {77}, new int[] {0});
+        attentionPrefill(16, 16, 64, 7, new int[] {50, 33}, new int[] {130, 5});
+        attentionPrefill(8, 1, 128, 5, new int[] {77, 20}, new int[] {0, 130});
+        attentionPrefill(8, 1, 64, 1, new int[] {40, 16}, new int[] {0, 64});
+        attentionPrefill(6, 2, 64, 32, new int[] {33, 17}, new int[] {0, 200});
+        attentionPrefill(8, 4, 128, 16, new int[] {70, 1, 20, 1, 5}, new int[] {0, 300, 64, 7, 9});
+        // qwen3-8b's attention over a 2,048-token prompt: the old path, then the new kernel (ms, TFLOP/s, 36 layers)
+        attentionPrefillTiming(2048, 32, 8, 128, 64, 36);
         argmax(7, 1001);
         argmax(5, 151_936);
         sampleRows(1001);
@@ -968,6 +1150,8 @@ public final class CudaChecks {
                 1, List.of(2), "bfloat16"), 5);
         backendVsCpu("qwen3 hd128", new ModelConfig("qwen3", 256, 512, 2, 8, 2, 128, 1000, 4096, 1_000_000.0, 1e-6,
                 false, true, -1, List.of(999), "bfloat16"), 16);
+        backendVsCpu("qwen3 hd64 gqa8", new ModelConfig("qwen3", 256, 512, 2, 8, 1, 64, 1000, 4096, 1_000_000.0,
+                1e-6, false, true, -1, List.of(999), "bfloat16"), 64);
         graphVsEager("qwen3 hd128", new ModelConfig("qwen3", 256, 512, 2, 8, 2, 128, 1000, 4096, 1_000_000.0, 1e-6,
                 false, true, -1, List.of(999), "bfloat16"), 4);
         graphVsEager("llama", new ModelConfig("llama", 48, 128, 2, 6, 2, 8, 257, 128, 10_000.0, 1e-5, false, false,

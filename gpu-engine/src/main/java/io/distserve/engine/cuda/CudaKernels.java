@@ -17,6 +17,16 @@ public final class CudaKernels {
     static final int ATTN_ROWS = 16;
     /** Keys per attention tile (KT in attention.cu). */
     static final int ATTN_KEYS = 32;
+    /**
+     * Slices of at least this many query tokens run on the tensor-core prefill attention (attention_prefill.cu):
+     * one full 16-row mma strip per warp. Shorter slices (decodes, a chunk's few-token tail) stay on
+     * paged_attention, which packs 16 rows of (tokens x heads) per block and can split long contexts over the SMs.
+     */
+    static final int PREFILL_MIN_TOKENS = 16;
+    /** Query rows (tokens x heads) of one attention_prefill block (FA_ROWS in attention_prefill.cu). */
+    static final int PREFILL_ROWS = 64;
+    /** Keys per attention_prefill tile (FA_KT in attention_prefill.cu). */
+    static final int PREFILL_KEYS = 64;
     /** Output tile of the GEMM (BM, BN in gemm.cu). */
     static final int GEMM_TILE = 64;
     /** Largest M (token rows) that {@link #gemm} sends to the weight-streaming skinny GEMM (gemm_skinny.cu). */
@@ -35,6 +45,8 @@ public final class CudaKernels {
     private final Kernel gemm128F32;
     private final Kernel attention;
     private final Kernel combine;
+    private final Kernel prefill64;
+    private final Kernel prefill128;
     private final Kernel argmax;
     private final Kernel sample;
     /** gemm_skinny{8,16,32}_{bf16,f32}: index 0, 1, 2 for M <= 8, 16, 32. */
@@ -53,6 +65,8 @@ public final class CudaKernels {
         gemm128F32 = ctx.kernel("gemm128_bf16_f32");
         attention = ctx.kernel("paged_attention");
         combine = ctx.kernel("attention_combine");
+        prefill64 = ctx.kernel("attention_prefill_hd64");
+        prefill128 = ctx.kernel("attention_prefill_hd128");
         argmax = ctx.kernel("argmax_rows");
         sample = ctx.kernel("sample_rows");
         for (int i = 0; i < 3; i++) {
@@ -68,7 +82,7 @@ public final class CudaKernels {
     /** Every kernel, for the resource table. */
     public Kernel[] all() {
         List<Kernel> all = new ArrayList<>(List.of(embedding, addRmsNorm, siluMul, qkRopeKv, gemmBf16, gemmF32,
-                gemm128Bf16, gemm128F32, attention, combine, argmax, sample));
+                gemm128Bf16, gemm128F32, attention, combine, prefill64, prefill128, argmax, sample));
         all.addAll(Arrays.asList(skinnyBf16));
         all.addAll(Arrays.asList(skinnyF32));
         return all.toArray(new Kernel[0]);
@@ -193,22 +207,85 @@ public final class CudaKernels {
     }
 
     /**
-     * Paged causal GQA attention of one layer (see attention.cu). {@code items} holds {slice, first token, tokens,
-     * first position} per work item ({@link AttentionPlan}); {@code geom} holds {splitLen, tableStride} in device
-     * memory (what a decode graph replays with new values); with {@code splits > 1}, partO/partML are the
-     * workspace and a combine pass follows.
+     * Causal GQA attention of one layer over the paged cache, as the plan cuts it ({@link AttentionPlan}):
+     * attention_prefill for the prefill items (tensor cores), paged_attention (+ attention_combine when split)
+     * for the others, each writing its own rows of {@code out}. {@code items} holds the plan's item table (the
+     * paged_attention items, then the prefill items); {@code geom} holds {splitLen, tableStride} in device memory
+     * (what a decode graph replays with new values); with {@code splits > 1}, partO/partML are the workspace.
      */
     public void attention(Object q, Object cache, Object items, Object blockTables, Object geom, Object out,
                           Object partO, Object partML, AttentionPlan plan, int n, int heads, int kvHeads, int headDim,
                           int layer, int numLayers, int blockSize, float scale) {
+        if (plan.prefillItems() > 0) {
+            attentionPrefill(q, cache, byteOffset(items, 16L * plan.items()), blockTables, geom, out,
+                    plan.prefillItems(), plan.prefillHeadsPerBlock(), heads, kvHeads, headDim, layer, numLayers,
+                    blockSize, scale);
+        }
+        if (plan.items() > 0) {
+            pagedAttention(q, cache, items, blockTables, geom, out, partO, partML, plan, n, heads, kvHeads, headDim,
+                    layer, numLayers, blockSize, scale);
+        }
+    }
+
+    /** paged_attention (see attention.cu) over the plan's first {@code plan.items()} items, + combine if split. */
+    public void pagedAttention(Object q, Object cache, Object items, Object blockTables, Object geom, Object out,
+                               Object partO, Object partML, AttentionPlan plan, int n, int heads, int kvHeads,
+                               int headDim, int layer, int numLayers, int blockSize, float scale) {
         int rows = plan.tokensPerItem() * plan.headsPerBlock();
         attention.launch(plan.items(), heads / plan.headsPerBlock(), plan.splits(), 128,
                 attentionSharedBytes(rows, headDim), q, cache, items, blockTables, geom, out, partO, partML, n,
                 heads, kvHeads, headDim, plan.headsPerBlock(), plan.tokensPerItem(), layer, numLayers, blockSize,
                 scale);
-        if (plan.splits() > 1) {
+        if (plan.splits() > 1 && plan.items() > 0) {
             combine.launch(n * heads, 1, 1, 128, 0, partO, partML, out, n * heads, headDim, plan.splits());
         }
+    }
+
+    /** Head dims with an attention_prefill variant. */
+    static boolean prefillSupports(int headDim) {
+        return headDim == 64 || headDim == 128;
+    }
+
+    /** Query heads per attention_prefill block (HG): the largest of 4, 2, 1 that divides the GQA group. */
+    static int prefillHeadsPerBlock(int group) {
+        return group % 4 == 0 ? 4 : group % 2 == 0 ? 2 : 1;
+    }
+
+    /** 2 stages x (K + V) x 64 keys x (headDim + 8) bf16: 69,632 bytes at head dim 128, 36,864 at 64. */
+    static int prefillSharedBytes(int headDim) {
+        return 2 * 2 * PREFILL_KEYS * (headDim + 8) * 2;
+    }
+
+    /**
+     * attention_prefill (attention_prefill.cu): {@code prefillItems} items of {slice, first token, tokens (at most
+     * 64 / hg), first position} at {@code items}, {@code hg} query heads of one KV head per block; writes the final
+     * bf16 rows of its tokens. {@code geom[1]} is the block-table stride.
+     */
+    public void attentionPrefill(Object q, Object cache, Object items, Object blockTables, Object geom, Object out,
+                                 int prefillItems, int hg, int heads, int kvHeads, int headDim, int layer,
+                                 int numLayers, int blockSize, float scale) {
+        if (!prefillSupports(headDim)) {
+            throw new IllegalArgumentException("attention_prefill: head dim must be 64 or 128, got " + headDim);
+        }
+        if ((heads / kvHeads) % hg != 0) {
+            throw new IllegalArgumentException("attention_prefill: " + hg + " heads per block do not divide the GQA "
+                    + "group " + heads / kvHeads);
+        }
+        float scaleLog2 = (float) (scale / Math.log(2.0));
+        (headDim == 128 ? prefill128 : prefill64).launch(prefillItems * (heads / hg), 1, 1, 32 * PREFILL_ROWS / 16,
+                prefillSharedBytes(headDim), q, cache, items, blockTables, geom, out, heads, kvHeads, hg, layer,
+                numLayers, blockSize, scaleLog2);
+    }
+
+    /** {@code p} (a DeviceBuffer or CUdeviceptr) plus {@code bytes}. */
+    static CUdeviceptr byteOffset(Object p, long bytes) {
+        if (p instanceof DeviceBuffer b) {
+            return b.at(bytes);
+        }
+        if (p instanceof CUdeviceptr d) {
+            return d.withByteOffset(bytes);
+        }
+        throw new IllegalArgumentException("not a device pointer: " + p);
     }
 
     /** ids[r] = argmax of logits row r (lowest index on ties, NaN never wins; -1 when nothing exceeds -inf). */

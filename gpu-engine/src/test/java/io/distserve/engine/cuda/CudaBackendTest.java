@@ -99,6 +99,50 @@ class CudaBackendTest {
         assertThat(p.splitLen() % CudaKernels.ATTN_KEYS).isZero();
     }
 
+    @Test
+    void prefillSlicesGoToTheTensorCoreKernelHeaviestFirst() {
+        // qwen3-8b heads; slices: 77 tokens from 0, a decode, a 16-token chunk at 130, a 15-token tail at 5
+        int[] starts = {0, 77, 78, 94};
+        int[] lens = {77, 1, 16, 15};
+        int[] pos = {0, 300, 130, 5};
+        AttentionPlan p = AttentionPlan.forStep(starts, lens, pos, 32, 8, 128, 132, 32);
+        assertThat(p.prefillHeadsPerBlock()).isEqualTo(4);
+        assertThat(p.splits()).isEqualTo(1);  // prefill rows have no partials for attention_combine
+        int[] covered = new int[94 + 15];
+        for (int i = 0; i < p.allItems(); i++) {
+            int slice = p.itemTable()[4 * i];
+            int tok = p.itemTable()[4 * i + 1];
+            int n = p.itemTable()[4 * i + 2];
+            assertThat(p.itemTable()[4 * i + 3]).isEqualTo(pos[slice] + tok - starts[slice]);
+            assertThat(lens[slice] >= CudaKernels.PREFILL_MIN_TOKENS).isEqualTo(i >= p.items());
+            assertThat(n).isLessThanOrEqualTo(i >= p.items() ? 16 : p.tokensPerItem());
+            for (int t = tok; t < tok + n; t++) {
+                covered[t]++;
+            }
+        }
+        assertThat(covered).containsOnly(1);
+        assertThat(p.prefillItems()).isEqualTo(5 + 1);
+        int last = Integer.MAX_VALUE;
+        for (int i = p.items(); i < p.allItems(); i++) {  // decreasing last position
+            int end = p.itemTable()[4 * i + 3] + p.itemTable()[4 * i + 2];
+            assertThat(end).isLessThanOrEqualTo(last);
+            last = end;
+        }
+        // no variant for head dim 16, and GQA groups 2 / 3 / 1
+        assertThat(AttentionPlan.forStep(starts, lens, pos, 32, 8, 16, 132, 32).prefillItems()).isZero();
+        assertThat(CudaKernels.prefillHeadsPerBlock(2)).isEqualTo(2);
+        assertThat(CudaKernels.prefillHeadsPerBlock(3)).isEqualTo(1);
+        assertThat(CudaKernels.prefillHeadsPerBlock(8)).isEqualTo(4);
+        // decode-only steps: the same plan as the decode graphs' (paged_attention, split-KV)
+        AttentionPlan d = AttentionPlan.forStep(new int[] {0, 1}, new int[] {1, 1}, new int[] {500, 7}, 32, 8, 128,
+                132, 32);
+        AttentionPlan g = AttentionPlan.of(new int[] {0, 1}, new int[] {1, 1}, new int[] {500, 7}, 32, 8, 132, 32);
+        assertThat(d.prefillItems()).isZero();
+        assertThat(d.itemTable()).containsExactly(g.itemTable());
+        assertThat(d.splits()).isEqualTo(g.splits()).isGreaterThan(1);
+        assertThat(d.splitLen()).isEqualTo(g.splitLen());
+    }
+
     private static Throwable catchIt(Runnable r) {
         try {
             r.run();

@@ -89,6 +89,16 @@ class CudaKernelsTest {
     }
 
     @Test
+    void tensorCorePrefillAttention() {
+        CudaChecks c = checks();
+        c.attentionPrefill(32, 8, 128, 64, new int[] {77}, new int[] {0});
+        c.attentionPrefill(16, 16, 64, 7, new int[] {50, 33}, new int[] {130, 5});
+        c.attentionPrefill(8, 1, 128, 5, new int[] {77, 20}, new int[] {0, 130});
+        c.attentionPrefill(8, 4, 128, 16, new int[] {70, 1, 20, 1, 5}, new int[] {0, 300, 64, 7, 9});
+        assertThat(failures).isEmpty();
+    }
+
+    @Test
     void argmax() {
         CudaChecks c = checks();
         c.argmax(7, 1001);
