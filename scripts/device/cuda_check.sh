@@ -13,6 +13,11 @@ set +e
   ls /tmp/distserve-app/cuda/ 2>&1; } | tee "$log"
 sync_flag=()
 [ "${CUDA_CHECK_SYNC:-0}" = 1 ] && sync_flag=(-Ddistserve.cuda.sync=true)
+# the wgmma GEMM must be on the tensor cores' warpgroup path: HGMMA in its SASS (4 per k-step of 64)
+fatbin=/tmp/distserve-app/cuda/distserve_kernels.fatbin
+if command -v cuobjdump >/dev/null && [ -f "$fatbin" ]; then
+  echo "SASS HGMMA count in gemm_wgmma_bf16_bf16: $(cuobjdump --dump-sass -fun gemm_wgmma_bf16_bf16 "$fatbin" | grep -c HGMMA)" | tee -a "$log"
+fi
 timeout 540 "$JAVA" -Xmx8g "${sync_flag[@]}" -cp /tmp/distserve-app io.distserve.engine.cuda.CudaSelfCheck 2>&1 | tee -a "$log"
 rc=${PIPESTATUS[0]}
 echo "cuda_check exit code: $rc" | tee -a "$log"

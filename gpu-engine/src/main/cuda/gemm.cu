@@ -11,7 +11,7 @@
 // Any M and N (edges zero-filled on load, guarded on store); K must be a multiple of 8 (16-byte rows), which the
 // host checks; lda/ldw/ldc are row strides in elements (multiples of 8 for A and W).
 //
-// Decode-sized M goes to gemm_skinny.cu instead. Next for prefill: a wgmma (sm_90a) kernel with TMA loads.
+// Decode-sized M goes to gemm_skinny.cu instead; prefill-sized products on an H100/H200 to gemm_wgmma.cu.
 #include "common.cuh"
 
 #define BK 32

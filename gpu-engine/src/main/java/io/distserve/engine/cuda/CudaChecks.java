@@ -139,7 +139,9 @@ public final class CudaChecks {
         /** {@link CudaKernels#gemmSkinny}. */
         SKINNY("gemm_skinny_"),
         /** The tiled GEMM with 128 x 128 tiles, whatever the size. */
-        TILED128("gemm128_bf16_");
+        TILED128("gemm128_bf16_"),
+        /** {@link CudaKernels#gemmWgmma}: the sm_90a wgmma GEMM, whatever the size. */
+        WGMMA("gemm_wgmma_bf16_");
 
         final String label;
 
@@ -189,6 +191,8 @@ public final class CudaChecks {
                     k.gemmSkinny(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out);
                 } else if (path == GemmPath.TILED128) {
                     k.gemmTiled(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out, 128);
+                } else if (path == GemmPath.WGMMA) {
+                    k.gemmWgmma(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out);
                 } else {
                     k.gemm(da, dw, dc, m, n, kDim, f32Out);
                 }
@@ -200,52 +204,141 @@ public final class CudaChecks {
             }) / reps;
             double[] out = f32Out ? fromFloats(dc.downloadFloats(m * n)) : fromBf16(downloadBf16(dc, m * n));
             String note = reps > 1 ? String.format(java.util.Locale.ROOT, "weights %.0f GB/s", 2.0 * n * kDim / ms / 1e6)
-                    : null;
+                    : path == GemmPath.AUTO ? "via " + k.gemmKernelFor(m, n) : null;
             return record(path.label + (f32Out ? "f32" : "bf16"), m + "x" + n + "x" + kDim, out, ref,
                     f32Out ? TOL_F32 : TOL_BF16, ms, note);
         }
     }
 
     /**
-     * A prefill-sized GEMM through the backend's dispatch, timed over {@code reps} launches; checked on 512 sampled
+     * A prefill-sized GEMM through the backend's dispatch, timed over {@code reps} launches; checked on sampled
      * outputs (a full fp64 reference would take minutes here). The note gives TFLOP/s.
      */
     public Result gemmThroughput(int m, int n, int kDim, int reps) {
+        return gemmThroughput(GemmPath.AUTO, m, n, kDim, false, reps);
+    }
+
+    /** ms per launch of the last {@link #gemmThroughput} row of the 128 x 128 mma.sync GEMM, by shape. */
+    private final java.util.Map<String, Float> tiled128Ms = new java.util.HashMap<>();
+
+    /**
+     * A prefill-sized GEMM on the given path (AUTO: the backend's dispatch, its kernel named in the note), one
+     * warm-up launch, then {@code reps} timed launches; outputs NaN-poisoned first (any NaN left fails the row),
+     * 512 random outputs plus the four corners checked against an fp64 reference. W is a random 1,000-row block
+     * repeated down its N rows (distinct memory, so the timing streams the whole weight as the model does; 1,000 is
+     * no multiple of a tile, so a tile that read the wrong rows would still differ). The note gives TFLOP/s, and on
+     * the wgmma rows the speed-up over the gemm128 row of the same shape when that ran first.
+     */
+    private Result gemmThroughput(GemmPath path, int m, int n, int kDim, boolean f32Out, int reps) {
+        int block = Math.min(n, 1000);
         float[] a = new float[m * kDim];
-        float[] w = new float[n * kDim];
+        float[] w = new float[block * kDim];
         short[] ab = randomBf16(a.length, 1.0, a);
         short[] wb = randomBf16(w.length, 1.0 / Math.sqrt(kDim), w);
-        try (DeviceBuffer da = bf16Buffer("A", ab); DeviceBuffer dw = bf16Buffer("W", wb);
-             DeviceBuffer dc = ctx.allocate("C", 2L * m * n + 4)) {
-            dc.fill16(NAN_BF16);
-            k.gemm(da, dw, dc, m, n, kDim, false);  // warm-up
+        String shape = m + "x" + n + "x" + kDim + (f32Out ? " f32 out" : "");
+        try (DeviceBuffer da = bf16Buffer("A", ab); DeviceBuffer dw = ctx.allocate("W", 2L * n * kDim);
+             DeviceBuffer dc = ctx.allocate("C", (f32Out ? 4L : 2L) * m * n + 4)) {
+            for (int r0 = 0; r0 < n; r0 += block) {
+                int rows = Math.min(block, n - r0);
+                dw.upload(2L * r0 * kDim, Pointer.to(wb), 2L * rows * kDim);
+            }
+            if (f32Out) {
+                dc.fill32(NAN_F32);
+            } else {
+                dc.fill16(NAN_BF16);
+            }
+            Runnable call = () -> {
+                if (path == GemmPath.TILED128) {
+                    k.gemmTiled(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out, 128);
+                } else if (path == GemmPath.WGMMA) {
+                    k.gemmWgmma(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out);
+                } else {
+                    k.gemm(da, dw, dc, m, n, kDim, f32Out);
+                }
+            };
+            call.run();  // warm-up
             float ms = ctx.timeMillis(() -> {
                 for (int r = 0; r < reps; r++) {
-                    k.gemm(da, dw, dc, m, n, kDim, false);
+                    call.run();
                 }
             }) / reps;
-            short[] all = downloadBf16(dc, m * n);
-            double[] out = new double[512];
-            double[] ref = new double[512];
+            float[] outF = f32Out ? dc.downloadFloats(m * n) : null;
+            short[] outB = f32Out ? null : downloadBf16(dc, m * n);
             int nan = 0;
-            for (short v : all) {
-                if (Float.isNaN(FloatCodec.bf16ToFloat(v))) {
+            for (int i = 0; i < m * n; i++) {
+                if (Float.isNaN(f32Out ? outF[i] : FloatCodec.bf16ToFloat(outB[i]))) {
                     nan++;
                 }
             }
-            for (int i = 0; i < out.length; i++) {
-                int r = rnd.nextInt(m);
-                int c = rnd.nextInt(n);
+            int samples = 516;
+            double[] out = new double[samples];
+            double[] ref = new double[samples];
+            for (int i = 0; i < samples; i++) {
+                int r = i < 4 ? (i & 1) * (m - 1) : rnd.nextInt(m);
+                int c = i < 4 ? (i >> 1) * (n - 1) : rnd.nextInt(n);
+                int wr = c % block;
                 double sum = 0;
                 for (int t = 0; t < kDim; t++) {
-                    sum += (double) a[r * kDim + t] * w[c * kDim + t];
+                    sum += (double) a[r * kDim + t] * w[wr * kDim + t];
                 }
                 ref[i] = sum;
-                out[i] = FloatCodec.bf16ToFloat(all[r * n + c]);
+                out[i] = f32Out ? outF[r * n + c] : FloatCodec.bf16ToFloat(outB[r * n + c]);
             }
-            return record("gemm (prefill, sampled check)", m + "x" + n + "x" + kDim, out, ref, TOL_BF16, ms,
-                    nan > 0 ? "FAIL: " + nan + " outputs unwritten (NaN)" : String.format(java.util.Locale.ROOT,
-                            "%.0f TFLOP/s", 2.0 * m * n * kDim / ms / 1e9));
+            double tflops = 2.0 * m * n * kDim / ms / 1e9;
+            String note;
+            if (nan > 0) {
+                note = "FAIL: " + nan + " outputs unwritten (NaN)";
+            } else {
+                note = String.format(java.util.Locale.ROOT, "%.0f TFLOP/s", tflops);
+                if (path == GemmPath.AUTO) {
+                    note += " (" + k.gemmKernelFor(m, n) + ")";
+                } else if (path == GemmPath.TILED128) {
+                    tiled128Ms.put(shape, ms);
+                } else if (tiled128Ms.containsKey(shape)) {
+                    note += String.format(java.util.Locale.ROOT, ", %.2fx gemm128", tiled128Ms.get(shape) / ms);
+                }
+            }
+            String check = path == GemmPath.AUTO ? "gemm (prefill, sampled check)"
+                    : path == GemmPath.TILED128 ? "gemm128 (prefill, sampled check)"
+                    : "gemm_wgmma (prefill, sampled check)";
+            return record(check, shape, out, ref, f32Out ? TOL_F32 : TOL_BF16, ms, note);
+        }
+    }
+
+    /** A row that says a check did not run here (passes: nothing was wrong, nothing was tested). */
+    private Result skipped(String check, String why) {
+        Result r = new Result(check, "-", 0, 0, 0, 0, "skipped: " + why);
+        results.add(r);
+        sink.accept(r);
+        return r;
+    }
+
+    /**
+     * The wgmma GEMM (sm_90a): full fp64 references at edges in M (300 = 2 tiles + 44 rows; 77; 129), N (1000: a
+     * partial 256-wide tile; 1001 and 131: odd, scalar stores; 1024: whole tiles), K (192 = 3 k-steps; 4096; 200,
+     * 1032 and 72: a zero-filled k tail), both outputs; then the 8b prefill shapes timed next to the 128 x 128
+     * mma.sync GEMM. Skipped rows where it is not available (not an H100/H200, or -Ddistserve.cuda.wgmma=false).
+     */
+    public void wgmmaGemm(boolean timing) {
+        if (!k.wgmmaAvailable()) {
+            skipped("gemm_wgmma_*", k.wgmmaUnavailableReason());
+            return;
+        }
+        gemm(GemmPath.WGMMA, 300, 1000, 4096, true, 1);
+        gemm(GemmPath.WGMMA, 300, 1024, 4096, false, 1);
+        gemm(GemmPath.WGMMA, 300, 1000, 192, false, 1);
+        gemm(GemmPath.WGMMA, 300, 1024, 192, true, 1);
+        gemm(GemmPath.WGMMA, 77, 131, 200, true, 1);
+        gemm(GemmPath.WGMMA, 129, 1001, 1032, false, 1);
+        gemm(GemmPath.WGMMA, 257, 520, 72, true, 1);
+        if (timing) {
+            // qwen3-8b's layer GEMMs over a 2,048-token prefill: gate|up, qkv, down (fp32 out), o_proj (fp32 out)
+            int[][] shapes = {{2048, 24576, 4096, 0}, {2048, 6144, 4096, 0}, {2048, 4096, 12288, 1},
+                    {2048, 4096, 4096, 1}};
+            for (int[] sh : shapes) {
+                gemmThroughput(GemmPath.TILED128, sh[0], sh[1], sh[2], sh[3] == 1, 10);
+                gemmThroughput(GemmPath.WGMMA, sh[0], sh[1], sh[2], sh[3] == 1, 10);
+            }
         }
     }
 
@@ -1110,7 +1203,9 @@ public final class CudaChecks {
         gemm(GemmPath.TILED128, 300, 257, 1032, false, 1);
         gemm(GemmPath.TILED128, 129, 1000, 72, true, 1);
         gemm(300, 8200, 256, false);
-        gemmThroughput(2048, 6144, 4096, 10);   // qwen3-8b qkv_proj over a 2,048-token prefill
+        gemmThroughput(2048, 6144, 4096, 10);   // qwen3-8b qkv_proj over a 2,048-token prefill (dispatch)
+        // the wgmma GEMM (H100/H200): odd sizes against full references, then the prefill shapes next to gemm128
+        wgmmaGemm(true);
         // a decode-sized layer GEMM over a weight larger than the L2 cache: the ms column is its streaming rate
         gemm(GemmPath.SKINNY, 1, 12288, 4096, false, 20);
         gemm(GemmPath.SKINNY, 16, 12288, 4096, false, 20);

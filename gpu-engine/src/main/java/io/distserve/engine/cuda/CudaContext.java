@@ -172,6 +172,11 @@ public final class CudaContext implements AutoCloseable {
         return ccMajor + "." + ccMinor;
     }
 
+    /** True on compute capability 9.0 (H100, H200): the fatbin's sm_90a code, wgmma included, runs there. */
+    public boolean isSm90() {
+        return ccMajor == 9 && ccMinor == 0;
+    }
+
     /** Unloads the module, destroys the stream and the context. Idempotent. */
     @Override
     public synchronized void close() {

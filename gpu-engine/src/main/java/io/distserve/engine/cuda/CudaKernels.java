@@ -33,6 +33,14 @@ public final class CudaKernels {
     static final int SKINNY_MAX_M = 32;
     /** Weight rows per skinny-GEMM block (SK_ROWS in gemm_skinny.cu). */
     static final int SKINNY_ROWS = 16;
+    /** Output tile of the wgmma GEMM (kTileM x kTileN in gemm_wgmma.cu). */
+    static final int WGMMA_TILE_M = 128;
+    static final int WGMMA_TILE_N = 256;
+    /** Its threads (3 warpgroups) and dynamic shared memory: 4 stages x (128 + 256) rows x 64 bf16, + 1 KB slack. */
+    static final int WGMMA_THREADS = 384;
+    static final int WGMMA_SHARED = 4 * (WGMMA_TILE_M + WGMMA_TILE_N) * 64 * 2 + 1024;
+    /** {@code -Ddistserve.cuda.wgmma=false} keeps the wgmma GEMM off (the dispatch falls back to gemm.cu). */
+    static final boolean WGMMA_ENABLED = !"false".equalsIgnoreCase(System.getProperty("distserve.cuda.wgmma"));
 
     private final CudaContext ctx;
     private final Kernel embedding;
@@ -43,6 +51,10 @@ public final class CudaKernels {
     private final Kernel gemmF32;
     private final Kernel gemm128Bf16;
     private final Kernel gemm128F32;
+    /** gemm_wgmma_bf16_{bf16,f32}: null when not usable here ({@link #wgmmaUnavailableReason}). */
+    private final Kernel wgmmaBf16;
+    private final Kernel wgmmaF32;
+    private final String wgmmaOff;
     private final Kernel attention;
     private final Kernel combine;
     private final Kernel prefill64;
@@ -63,6 +75,29 @@ public final class CudaKernels {
         gemmF32 = ctx.kernel("gemm_bf16_f32");
         gemm128Bf16 = ctx.kernel("gemm128_bf16_bf16");
         gemm128F32 = ctx.kernel("gemm128_bf16_f32");
+        Kernel wb = null;
+        Kernel wf = null;
+        String off = null;
+        if (!WGMMA_ENABLED) {
+            off = "disabled by -Ddistserve.cuda.wgmma=false";
+        } else if (!ctx.isSm90()) {
+            off = "needs compute capability 9.0 (sm_90a code), the device is " + ctx.computeCapability();
+        } else if (ctx.maxSharedPerBlockOptin() < WGMMA_SHARED) {
+            off = "needs " + WGMMA_SHARED + " bytes of shared memory per block, the device allows "
+                    + ctx.maxSharedPerBlockOptin();
+        } else {
+            try {
+                wb = ctx.kernel("gemm_wgmma_bf16_bf16");
+                wf = ctx.kernel("gemm_wgmma_bf16_f32");
+            } catch (CudaException e) {
+                wb = null;
+                wf = null;
+                off = "not in the fatbin: " + e.getMessage();
+            }
+        }
+        wgmmaBf16 = wb;
+        wgmmaF32 = wf;
+        wgmmaOff = off;
         attention = ctx.kernel("paged_attention");
         combine = ctx.kernel("attention_combine");
         prefill64 = ctx.kernel("attention_prefill_hd64");
@@ -83,6 +118,10 @@ public final class CudaKernels {
     public Kernel[] all() {
         List<Kernel> all = new ArrayList<>(List.of(embedding, addRmsNorm, siluMul, qkRopeKv, gemmBf16, gemmF32,
                 gemm128Bf16, gemm128F32, attention, combine, prefill64, prefill128, argmax, sample));
+        if (wgmmaBf16 != null) {
+            all.add(wgmmaBf16);
+            all.add(wgmmaF32);
+        }
         all.addAll(Arrays.asList(skinnyBf16));
         all.addAll(Arrays.asList(skinnyF32));
         return all.toArray(new Kernel[0]);
@@ -116,9 +155,20 @@ public final class CudaKernels {
                 headDim, layer, numLayers, blockSize, eps);
     }
 
+    /** True when {@link #gemmWgmma} can run here (an sm_90 device, the kernel loaded, not disabled). */
+    public boolean wgmmaAvailable() {
+        return wgmmaBf16 != null;
+    }
+
+    /** Why the wgmma GEMM is off; null when it is available. */
+    public String wgmmaUnavailableReason() {
+        return wgmmaOff;
+    }
+
     /**
      * C[M, N] = A[M, K] . W[N, K]^T, C bf16 ({@code f32Out} false) or fp32; contiguous rows; K % 8 == 0. Decode-sized
-     * M (at most {@link #SKINNY_MAX_M}) goes to the weight-streaming skinny GEMM, larger M to the tiled one.
+     * M (at most {@link #SKINNY_MAX_M}) goes to the weight-streaming skinny GEMM; prefill-sized products to the
+     * wgmma GEMM where it is available ({@link #usesWgmma}), the rest to the tiled mma.sync one.
      */
     public void gemm(Object a, Object w, Object c, int m, int n, int k, boolean f32Out) {
         gemm(a, w, c, m, n, k, k, k, n, f32Out);
@@ -127,9 +177,51 @@ public final class CudaKernels {
     public void gemm(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc, boolean f32Out) {
         if (m <= SKINNY_MAX_M) {
             gemmSkinny(a, w, c, m, n, k, lda, ldw, ldc, f32Out);
+        } else if (usesWgmma(m, n)) {
+            gemmWgmma(a, w, c, m, n, k, lda, ldw, ldc, f32Out);
         } else {
             gemmTiled(a, w, c, m, n, k, lda, ldw, ldc, f32Out);
         }
+    }
+
+    /**
+     * Whether {@link #gemm} sends an M x N product to the wgmma GEMM: available, at least one full tile of rows, and
+     * at least half as many 128 x 256 tiles as SMs (one block per SM; below that the mma.sync GEMM's smaller tiles
+     * keep more SMs busy). 8b at 2,048 tokens: qkv 384 tiles, o_proj and down 256, gate|up 1,536.
+     */
+    public boolean usesWgmma(int m, int n) {
+        long tiles = (long) ((m + WGMMA_TILE_M - 1) / WGMMA_TILE_M) * ((n + WGMMA_TILE_N - 1) / WGMMA_TILE_N);
+        return wgmmaAvailable() && m >= WGMMA_TILE_M && 2 * tiles >= ctx.smCount();
+    }
+
+    /** The kernel family {@link #gemm} uses for an M x N product (for the self-check's notes). */
+    public String gemmKernelFor(int m, int n) {
+        if (m <= SKINNY_MAX_M) {
+            return "gemm_skinny";
+        }
+        if (usesWgmma(m, n)) {
+            return "gemm_wgmma";
+        }
+        long big = (long) ((m + 127) / 128) * ((n + 127) / 128);
+        return m > GEMM_TILE && big >= ctx.smCount() ? "gemm128" : "gemm64";
+    }
+
+    /**
+     * The wgmma GEMM (gemm_wgmma.cu, sm_90a only), any M and N: 128 x 256 tiles, one block of 3 warpgroups per
+     * tile, M tiles fastest in the 1-D grid. Throws when it is not available here.
+     */
+    public void gemmWgmma(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc,
+                          boolean f32Out) {
+        checkGemm("gemm (wgmma)", k, lda, ldw);
+        if (!wgmmaAvailable()) {
+            throw new IllegalStateException("gemm (wgmma): unavailable: " + wgmmaOff);
+        }
+        long tiles = (long) ((m + WGMMA_TILE_M - 1) / WGMMA_TILE_M) * ((n + WGMMA_TILE_N - 1) / WGMMA_TILE_N);
+        if (tiles > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("gemm (wgmma): too many tiles: " + tiles);
+        }
+        (f32Out ? wgmmaF32 : wgmmaBf16).launch((int) tiles, 1, 1, WGMMA_THREADS, WGMMA_SHARED, a, w, c, m, n, k, lda,
+                ldw, ldc);
     }
 
     private static void checkGemm(String who, int k, int lda, int ldw) {

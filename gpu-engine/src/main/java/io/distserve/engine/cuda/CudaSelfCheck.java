@@ -28,6 +28,9 @@ public final class CudaSelfCheck {
                             + "max shared/block (opt-in) %d bytes%n", ctx.deviceName(), ctx.computeCapability(),
                     ctx.smCount(), mem[0] >> 20, mem[1] >> 20, ctx.maxSharedPerBlockOptin());
             CudaKernels kernels = new CudaKernels(ctx);
+            System.out.println("wgmma GEMM (gemm_wgmma.cu): " + (kernels.wgmmaAvailable()
+                    ? "on (prefill-sized products; -Ddistserve.cuda.wgmma=false turns it off)"
+                    : "off: " + kernels.wgmmaUnavailableReason()));
             System.out.println();
             System.out.println("kernel                     regs  static smem  local (spill) bytes");
             for (Kernel k : kernels.all()) {

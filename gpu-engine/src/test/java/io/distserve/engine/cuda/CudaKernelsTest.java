@@ -50,6 +50,14 @@ class CudaKernelsTest {
     }
 
     @Test
+    void wgmmaGemmAtOddSizes() {
+        CudaChecks c = checks();
+        assumeTrue(kernels.wgmmaAvailable(), () -> "wgmma GEMM unavailable: " + kernels.wgmmaUnavailableReason());
+        c.wgmmaGemm(false);
+        assertThat(failures).isEmpty();
+    }
+
+    @Test
     void skinnyGemmForEveryDecodeVariant() {
         CudaChecks c = checks();
         c.gemmSkinny(1, 1000, 200, true);
