@@ -68,10 +68,11 @@ __device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], const 
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-// cp.async (16 bytes, L2 only; srcBytes 0 zero-fills the destination without reading) and ldmatrix, shared by the
-// tensor-core kernels (gemm.cu, attention_prefill.cu). ldmatrix_x4: lanes 8i..8i+7 give the row addresses of 8x8
-// matrix i; lane t receives (row t / 4, cols 2 (t % 4) .. +1) of each matrix (with .trans: (rows 2 (t % 4) .. +1,
-// col t / 4), i.e. of the transposed matrix).
+// cp.async (16 bytes, L2 only; srcBytes 0 zero-fills the destination without reading); commit closes a group,
+// wait<N> waits until at most N groups are pending. And ldmatrix, shared by the tensor-core kernels (gemm.cu,
+// attention_prefill.cu, gemm_split.cu). ldmatrix_x4: lanes 8i..8i+7 give the row addresses of 8x8 matrix i; lane t
+// receives (row t / 4, cols 2 (t % 4) .. +1) of each matrix (with .trans: (rows 2 (t % 4) .. +1, col t / 4), i.e. of
+// the transposed matrix).
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int srcBytes) {
     uint32_t s = (uint32_t)__cvta_generic_to_shared(smem);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(srcBytes));
@@ -89,6 +90,15 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void* sme
     uint32_t s = (uint32_t)__cvta_generic_to_shared(smem);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+}
+
+// Weights are read exactly once per step: don't allocate them in L1 (that is where the activations, read by every
+// block, stay), and ask L2 for the 256-byte run each warp reads per row.
+__device__ __forceinline__ uint4 ld_stream16(const void* p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
 }
 
 // Stores one fp32 result as the output type (bf16: round to nearest even).

@@ -28,15 +28,6 @@
 #define SK_CHUNK 32
 #define SK_UNROLL 4
 
-// Weights are read exactly once per step: don't allocate them in L1 (that is where the activations, read by every
-// block, stay), and ask L2 for the 256-byte run each warp reads per row.
-__device__ __forceinline__ uint4 ld_stream16(const void* p) {
-    uint4 v;
-    asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-    return v;
-}
-
 template <int NT, typename OutT>
 __device__ __forceinline__ void gemm_skinny(const bf16* __restrict__ A, const bf16* __restrict__ W,
                                             OutT* __restrict__ C, int M, int N, int K, int lda, int ldw, int ldc) {

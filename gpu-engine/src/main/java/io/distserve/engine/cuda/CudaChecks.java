@@ -133,11 +133,13 @@ public final class CudaChecks {
     // ---- kernels ------------------------------------------------------------------------------------------------
 
     /** How a GEMM check calls the kernels. */
-    private enum GemmPath {
+    enum GemmPath {
         /** {@link CudaKernels#gemm}: the backend's dispatch by M. */
         AUTO("gemm_bf16_"),
         /** {@link CudaKernels#gemmSkinny}. */
         SKINNY("gemm_skinny_"),
+        /** {@link CudaKernels#gemmSplit} (M 1..32; the dispatch uses it for 17..32). */
+        SPLIT("gemm_split32_"),
         /** The tiled GEMM with 128 x 128 tiles, whatever the size. */
         TILED128("gemm128_bf16_"),
         /** {@link CudaKernels#gemmWgmma}: the sm_90a wgmma GEMM, whatever the size. */
@@ -161,10 +163,56 @@ public final class CudaChecks {
     }
 
     /**
-     * @param reps launches timed together (the ms column is per launch); with a weight larger than the L2 cache the
-     *             note gives the weight-streaming rate
+     * The split GEMM directly, any M in [1, 32], with {@code slices} K slices (0: the host's choice). Runs twice on
+     * re-poisoned output: the two results must be bit-identical (the note says so, or FAILs), and a slicing above 1
+     * that fell back to 1 (cluster launch refused) FAILs.
      */
+    public Result gemmSplit(int m, int n, int kDim, boolean f32Out, int slices) {
+        return gemm(GemmPath.SPLIT, m, n, kDim, f32Out, 1, slices);
+    }
+
     private Result gemm(GemmPath path, int m, int n, int kDim, boolean f32Out, int reps) {
+        return gemm(path, m, n, kDim, f32Out, reps, 0);
+    }
+
+    /** Raw output bits (bf16 widened, or fp32 words), for bitwise comparisons. */
+    private static int[] rawBits(DeviceBuffer c, int count, boolean f32Out) {
+        if (f32Out) {
+            return c.downloadInts(count);
+        }
+        short[] h = c.downloadShorts(0, count);
+        int[] r = new int[count];
+        for (int i = 0; i < count; i++) {
+            r[i] = h[i] & 0xFFFF;
+        }
+        return r;
+    }
+
+    private static int differing(int[] x, int[] y) {
+        int d = 0;
+        for (int i = 0; i < x.length; i++) {
+            if (x[i] != y[i]) {
+                d++;
+            }
+        }
+        return d;
+    }
+
+    /** The note of a split-GEMM row: slices used, and FAIL when a requested slicing fell back. */
+    private String splitNote(int asked, int used) {
+        String s = "S=" + used + (used > 1 ? " (cluster)" : "");
+        if (asked > 1 && used != asked) {
+            return "FAIL: asked S=" + asked + ", ran S=" + used + ": cluster launch refused: " + k.clusterRefusal();
+        }
+        return s;
+    }
+
+    /**
+     * @param reps   launches timed together (the ms column is per launch); with a weight larger than the L2 cache the
+     *               note gives the weight-streaming rate
+     * @param slices K slices of the split path (0: the host's choice); ignored by the other paths
+     */
+    private Result gemm(GemmPath path, int m, int n, int kDim, boolean f32Out, int reps, int slices) {
         float[] a = new float[m * kDim];
         float[] w = new float[n * kDim];
         short[] ab = randomBf16(a.length, 1.0, a);
@@ -186,8 +234,12 @@ public final class CudaChecks {
             } else {
                 dc.fill16(NAN_BF16);
             }
+            int[] used = {0};
             Runnable call = () -> {
-                if (path == GemmPath.SKINNY) {
+                if (path == GemmPath.SPLIT) {
+                    used[0] = slices == 0 ? k.gemmSplit(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out)
+                            : k.gemmSplit(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out, slices);
+                } else if (path == GemmPath.SKINNY) {
                     k.gemmSkinny(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out);
                 } else if (path == GemmPath.TILED128) {
                     k.gemmTiled(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out, 128);
@@ -205,8 +257,106 @@ public final class CudaChecks {
             double[] out = f32Out ? fromFloats(dc.downloadFloats(m * n)) : fromBf16(downloadBf16(dc, m * n));
             String note = reps > 1 ? String.format(java.util.Locale.ROOT, "weights %.0f GB/s", 2.0 * n * kDim / ms / 1e6)
                     : path == GemmPath.AUTO ? "via " + k.gemmKernelFor(m, n) : null;
+            if (path == GemmPath.SPLIT) {
+                // determinism: the same product again on re-poisoned output, bit for bit
+                int[] first = rawBits(dc, m * n, f32Out);
+                if (f32Out) {
+                    dc.fill32(NAN_F32);
+                } else {
+                    dc.fill16(NAN_BF16);
+                }
+                call.run();
+                int diff = differing(first, rawBits(dc, m * n, f32Out));
+                String split = splitNote(slices, used[0]);
+                note = split.startsWith("FAIL") ? split : diff > 0 ? "FAIL: " + diff + " of " + m * n
+                        + " outputs differ between two runs (" + split + ")" : split + ", 2 runs bit-identical"
+                        + (note == null ? "" : "; " + note);
+            }
             return record(path.label + (f32Out ? "f32" : "bf16"), m + "x" + n + "x" + kDim, out, ref,
                     f32Out ? TOL_F32 : TOL_BF16, ms, note);
+        }
+    }
+
+    /**
+     * Decode GEMMs of one weight shape larger than the L2 cache, one row per (path, M): a warm-up launch, then
+     * {@code reps} launches timed together (ms column per launch; note: weight GB/s and us per launch, slices of the
+     * split path). Checked on 256 sampled outputs against float64, plus: no NaN left anywhere, and the output after
+     * the timed launches bit-identical to the one after the warm-up. The weight repeats a block of 2,039 random rows
+     * (host generation time); its device size is the full N x K, so every launch streams it from HBM.
+     *
+     * @param ms    token rows per row of the table
+     * @param paths the path of each row (SKINNY, SPLIT or AUTO)
+     */
+    public void gemmStreaming(int n, int kDim, boolean f32Out, int reps, int[] ms, GemmPath[] paths) {
+        int base = Math.min(n, 2039);
+        int maxM = Arrays.stream(ms).max().orElse(1);
+        float[] w = new float[base * kDim];
+        short[] wb = randomBf16(w.length, 1.0 / Math.sqrt(kDim), w);
+        float[] a = new float[maxM * kDim];
+        short[] ab = randomBf16(a.length, 1.0, a);
+        try (DeviceBuffer da = bf16Buffer("A", ab); DeviceBuffer dw = ctx.allocate("W", 2L * n * kDim);
+             DeviceBuffer dc = ctx.allocate("C", (f32Out ? 4L : 2L) * maxM * n + 4)) {
+            for (long r0 = 0; r0 < n; r0 += base) {
+                long rows = Math.min(base, n - r0);
+                dw.upload(2L * r0 * kDim, Pointer.to(wb), 2L * rows * kDim);
+            }
+            for (int row = 0; row < ms.length; row++) {
+                int m = ms[row];
+                GemmPath path = paths[row];
+                if (f32Out) {
+                    dc.fill32(NAN_F32);
+                } else {
+                    dc.fill16(NAN_BF16);
+                }
+                int[] used = {0};
+                Runnable call = () -> {
+                    if (path == GemmPath.SPLIT) {
+                        used[0] = k.gemmSplit(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out);
+                    } else if (path == GemmPath.SKINNY) {
+                        k.gemmSkinny(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out);
+                    } else {
+                        k.gemm(da, dw, dc, m, n, kDim, f32Out);
+                    }
+                };
+                call.run();
+                int[] warm = rawBits(dc, m * n, f32Out);
+                float msPer = ctx.timeMillis(() -> {
+                    for (int r = 0; r < reps; r++) {
+                        call.run();
+                    }
+                }) / reps;
+                int[] bits = rawBits(dc, m * n, f32Out);
+                int nan = 0;
+                for (int v : bits) {
+                    if (f32Out ? Float.isNaN(Float.intBitsToFloat(v)) : Float.isNaN(FloatCodec.bf16ToFloat((short) v))) {
+                        nan++;
+                    }
+                }
+                int diff = differing(warm, bits);
+                double[] out = new double[256];
+                double[] ref = new double[256];
+                for (int i = 0; i < out.length; i++) {
+                    int r = rnd.nextInt(m);
+                    int c = rnd.nextInt(n);
+                    int wr = c % base;
+                    double sum = 0;
+                    for (int t = 0; t < kDim; t++) {
+                        sum += (double) a[r * kDim + t] * w[wr * kDim + t];
+                    }
+                    ref[i] = sum;
+                    int v = bits[r * n + c];
+                    out[i] = f32Out ? Float.intBitsToFloat(v) : FloatCodec.bf16ToFloat((short) v);
+                }
+                String rate = String.format(java.util.Locale.ROOT, "weights %.0f GB/s, %.1f us", 2.0 * n * kDim / msPer
+                        / 1e6, msPer * 1e3);
+                String note = nan > 0 ? "FAIL: " + nan + " outputs unwritten (NaN)"
+                        : diff > 0 ? "FAIL: " + diff + " outputs differ between warm-up and timed runs"
+                        : path == GemmPath.SPLIT ? "S=" + used[0] + ", " + rate + ", " + (reps + 1) + " runs bit-identical"
+                        : rate;
+                String label = path == GemmPath.AUTO ? "gemm (dispatch) " : path.label;
+                record(label + (f32Out ? "f32" : "bf16"), m + "x" + n + "x" + kDim, out, ref,
+                        f32Out ? TOL_F32 : TOL_BF16, msPer, note);
+            }
         }
     }
 
@@ -1039,26 +1189,38 @@ public final class CudaChecks {
      * between replays), batch 4 then 3 then 4 again (two graphs, each replayed after the other ran).
      */
     public void graphVsEager(String label, ModelConfig config, int blockSize) {
+        graphVsEager(label, config, blockSize, 4);
+    }
+
+    /**
+     * The same with {@code seqs} sequences (4: prompts 29, 3, 62, 12; more: random prompt lengths 1..62), the last
+     * one sitting out steps 3..5: at 20 sequences the batch is 20 / 19, so the decode GEMMs of the graphs are the
+     * split GEMM's cluster launches (M 17..32).
+     */
+    public void graphVsEager(String label, ModelConfig config, int blockSize, int seqs) {
         RandomStore store = new RandomStore(config, rnd.nextLong());
-        int[] promptLens = {29, 3, 62, 12};
+        int[] promptLens = new int[seqs];
+        for (int s = 0; s < seqs; s++) {
+            promptLens[s] = seqs == 4 ? new int[] {29, 3, 62, 12}[s] : 1 + rnd.nextInt(62);
+        }
         int steps = 10;
         int perSeq = (62 + steps + blockSize - 1) / blockSize;
-        int numBlocks = 4 * perSeq + 5;
+        int numBlocks = seqs * perSeq + 5;
         try (CudaBackend gpu = CudaBackend.create(config, store, blockSize, numBlocks)) {
             List<Integer> free = new ArrayList<>();
             for (int b = 0; b < numBlocks; b++) {
                 free.add(b);
             }
             java.util.Collections.shuffle(free, rnd);
-            int[][] tables = new int[4][perSeq];
-            for (int s = 0; s < 4; s++) {
+            int[][] tables = new int[seqs][perSeq];
+            for (int s = 0; s < seqs; s++) {
                 for (int j = 0; j < perSeq; j++) {
                     tables[s][j] = free.get(s * perSeq + j);
                 }
             }
             List<SequenceSlice> prefill = new ArrayList<>();
-            int[] pos = new int[4];
-            for (int s = 0; s < 4; s++) {
+            int[] pos = new int[seqs];
+            for (int s = 0; s < seqs; s++) {
                 prefill.add(new SequenceSlice(s, tokens(config, promptLens[s]), 0, tables[s], LogitsMode.LAST));
                 pos[s] = promptLens[s];
             }
@@ -1071,9 +1233,9 @@ public final class CudaChecks {
             float eagerMs = 0;
             for (int step = 0; step < steps; step++) {
                 List<SequenceSlice> batch = new ArrayList<>();
-                for (int s = 0; s < 4; s++) {
-                    if (s == 3 && step >= 3 && step < 6) {
-                        continue;  // batch 3 for a while
+                for (int s = 0; s < seqs; s++) {
+                    if (s == seqs - 1 && step >= 3 && step < 6) {
+                        continue;  // one sequence fewer for a while
                     }
                     batch.add(new SequenceSlice(s, tokens(config, 1), pos[s]++, tables[s], LogitsMode.LAST));
                 }
@@ -1106,7 +1268,7 @@ public final class CudaChecks {
             }
             String problem = stats[1] < 2L * steps ? "FAIL: only " + stats[1] + " graph replays"
                     : idsWrong > 0 ? "FAIL: " + idsWrong + " greedy ids differ" : null;
-            record("graph replay vs eager: " + label, steps + " decode steps, batch 4/3, " + config.modelType() + " h"
+            record("graph replay vs eager: " + label, steps + " decode steps, batch " + seqs + "/" + (seqs - 1) + ", " + config.modelType() + " h"
                     + config.hiddenSize() + " L" + config.numLayers() + ", block " + blockSize, a, b, 1e-6,
                     graphMs / steps, problem != null ? problem : String.format(java.util.Locale.ROOT,
                             "%d graphs, %d replays, ids %d/%d equal; host ms/step eager %.2f graph %.2f", stats[0],
@@ -1197,6 +1359,21 @@ public final class CudaChecks {
         gemmSkinny(17, 129, 72, false);
         gemmSkinny(32, 250, 1000, true);
         gemm(29, 517, 4104, false);
+        // the split GEMM (M 17..32 in the dispatch): M 17 / 29 / 32, N = 1013 (7 full 128-row tiles + 117), K 4104
+        // (129 chunks: a 32-wide tail of 8, segments of 16 + 1 ...) and 136 (5 chunks), every slicing S = 1, 2, 4, 8
+        // (empty slices included: 136 in 4 or 8 slices), bf16 and fp32 out; each runs twice, bit-identical
+        gemmSplit(17, 1013, 4104, false, 0);   // host's choice: S = 8, 17 chunks per slice (2 segments), last 10
+        gemmSplit(29, 1013, 136, true, 0);     // host's choice: S = 1
+        gemmSplit(32, 1013, 4104, true, 2);    // 65 chunks per slice: 5 segments
+        gemmSplit(29, 1013, 4104, false, 4);   // 33 per slice: 3 segments
+        gemmSplit(32, 1013, 4104, true, 8);
+        gemmSplit(17, 1013, 4104, true, 1);    // one block per tile, 129 chunks: 9 segments
+        gemmSplit(32, 1013, 136, false, 4);    // 2 chunks per slice, the last slice empty
+        gemmSplit(17, 1013, 136, true, 8);     // 1 chunk per slice, 3 slices empty
+        gemmSplit(32, 1013, 136, true, 2);
+        gemmSplit(24, 77, 72, false, 1);       // a single partial tile
+        gemm(32, 1013, 4104, true);            // the dispatch (M 32 -> split)
+        gemm(17, 250, 1000, false);
         // the 128 x 128 tiled GEMM (prefill): edges in M, N and K, then a prefill-sized product (the note gives
         // its weight rate; its TFLOP/s is 2 M N K / ms)
         gemm(GemmPath.TILED128, 77, 131, 200, true, 1);
@@ -1209,6 +1386,19 @@ public final class CudaChecks {
         // a decode-sized layer GEMM over a weight larger than the L2 cache: the ms column is its streaming rate
         gemm(GemmPath.SKINNY, 1, 12288, 4096, false, 20);
         gemm(GemmPath.SKINNY, 16, 12288, 4096, false, 20);
+        // qwen3-8b decode GEMMs at batch 32 (split, the dispatch's kernel) against the skinny kernel that ran them
+        // before, and at 16 tokens both (should the split kernel be faster there too, -Ddistserve.cuda.splitMinM=9)
+        // (plus, for the next round, the tiled GEMM that batch 64 gets today: "gemm (dispatch) 64x...")
+        GemmPath[] cmp4 = {GemmPath.SPLIT, GemmPath.SKINNY, GemmPath.SPLIT, GemmPath.SKINNY};
+        GemmPath[] cmp5 = {GemmPath.SPLIT, GemmPath.SKINNY, GemmPath.SPLIT, GemmPath.SKINNY, GemmPath.AUTO};
+        int[] m4 = {32, 32, 16, 16};
+        int[] m5 = {32, 32, 16, 16, 64};
+        gemmStreaming(24576, 4096, false, 20, m5, cmp5);    // gate|up
+        gemmStreaming(6144, 4096, false, 20, m5, cmp5);     // qkv
+        gemmStreaming(4096, 12288, true, 20, m4, cmp4);     // down
+        gemmStreaming(4096, 4096, true, 20, new int[] {32, 32}, new GemmPath[] {GemmPath.SPLIT, GemmPath.SKINNY});
+        gemmStreaming(151936, 4096, true, 20, new int[] {32, 32, 17},                       // lm_head
+                new GemmPath[] {GemmPath.SPLIT, GemmPath.SKINNY, GemmPath.AUTO});
         embeddingAndNorm(300, 136, 29);
         siluMul(13, 344);
         qkNormRopeKvWrite(4, 2, 16, 4, true);
@@ -1251,5 +1441,8 @@ public final class CudaChecks {
                 false, true, -1, List.of(999), "bfloat16"), 4);
         graphVsEager("llama", new ModelConfig("llama", 48, 128, 2, 6, 2, 8, 257, 128, 10_000.0, 1e-5, false, false,
                 1, List.of(2), "bfloat16"), 5);
+        // batch 20 / 19: every decode GEMM is the split GEMM (cluster launches S = 2..8) inside the graphs
+        graphVsEager("qwen3 hd128, split GEMM", new ModelConfig("qwen3", 256, 512, 2, 8, 2, 128, 1000, 4096,
+                1_000_000.0, 1e-6, false, true, -1, List.of(999), "bfloat16"), 4, 20);
     }
 }

@@ -4,6 +4,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import jcuda.driver.CUdeviceptr;
+import jcuda.driver.CUfunction_attribute;
 
 /**
  * Typed launchers of the fatbin's kernels (src/main/cuda): one method per kernel, with the launch geometry the
@@ -41,6 +42,23 @@ public final class CudaKernels {
     static final int WGMMA_SHARED = 4 * (WGMMA_TILE_M + WGMMA_TILE_N) * 64 * 2 + 1024;
     /** {@code -Ddistserve.cuda.wgmma=false} keeps the wgmma GEMM off (the dispatch falls back to gemm.cu). */
     static final boolean WGMMA_ENABLED = !"false".equalsIgnoreCase(System.getProperty("distserve.cuda.wgmma"));
+    /** Largest M of the split GEMM (gemm_split.cu, TOK). */
+    static final int SPLIT_MAX_M = 32;
+    /** Weight rows per split-GEMM block (SP_ROWS), its threads, chunks per staged A segment (SP_SEG), UNROLL. */
+    static final int SPLIT_ROWS = 128;
+    static final int SPLIT_THREADS = 256;
+    static final int SPLIT_SEG = 16;
+    static final int SPLIT_UNROLL = 4;
+    /** Floats per token row of the split GEMM's partial tile (SP_LDP). */
+    static final int SPLIT_LDP = SPLIT_ROWS + 4;
+    /** Most K slices (blocks per cluster) of the split GEMM: 8, the portable cluster size. */
+    static final int SPLIT_MAX_SLICES = 8;
+    /**
+     * Smallest M that {@link #gemm} sends to the split GEMM (up to {@link #SPLIT_MAX_M}); below it, the skinny GEMM.
+     * {@code -Ddistserve.cuda.splitMinM=9} would try it for 9..16 too; 33 turns it off.
+     */
+    static final int SPLIT_MIN_M = Math.max(1, Math.min(SPLIT_MAX_M + 1,
+            Integer.getInteger("distserve.cuda.splitMinM", 17)));
 
     private final CudaContext ctx;
     private final Kernel embedding;
@@ -64,6 +82,11 @@ public final class CudaKernels {
     /** gemm_skinny{8,16,32}_{bf16,f32}: index 0, 1, 2 for M <= 8, 16, 32. */
     private final Kernel[] skinnyBf16 = new Kernel[3];
     private final Kernel[] skinnyF32 = new Kernel[3];
+    /** gemm_split32_s{1,2,4,8}_{bf16,f32}: index log2(S). */
+    private final Kernel[] splitBf16 = new Kernel[4];
+    private final Kernel[] splitF32 = new Kernel[4];
+    /** Why a cluster launch of the split GEMM was refused (then it runs with S = 1), or null. */
+    private final String clusterRefusal;
 
     public CudaKernels(CudaContext ctx) {
         this.ctx = ctx;
@@ -108,6 +131,58 @@ public final class CudaKernels {
             skinnyBf16[i] = ctx.kernel("gemm_skinny" + (8 << i) + "_bf16");
             skinnyF32[i] = ctx.kernel("gemm_skinny" + (8 << i) + "_f32");
         }
+        for (int i = 0; i < 4; i++) {
+            splitBf16[i] = ctx.kernel("gemm_split32_s" + (1 << i) + "_bf16");
+            splitF32[i] = ctx.kernel("gemm_split32_s" + (1 << i) + "_f32");
+            // three blocks of 33 KB per SM: ask for the largest shared-memory carveout (L1 holds nothing of theirs:
+            // weights bypass it, activations go through shared memory)
+            for (Kernel kern : new Kernel[] {splitBf16[i], splitF32[i]}) {
+                kern.setAttribute(CUfunction_attribute.CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT, 100);
+            }
+        }
+        clusterRefusal = probeClusterLaunch();
+        if (clusterRefusal != null) {
+            System.err.println("distserve cuda: cluster launch of the split GEMM refused, K is not split for M in "
+                    + SPLIT_MIN_M + ".." + SPLIT_MAX_M + ": " + clusterRefusal);
+        }
+    }
+
+    /**
+     * One tiny launch of a 2-block-cluster kernel (gemm_split32_s2_bf16 at M 17, N 1, K 8), synchronized: the
+     * kernels carry their cluster size as a compile-time attribute (__cluster_dims__) and are launched with plain
+     * cuLaunchKernel (JCuda has no cuLaunchKernelEx). Should the driver refuse, the split GEMM runs unsplit (S = 1,
+     * no cluster) rather than fail inside a graph capture. @return null when fine, else the error
+     */
+    private String probeClusterLaunch() {
+        try (DeviceBuffer a = ctx.allocate("split_probe_a", 2 * 17 * 8);
+             DeviceBuffer w = ctx.allocate("split_probe_w", 2 * 8);
+             DeviceBuffer c = ctx.allocate("split_probe_c", 2 * 18)) {
+            a.fill32(0);
+            w.fill32(0);
+            splitBf16[1].launch(2, 1, 1, SPLIT_THREADS, splitSharedBytes(1), a, w, c, 17, 1, 8, 8, 8, 1, 1);
+            ctx.synchronize();
+            return null;
+        } catch (CudaException e) {
+            return e.getMessage();
+        }
+    }
+
+    /** Null when the split GEMM's cluster launches work (K split across blocks), else why not. */
+    public String clusterRefusal() {
+        return clusterRefusal;
+    }
+
+    /**
+     * The cluster width the driver reads off each split kernel (its __cluster_dims__): "0/2/4/8" when as built (S = 1
+     * has no cluster attribute).
+     */
+    public String splitClusterWidths() {
+        StringBuilder b = new StringBuilder();
+        for (int i = 0; i < 4; i++) {
+            b.append(i == 0 ? "" : "/").append(splitBf16[i].attribute(
+                    CUfunction_attribute.CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_WIDTH));
+        }
+        return b.toString();
     }
 
     public CudaContext context() {
@@ -124,6 +199,8 @@ public final class CudaKernels {
         }
         all.addAll(Arrays.asList(skinnyBf16));
         all.addAll(Arrays.asList(skinnyF32));
+        all.addAll(Arrays.asList(splitBf16));
+        all.addAll(Arrays.asList(splitF32));
         return all.toArray(new Kernel[0]);
     }
 
@@ -167,15 +244,18 @@ public final class CudaKernels {
 
     /**
      * C[M, N] = A[M, K] . W[N, K]^T, C bf16 ({@code f32Out} false) or fp32; contiguous rows; K % 8 == 0. Decode-sized
-     * M (at most {@link #SKINNY_MAX_M}) goes to the weight-streaming skinny GEMM; prefill-sized products to the
-     * wgmma GEMM where it is available ({@link #usesWgmma}), the rest to the tiled mma.sync one.
+     * M goes to a weight-streaming GEMM: M below {@link #SPLIT_MIN_M} (17) to the skinny GEMM, M up to
+     * {@link #SPLIT_MAX_M} to the split GEMM; prefill-sized products to the wgmma GEMM where it is available
+     * ({@link #usesWgmma}), the rest to the tiled mma.sync one.
      */
     public void gemm(Object a, Object w, Object c, int m, int n, int k, boolean f32Out) {
         gemm(a, w, c, m, n, k, k, k, n, f32Out);
     }
 
     public void gemm(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc, boolean f32Out) {
-        if (m <= SKINNY_MAX_M) {
+        if (m >= SPLIT_MIN_M && m <= SPLIT_MAX_M) {
+            gemmSplit(a, w, c, m, n, k, lda, ldw, ldc, f32Out);
+        } else if (m <= SKINNY_MAX_M) {
             gemmSkinny(a, w, c, m, n, k, lda, ldw, ldc, f32Out);
         } else if (usesWgmma(m, n)) {
             gemmWgmma(a, w, c, m, n, k, lda, ldw, ldc, f32Out);
@@ -196,6 +276,9 @@ public final class CudaKernels {
 
     /** The kernel family {@link #gemm} uses for an M x N product (for the self-check's notes). */
     public String gemmKernelFor(int m, int n) {
+        if (m >= SPLIT_MIN_M && m <= SPLIT_MAX_M) {
+            return "gemm_split32";
+        }
         if (m <= SKINNY_MAX_M) {
             return "gemm_skinny";
         }
@@ -280,6 +363,75 @@ public final class CudaKernels {
         int shared = warps * SKINNY_ROWS * (8 * (1 << variant) + 1) * 4;
         (f32Out ? skinnyF32 : skinnyBf16)[variant].launch(tiles, 1, 1, 32 * warps, shared, a, w, c, m, n, k, lda, ldw,
                 ldc);
+    }
+
+    /**
+     * K slices of the split GEMM for an N x K weight (a power of two, at most {@link #SPLIT_MAX_SLICES}): the fewest
+     * with at most 32 chunks of 32 k per slice (2 staged segments), doubled while the grid has fewer than 4 blocks
+     * per SM and a slice keeps at least 4 chunks. qwen3-8b on 132 SMs: gate|up (24576 x 4096) and lm_head 4; qkv
+     * (6144 x 4096), o_proj (4096 x 4096), down (4096 x 12288) 8.
+     */
+    static int splitSlices(int n, int k, int smCount) {
+        int chunks = (k + 31) / 32;
+        long tiles = (n + SPLIT_ROWS - 1) / SPLIT_ROWS;
+        int s = 1;
+        while (s < SPLIT_MAX_SLICES && (chunks + s - 1) / s > 2 * SPLIT_SEG) {
+            s *= 2;
+        }
+        while (s < SPLIT_MAX_SLICES && tiles * s < 4L * smCount && (chunks + 2 * s - 1) / (2 * s) >= SPLIT_UNROLL) {
+            s *= 2;
+        }
+        return s;
+    }
+
+    /** Chunks of 32 k per slice when K is cut into {@code slices}; the last slices may be shorter or empty. */
+    static int splitChunksPerSlice(int k, int slices) {
+        int chunks = (k + 31) / 32;
+        return (chunks + slices - 1) / slices;
+    }
+
+    /** Dynamic shared memory of a split-GEMM block: one staged A segment, or the fp32 partial tile if larger. */
+    static int splitSharedBytes(int chunksPerSlice) {
+        int seg = Math.min(SPLIT_SEG, (chunksPerSlice + SPLIT_UNROLL - 1) / SPLIT_UNROLL * SPLIT_UNROLL);
+        return Math.max(seg * SPLIT_MAX_M * 32 * 2, SPLIT_MAX_M * SPLIT_LDP * 4);
+    }
+
+    /** The split GEMM with the K slicing {@link #splitSlices} picks. @return the slices used */
+    public int gemmSplit(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc,
+                         boolean f32Out) {
+        return gemmSplit(a, w, c, m, n, k, lda, ldw, ldc, f32Out, splitSlices(n, k, ctx.smCount()));
+    }
+
+    /**
+     * The split GEMM (gemm_split.cu), 1 <= M <= 32: one block per 128 weight rows and K slice, its 8 warps on 16 rows
+     * each, the slice's activations staged once in shared memory; the {@code slices} blocks of a row tile form a
+     * cluster and sum their partial tiles in a fixed order (deterministic). Grid (slices, ceil(N / 128)).
+     *
+     * @param slices 1, 2, 4 or 8 (1 when the driver refused cluster launches, see {@link #clusterRefusal})
+     * @return the slices used
+     */
+    public int gemmSplit(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc, boolean f32Out,
+                         int slices) {
+        checkGemm("gemm (split)", k, lda, ldw);
+        if (m < 1 || m > SPLIT_MAX_M) {
+            throw new IllegalArgumentException("gemm (split): M must be in [1, " + SPLIT_MAX_M + "], got " + m);
+        }
+        int idx = Integer.numberOfTrailingZeros(slices);
+        if (slices < 1 || slices > SPLIT_MAX_SLICES || slices != 1 << idx) {
+            throw new IllegalArgumentException("gemm (split): slices must be 1, 2, 4 or 8, got " + slices);
+        }
+        long tiles = (n + SPLIT_ROWS - 1) / SPLIT_ROWS;
+        if (tiles > 65_535) {
+            throw new IllegalArgumentException("gemm (split): N too large for grid.y: " + n);
+        }
+        if (clusterRefusal != null) {
+            slices = 1;
+            idx = 0;
+        }
+        int cps = splitChunksPerSlice(k, slices);
+        (f32Out ? splitF32 : splitBf16)[idx].launch(slices, (int) tiles, 1, SPLIT_THREADS, splitSharedBytes(cps), a, w,
+                c, m, n, k, lda, ldw, ldc, cps);
+        return slices;
     }
 
     /** Rows (query tokens x heads) of one attention block for a GQA group size: HG heads, QT tokens. */

@@ -38,6 +38,10 @@ public final class CudaSelfCheck {
                         k.attribute(jcuda.driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES),
                         k.attribute(jcuda.driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES));
             }
+            System.out.println("split GEMM (M " + CudaKernels.SPLIT_MIN_M + ".." + CudaKernels.SPLIT_MAX_M + "): "
+                    + (kernels.clusterRefusal() == null ? "cluster launches work (K split across up to 8 blocks)"
+                    : "cluster launch REFUSED, K not split: " + kernels.clusterRefusal())
+                    + "; required cluster width of gemm_split32_s1/s2/s4/s8: " + safeWidths(kernels));
             System.out.println();
             String header = String.format(Locale.ROOT, "%-44s %-58s %10s %10s %8s %5s %9s  %s", "check", "shape",
                     "rel err", "max abs", "tol", "ok", "ms", "note");
@@ -76,6 +80,14 @@ public final class CudaSelfCheck {
             }
         }
         System.exit(failed == 0 ? 0 : 1);
+    }
+
+    private static String safeWidths(CudaKernels kernels) {
+        try {
+            return kernels.splitClusterWidths();
+        } catch (RuntimeException e) {
+            return "? (" + e.getMessage() + ")";
+        }
     }
 
     private static String row(CudaChecks.Result r) {

@@ -39,6 +39,13 @@ public final class Kernel {
         return v[0];
     }
 
+    /** Sets a function attribute (cuFuncSetAttribute), e.g. the preferred shared-memory carveout. */
+    void setAttribute(int attribute, int value) {
+        context.makeCurrent();
+        Cuda.check(JCudaDriver.cuFuncSetAttribute(function, attribute, value),
+                "cuFuncSetAttribute(" + name + ", " + attribute + ", " + value + ")");
+    }
+
     /** Registers per thread, as compiled. */
     public int registers() {
         return attribute(CUfunction_attribute.CU_FUNC_ATTRIBUTE_NUM_REGS);

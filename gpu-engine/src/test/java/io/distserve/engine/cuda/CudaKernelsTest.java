@@ -69,6 +69,44 @@ class CudaKernelsTest {
     }
 
     @Test
+    void splitGemmEveryOutputAndSlicing() {
+        CudaChecks c = checks();
+        c.gemmSplit(17, 1013, 4104, false, 0);
+        c.gemmSplit(29, 1013, 136, true, 0);
+        c.gemmSplit(32, 1013, 4104, true, 2);
+        c.gemmSplit(29, 1013, 4104, false, 4);
+        c.gemmSplit(17, 1013, 136, true, 8);
+        c.gemm(32, 1013, 4104, true);
+        assertThat(failures).isEmpty();
+    }
+
+    @Test
+    void splitGemmPlanForQwen3Shapes() {
+        // runs everywhere (host arithmetic only): the K slicing and shared memory of the split GEMM on 132 SMs
+        assertThat(CudaKernels.splitSlices(24576, 4096, 132)).isEqualTo(4);    // gate|up: 768 blocks
+        assertThat(CudaKernels.splitSlices(151936, 4096, 132)).isEqualTo(4);   // lm_head
+        assertThat(CudaKernels.splitSlices(6144, 4096, 132)).isEqualTo(8);     // qkv: 384 blocks
+        assertThat(CudaKernels.splitSlices(4096, 4096, 132)).isEqualTo(8);     // o_proj: 256 blocks
+        assertThat(CudaKernels.splitSlices(4096, 12288, 132)).isEqualTo(8);    // down: 48 chunks per slice
+        assertThat(CudaKernels.splitSlices(1013, 136, 132)).isEqualTo(1);      // 5 chunks: not split
+        assertThat(CudaKernels.splitChunksPerSlice(4096, 4)).isEqualTo(32);
+        assertThat(CudaKernels.splitChunksPerSlice(4104, 8)).isEqualTo(17);
+        assertThat(CudaKernels.splitChunksPerSlice(12288, 8)).isEqualTo(48);
+        // one 16-chunk segment of 32 tokens (32 KB), else the 32 x 132 fp32 partial tile
+        assertThat(CudaKernels.splitSharedBytes(32)).isEqualTo(32 * 1024);
+        assertThat(CudaKernels.splitSharedBytes(5)).isEqualTo(32 * 132 * 4);
+        for (int k = 8; k <= 20_000; k += 8) {
+            for (int n : new int[] {1, 77, 1013, 4096, 24576, 151_936}) {
+                int s = CudaKernels.splitSlices(n, k, 132);
+                assertThat(s).isIn(1, 2, 4, 8);
+                int cps = CudaKernels.splitChunksPerSlice(k, s);
+                assertThat((long) cps * s).isGreaterThanOrEqualTo((k + 31) / 32);
+                assertThat(CudaKernels.splitSharedBytes(cps)).isLessThanOrEqualTo(48 * 1024);
+            }
+        }
+    }
+
+    @Test
     void embeddingNormSilu() {
         CudaChecks c = checks();
         c.embeddingAndNorm(300, 136, 29);
