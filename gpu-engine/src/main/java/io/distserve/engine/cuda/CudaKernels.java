@@ -228,7 +228,8 @@ public final class CudaKernels {
     public void qkNormRopeKvWrite(Object qkv, Object qOut, Object cache, Object positions, Object slots, Object qNorm,
                                   Object kNorm, Object cos, Object sin, int n, int heads, int kvHeads, int headDim,
                                   int layer, int numLayers, int blockSize, float eps) {
-        qkRopeKv.launch(n, 1, 1, 128, 0, qkv, qOut, cache, positions, slots, qNorm, kNorm, cos, sin, heads, kvHeads,
+        int warpsPerBlock = 4;
+        qkRopeKv.launch(n, (heads + 2 * kvHeads + warpsPerBlock - 1) / warpsPerBlock, 1, 32 * warpsPerBlock, 0, qkv, qOut, cache, positions, slots, qNorm, kNorm, cos, sin, heads, kvHeads,
                 headDim, layer, numLayers, blockSize, eps);
     }
 
