@@ -72,6 +72,8 @@ public final class CudaBackend implements ComputeBackend {
         this.k = new CudaKernels(ctx);
         this.w = w;
         this.scratch = scratch;
+        // before the KV pool takes its share of the free memory (the tuner's scratch A and C are freed after it)
+        tuneDecodeGemms();
         this.layout = new KvCacheLayout(config.numLayers(), config.numKvHeads(), config.headDim(), blockSize,
                 numBlocks, DType.BF16);
         this.kv = ctx.allocate("kv_pool", Math.max(2, layout.totalBytes()));
@@ -79,6 +81,60 @@ public final class CudaBackend implements ComputeBackend {
         this.eps = (float) config.rmsNormEps();
         this.scale = (float) (1.0 / Math.sqrt(config.headDim()));
         this.graphs = new DecodeGraphs();
+    }
+
+    /**
+     * Picks the M 17..32 decode GEMM kernel for every weight shape of the model ({@link CudaKernels#tuneDecode32},
+     * each layer's matrix in turn so that the weights come from HBM), here, before any step, hence before any graph
+     * capture: the graphs then capture the picks and a tuning run is never captured. Off with
+     * {@code -Ddistserve.cuda.gemm32Tune=false} (then the dispatch's untuned default or -Ddistserve.cuda.gemm32).
+     */
+    private void tuneDecodeGemms() {
+        if ("false".equalsIgnoreCase(System.getProperty("distserve.cuda.gemm32Tune"))) {
+            return;
+        }
+        int hidden = config.hiddenSize();
+        int inter = config.intermediateSize();
+        int qkvDim = config.qDim() + 2 * config.kvDim();
+        List<Object> qkv = new ArrayList<>();
+        List<Object> o = new ArrayList<>();
+        List<Object> gateUp = new ArrayList<>();
+        List<Object> down = new ArrayList<>();
+        for (CudaWeights.Layer layer : w.layers) {
+            qkv.add(layer.qkv());
+            o.add(layer.o());
+            gateUp.add(layer.gateUp());
+            down.add(layer.down());
+        }
+        long t0 = System.nanoTime();
+        java.util.Set<String> done = new java.util.HashSet<>();
+        // (name, N, K, fp32 out, weights): the GEMMs of runLayers and lmHead; a shape met twice is tuned once
+        Object[][] shapes = {
+                {"qkv", qkvDim, hidden, false, qkv},
+                {"o_proj", hidden, config.qDim(), true, o},
+                {"gate_up", 2 * inter, hidden, false, gateUp},
+                {"down", hidden, inter, true, down},
+                {"lm_head", config.vocabSize(), hidden, true, List.of(w.lmHead)}};
+        for (Object[] sh : shapes) {
+            int n = (Integer) sh[1];
+            int kk = (Integer) sh[2];
+            boolean f32 = (Boolean) sh[3];
+            if (done.add(n + "x" + kk + (f32 ? "f" : "b"))) {
+                try {
+                    k.tuneDecode32((String) sh[0], n, kk, f32, (List<?>) sh[4]);
+                } catch (RuntimeException e) {
+                    LOG.warn("decode GEMM tuning of {} ({}x{}) failed, the shape keeps the default kernel: {}",
+                            sh[0], n, kk, e.toString());
+                }
+            }
+        }
+        LOG.info("decode GEMM for 17..32 rows, tuned in {} ms: {}", (System.nanoTime() - t0) / 1_000_000,
+                k.decode32Summary());
+    }
+
+    /** The decode GEMM picks for M 17..32 (self-check notes). */
+    synchronized String decode32Summary() {
+        return k.decode32Summary();
     }
 
     /** A backend with exactly {@code numBlocks} KV blocks (tests, the self-check). */

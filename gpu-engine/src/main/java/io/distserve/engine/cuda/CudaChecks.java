@@ -140,6 +140,10 @@ public final class CudaChecks {
         SKINNY("gemm_skinny_"),
         /** {@link CudaKernels#gemmSplit} (M 1..32; the dispatch uses it for 17..32). */
         SPLIT("gemm_split32_"),
+        /** {@link CudaKernels#gemmDual}: two mma row tiles per warp (M 1..32; a tuner candidate for 17..32). */
+        DUAL("gemm_dual32_"),
+        /** {@link CudaKernels#gemmPipe}: split's block with a continuous weight stream (a tuner candidate). */
+        PIPE("gemm_pipe32_"),
         /** The tiled GEMM with 128 x 128 tiles, whatever the size. */
         TILED128("gemm128_bf16_"),
         /** {@link CudaKernels#gemmWgmma}: the sm_90a wgmma GEMM, whatever the size. */
@@ -169,6 +173,16 @@ public final class CudaChecks {
      */
     public Result gemmSplit(int m, int n, int kDim, boolean f32Out, int slices) {
         return gemm(GemmPath.SPLIT, m, n, kDim, f32Out, 1, slices);
+    }
+
+    /** gemm_dual32 directly, any M in [1, 32]; runs twice, bit-identical (as the split rows). */
+    public Result gemmDual(int m, int n, int kDim, boolean f32Out) {
+        return gemm(GemmPath.DUAL, m, n, kDim, f32Out, 1, 0);
+    }
+
+    /** gemm_pipe32 directly, any M in [1, 32], {@code slices} K slices (0: the host's heuristic); runs twice. */
+    public Result gemmPipe(int m, int n, int kDim, boolean f32Out, int slices) {
+        return gemm(GemmPath.PIPE, m, n, kDim, f32Out, 1, slices);
     }
 
     private Result gemm(GemmPath path, int m, int n, int kDim, boolean f32Out, int reps) {
@@ -239,6 +253,12 @@ public final class CudaChecks {
                 if (path == GemmPath.SPLIT) {
                     used[0] = slices == 0 ? k.gemmSplit(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out)
                             : k.gemmSplit(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out, slices);
+                } else if (path == GemmPath.PIPE) {
+                    used[0] = slices == 0 ? k.gemmPipe(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out)
+                            : k.gemmPipe(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out, slices);
+                } else if (path == GemmPath.DUAL) {
+                    k.gemmDual(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out);
+                    used[0] = 1;
                 } else if (path == GemmPath.SKINNY) {
                     k.gemmSkinny(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out);
                 } else if (path == GemmPath.TILED128) {
@@ -256,8 +276,8 @@ public final class CudaChecks {
             }) / reps;
             double[] out = f32Out ? fromFloats(dc.downloadFloats(m * n)) : fromBf16(downloadBf16(dc, m * n));
             String note = reps > 1 ? String.format(java.util.Locale.ROOT, "weights %.0f GB/s", 2.0 * n * kDim / ms / 1e6)
-                    : path == GemmPath.AUTO ? "via " + k.gemmKernelFor(m, n) : null;
-            if (path == GemmPath.SPLIT) {
+                    : path == GemmPath.AUTO ? "via " + k.gemmKernelFor(m, n, kDim, f32Out) : null;
+            if (path == GemmPath.SPLIT || path == GemmPath.PIPE || path == GemmPath.DUAL) {
                 // determinism: the same product again on re-poisoned output, bit for bit
                 int[] first = rawBits(dc, m * n, f32Out);
                 if (f32Out) {
@@ -267,7 +287,7 @@ public final class CudaChecks {
                 }
                 call.run();
                 int diff = differing(first, rawBits(dc, m * n, f32Out));
-                String split = splitNote(slices, used[0]);
+                String split = path == GemmPath.DUAL ? "dual" : splitNote(slices, used[0]);
                 note = split.startsWith("FAIL") ? split : diff > 0 ? "FAIL: " + diff + " of " + m * n
                         + " outputs differ between two runs (" + split + ")" : split + ", 2 runs bit-identical"
                         + (note == null ? "" : "; " + note);
@@ -312,6 +332,10 @@ public final class CudaChecks {
                 Runnable call = () -> {
                     if (path == GemmPath.SPLIT) {
                         used[0] = k.gemmSplit(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out);
+                    } else if (path == GemmPath.PIPE) {
+                        used[0] = k.gemmPipe(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out);
+                    } else if (path == GemmPath.DUAL) {
+                        k.gemmDual(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out);
                     } else if (path == GemmPath.SKINNY) {
                         k.gemmSkinny(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out);
                     } else {
@@ -351,7 +375,10 @@ public final class CudaChecks {
                         / 1e6, msPer * 1e3);
                 String note = nan > 0 ? "FAIL: " + nan + " outputs unwritten (NaN)"
                         : diff > 0 ? "FAIL: " + diff + " outputs differ between warm-up and timed runs"
-                        : path == GemmPath.SPLIT ? "S=" + used[0] + ", " + rate + ", " + (reps + 1) + " runs bit-identical"
+                        : path == GemmPath.SPLIT || path == GemmPath.PIPE ? "S=" + used[0] + ", " + rate + ", "
+                                + (reps + 1) + " runs bit-identical"
+                        : path == GemmPath.AUTO && m >= CudaKernels.DECODE32_MIN_M && m <= CudaKernels.SKINNY_MAX_M
+                                ? rate + ", via " + k.gemmKernelFor(m, n, kDim, f32Out)
                         : rate;
                 String label = path == GemmPath.AUTO ? "gemm (dispatch) " : path.label;
                 record(label + (f32Out ? "f32" : "bf16"), m + "x" + n + "x" + kDim, out, ref,
@@ -1271,8 +1298,9 @@ public final class CudaChecks {
             record("graph replay vs eager: " + label, steps + " decode steps, batch " + seqs + "/" + (seqs - 1) + ", " + config.modelType() + " h"
                     + config.hiddenSize() + " L" + config.numLayers() + ", block " + blockSize, a, b, 1e-6,
                     graphMs / steps, problem != null ? problem : String.format(java.util.Locale.ROOT,
-                            "%d graphs, %d replays, ids %d/%d equal; host ms/step eager %.2f graph %.2f", stats[0],
-                            stats[1], idsChecked, idsChecked, eagerMs / steps, graphMs / steps));
+                            "%d graphs, %d replays, ids %d/%d equal; host ms/step eager %.2f graph %.2f%s", stats[0],
+                            stats[1], idsChecked, idsChecked, eagerMs / steps, graphMs / steps,
+                            seqs > 16 ? "; M 17..32 GEMMs: " + gpu.decode32Summary() : ""));
         }
     }
 
@@ -1343,6 +1371,26 @@ public final class CudaChecks {
                         + " rows agree");
     }
 
+    /**
+     * The decode-GEMM tuner ({@link CudaKernels#tuneDecode32}) on qwen3-8b's five weight shapes at M = 32, on
+     * scratch weights (several copies cycled: cold in L2): one row per shape, ms = the pick's time per launch, note =
+     * the pick and every candidate's microseconds. Afterwards this instance's dispatch runs the picks for these shapes
+     * (the "gemm (dispatch)" streaming rows at M 32 and 17).
+     */
+    public void decode32Tuner() {
+        Object[][] shapes = {{"gate_up", 24576, 4096, false}, {"qkv", 6144, 4096, false},
+                {"down", 4096, 12288, true}, {"o_proj", 4096, 4096, true}, {"lm_head", 151_936, 4096, true}};
+        for (Object[] sh : shapes) {
+            int n = (Integer) sh[1];
+            int kDim = (Integer) sh[2];
+            boolean f32 = (Boolean) sh[3];
+            CudaKernels.Gemm32Tuning t = k.tuneDecode32Scratch((String) sh[0], n, kDim, f32);
+            record("gemm32 tuner (qwen3-8b)", CudaKernels.DECODE32_TUNE_M + "x" + n + "x" + kDim + (f32 ? " f32" : " bf16")
+                    + " " + sh[0], new double[0], new double[0], 0, (float) (t.micros().get(t.choice()) / 1e3),
+                    "pick " + t.describe());
+        }
+    }
+
     /** Every check, at sizes that are not multiples of the tiles. */
     public void runAll() {
         gemm(77, 131, 200, true);
@@ -1372,7 +1420,25 @@ public final class CudaChecks {
         gemmSplit(17, 1013, 136, true, 8);     // 1 chunk per slice, 3 slices empty
         gemmSplit(32, 1013, 136, true, 2);
         gemmSplit(24, 77, 72, false, 1);       // a single partial tile
-        gemm(32, 1013, 4104, true);            // the dispatch (M 32 -> split)
+        gemm(32, 1013, 4104, true);            // the dispatch (M 32, untuned shape -> split)
+        // the decode GEMM variants the tuner picks from (M 17..32): gemm_dual32 and gemm_pipe32 at M 17 / 29 / 32,
+        // N 1013 (row tiles of 32 and 128 with a tail), K 4104 (129 chunks: pipe segments of 8 and a 1-chunk tail)
+        // and 136 (5 chunks), every pipe slicing (empty slices included), bf16 and fp32 out; NaN-poisoned output,
+        // each run twice on re-poisoned output, bit-identical
+        gemmDual(17, 1013, 4104, false);
+        gemmDual(29, 1013, 136, true);
+        gemmDual(32, 1013, 4104, true);
+        gemmDual(32, 1013, 136, false);
+        gemmDual(29, 77, 72, true);            // 3 chunks: 2 warps; the last row tile mostly past N
+        gemmPipe(17, 1013, 4104, true, 1);     // 129 chunks in one slice: 17 segments, the last of 1 chunk
+        gemmPipe(29, 1013, 4104, false, 2);    // 65 per slice: 9 segments
+        gemmPipe(32, 1013, 4104, true, 4);     // 33 per slice, the last slice 30
+        gemmPipe(32, 1013, 4104, false, 8);    // 17 per slice, the last 10
+        gemmPipe(17, 1013, 136, false, 8);     // 1 chunk per slice, 3 slices empty
+        gemmPipe(32, 1013, 136, true, 2);      // 3 chunks per slice: a partial burst
+        gemmPipe(29, 1013, 136, false, 1);
+        gemmPipe(17, 1013, 4104, true, 0);     // the host's heuristic slicing
+        gemmPipe(24, 77, 72, false, 4);        // one partial tile, 1 chunk per slice, the last slice empty
         gemm(17, 250, 1000, false);
         // the 128 x 128 tiled GEMM (prefill): edges in M, N and K, then a prefill-sized product (the note gives
         // its weight rate; its TFLOP/s is 2 M N K / ms)
@@ -1389,16 +1455,23 @@ public final class CudaChecks {
         // qwen3-8b decode GEMMs at batch 32 (split, the dispatch's kernel) against the skinny kernel that ran them
         // before, and at 16 tokens both (should the split kernel be faster there too, -Ddistserve.cuda.splitMinM=9)
         // (plus, for the next round, the tiled GEMM that batch 64 gets today: "gemm (dispatch) 64x...")
-        GemmPath[] cmp4 = {GemmPath.SPLIT, GemmPath.SKINNY, GemmPath.SPLIT, GemmPath.SKINNY};
-        GemmPath[] cmp5 = {GemmPath.SPLIT, GemmPath.SKINNY, GemmPath.SPLIT, GemmPath.SKINNY, GemmPath.AUTO};
-        int[] m4 = {32, 32, 16, 16};
-        int[] m5 = {32, 32, 16, 16, 64};
-        gemmStreaming(24576, 4096, false, 20, m5, cmp5);    // gate|up
-        gemmStreaming(6144, 4096, false, 20, m5, cmp5);     // qkv
-        gemmStreaming(4096, 12288, true, 20, m4, cmp4);     // down
-        gemmStreaming(4096, 4096, true, 20, new int[] {32, 32}, new GemmPath[] {GemmPath.SPLIT, GemmPath.SKINNY});
-        gemmStreaming(151936, 4096, true, 20, new int[] {32, 32, 17},                       // lm_head
-                new GemmPath[] {GemmPath.SPLIT, GemmPath.SKINNY, GemmPath.AUTO});
+        // M 32: split, skinny, dual, pipe (heuristic S) and the dispatch, which runs the tuner's pick (the tuner rows
+        // first: its times come from cold weights, these from one weight buffer relaunched 21 times)
+        decode32Tuner();
+        GemmPath[] at32 = {GemmPath.SPLIT, GemmPath.SKINNY, GemmPath.DUAL, GemmPath.PIPE, GemmPath.AUTO};
+        GemmPath[] cmp7 = {GemmPath.SPLIT, GemmPath.SKINNY, GemmPath.DUAL, GemmPath.PIPE, GemmPath.AUTO,
+                GemmPath.SPLIT, GemmPath.SKINNY};
+        GemmPath[] cmp8 = {GemmPath.SPLIT, GemmPath.SKINNY, GemmPath.DUAL, GemmPath.PIPE, GemmPath.AUTO,
+                GemmPath.SPLIT, GemmPath.SKINNY, GemmPath.AUTO};
+        int[] m7 = {32, 32, 32, 32, 32, 16, 16};
+        int[] m8 = {32, 32, 32, 32, 32, 16, 16, 64};
+        gemmStreaming(24576, 4096, false, 20, m8, cmp8);    // gate|up
+        gemmStreaming(6144, 4096, false, 20, m8, cmp8);     // qkv
+        gemmStreaming(4096, 12288, true, 20, m7, cmp7);     // down
+        gemmStreaming(4096, 4096, true, 20, new int[] {32, 32, 32, 32, 32}, at32);           // o_proj
+        gemmStreaming(151936, 4096, true, 20, new int[] {32, 32, 32, 32, 32, 17},            // lm_head
+                new GemmPath[] {GemmPath.SPLIT, GemmPath.SKINNY, GemmPath.DUAL, GemmPath.PIPE, GemmPath.AUTO,
+                        GemmPath.AUTO});
         embeddingAndNorm(300, 136, 29);
         siluMul(13, 344);
         qkNormRopeKvWrite(4, 2, 16, 4, true);
@@ -1441,7 +1514,8 @@ public final class CudaChecks {
                 false, true, -1, List.of(999), "bfloat16"), 4);
         graphVsEager("llama", new ModelConfig("llama", 48, 128, 2, 6, 2, 8, 257, 128, 10_000.0, 1e-5, false, false,
                 1, List.of(2), "bfloat16"), 5);
-        // batch 20 / 19: every decode GEMM is the split GEMM (cluster launches S = 2..8) inside the graphs
+        // batch 20 / 19: every decode GEMM is the M 17..32 kernel the backend's tuner picked per shape at load (the
+        // note names them) inside the graphs
         graphVsEager("qwen3 hd128, split GEMM", new ModelConfig("qwen3", 256, 512, 2, 8, 2, 128, 1000, 4096,
                 1_000_000.0, 1e-6, false, true, -1, List.of(999), "bfloat16"), 4, 20);
     }

@@ -2,9 +2,16 @@ package io.distserve.engine.cuda;
 
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUfunction_attribute;
+import jcuda.driver.JCudaDriver;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Typed launchers of the fatbin's kernels (src/main/cuda): one method per kernel, with the launch geometry the
@@ -60,6 +67,27 @@ public final class CudaKernels {
     static final int SPLIT_MIN_M = Math.max(1, Math.min(SPLIT_MAX_M + 1,
             Integer.getInteger("distserve.cuda.splitMinM", 17)));
 
+    /** Weight rows per gemm_dual32 block (D32_ROWS) and its rolling slots per lane (D32_UNROLL). */
+    static final int DUAL_ROWS = 32;
+    static final int DUAL_UNROLL = 2;
+    /** Weight rows per gemm_pipe32 block (P32_ROWS), its threads, and its chunks per A segment (2 U, U = 4). */
+    static final int PIPE_ROWS = 128;
+    static final int PIPE_THREADS = 256;
+    static final int PIPE_SEG = 8;
+    /** gemm_pipe32's dynamic shared memory: two A segment buffers of 8 chunks x 32 tokens x 64 bytes. */
+    static final int PIPE_SHARED = 2 * PIPE_SEG * 32 * 64;
+    /** Smallest M of the tuned decode bucket (17..32 -> tuned at 32, {@link #tuneDecode32}). */
+    static final int DECODE32_MIN_M = 17;
+    /** Token rows the tuner times with (the bucket's largest M: batch-32 decode). */
+    static final int DECODE32_TUNE_M = 32;
+    /**
+     * {@code -Ddistserve.cuda.gemm32=skinny|split|pipe|dual[:S]}: M 17..32 always run that kernel (the tuner then
+     * times only its K slicings, or none with ":S"); unset: the tuner's pick per shape.
+     */
+    static final String GEMM32_PROPERTY = "distserve.cuda.gemm32";
+
+    private static final Logger LOG = LoggerFactory.getLogger(CudaKernels.class);
+
     private final CudaContext ctx;
     private final Kernel embedding;
     private final Kernel addRmsNorm;
@@ -85,8 +113,18 @@ public final class CudaKernels {
     /** gemm_split32_s{1,2,4,8}_{bf16,f32}: index log2(S). */
     private final Kernel[] splitBf16 = new Kernel[4];
     private final Kernel[] splitF32 = new Kernel[4];
+    /** gemm_dual32_{bf16,f32}. */
+    private final Kernel dualBf16;
+    private final Kernel dualF32;
+    /** gemm_pipe32_u4_s{1,2,4,8}_{bf16,f32}: index log2(S). */
+    private final Kernel[] pipeBf16 = new Kernel[4];
+    private final Kernel[] pipeF32 = new Kernel[4];
     /** Why a cluster launch of the split GEMM was refused (then it runs with S = 1), or null. */
     private final String clusterRefusal;
+    /** {@link #GEMM32_PROPERTY}, parsed; null when unset. */
+    private final Gemm32Choice forced32;
+    /** The tuner's picks for M 17..32 by (N, K, fp32 out); read by {@link #gemm} (any thread), written by the tuner. */
+    private final Map<Gemm32Key, Gemm32Tuning> tuned32 = new ConcurrentHashMap<>();
 
     public CudaKernels(CudaContext ctx) {
         this.ctx = ctx;
@@ -140,6 +178,16 @@ public final class CudaKernels {
                 kern.setAttribute(CUfunction_attribute.CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT, 100);
             }
         }
+        dualBf16 = ctx.kernel("gemm_dual32_bf16");
+        dualF32 = ctx.kernel("gemm_dual32_f32");
+        for (int i = 0; i < 4; i++) {
+            pipeBf16[i] = ctx.kernel("gemm_pipe32_u4_s" + (1 << i) + "_bf16");
+            pipeF32[i] = ctx.kernel("gemm_pipe32_u4_s" + (1 << i) + "_f32");
+            for (Kernel kern : new Kernel[] {pipeBf16[i], pipeF32[i]}) {
+                kern.setAttribute(CUfunction_attribute.CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT, 100);
+            }
+        }
+        forced32 = parseGemm32(System.getProperty(GEMM32_PROPERTY));
         clusterRefusal = probeClusterLaunch();
         if (clusterRefusal != null) {
             System.err.println("distserve cuda: cluster launch of the split GEMM refused, K is not split for M in "
@@ -201,6 +249,10 @@ public final class CudaKernels {
         all.addAll(Arrays.asList(skinnyF32));
         all.addAll(Arrays.asList(splitBf16));
         all.addAll(Arrays.asList(splitF32));
+        all.add(dualBf16);
+        all.add(dualF32);
+        all.addAll(Arrays.asList(pipeBf16));
+        all.addAll(Arrays.asList(pipeF32));
         return all.toArray(new Kernel[0]);
     }
 
@@ -254,7 +306,9 @@ public final class CudaKernels {
     }
 
     public void gemm(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc, boolean f32Out) {
-        if (m >= SPLIT_MIN_M && m <= SPLIT_MAX_M) {
+        if (m >= DECODE32_MIN_M && m <= SKINNY_MAX_M) {
+            gemm32(decode32Choice(n, k, f32Out), a, w, c, m, n, k, lda, ldw, ldc, f32Out);
+        } else if (m >= SPLIT_MIN_M && m <= SPLIT_MAX_M) {
             gemmSplit(a, w, c, m, n, k, lda, ldw, ldc, f32Out);
         } else if (m <= SKINNY_MAX_M) {
             gemmSkinny(a, w, c, m, n, k, lda, ldw, ldc, f32Out);
@@ -275,7 +329,19 @@ public final class CudaKernels {
         return wgmmaAvailable() && m >= WGMMA_TILE_M && 2 * tiles >= ctx.smCount();
     }
 
-    /** The kernel family {@link #gemm} uses for an M x N product (for the self-check's notes). */
+    /** The kernel {@link #gemm} uses for an M x N x K product (for the self-check's notes). */
+    public String gemmKernelFor(int m, int n, int k, boolean f32Out) {
+        if (m >= DECODE32_MIN_M && m <= SKINNY_MAX_M) {
+            Gemm32Choice c = decode32Choice(n, k, f32Out);
+            Gemm32Tuning t = tuned32.get(new Gemm32Key(n, k, f32Out));
+            String how = forced32 != null ? "forced" : t != null ? "tuned" : "untuned default";
+            return "gemm_" + c.variant().label + "32" + (c.variant().sliced ? " S=" + (c.slices() == 0
+                    ? autoSlices(c.variant(), n, k) : c.slices()) : "") + " (" + how + ")";
+        }
+        return gemmKernelFor(m, n);
+    }
+
+    /** The kernel family {@link #gemm} uses for an M x N product, M outside 17..32 (for the self-check's notes). */
     public String gemmKernelFor(int m, int n) {
         if (m >= SPLIT_MIN_M && m <= SPLIT_MAX_M) {
             return "gemm_split32";
@@ -433,6 +499,339 @@ public final class CudaKernels {
         (f32Out ? splitF32 : splitBf16)[idx].launch(slices, (int) tiles, 1, SPLIT_THREADS, splitSharedBytes(cps), a, w,
                 c, m, n, k, lda, ldw, ldc, cps);
         return slices;
+    }
+
+    // ---- decode GEMMs for 17..32 token rows: the variants, and the tuner that picks one per weight shape ---------
+
+    /** The kernels that can run an M 17..32 decode GEMM. {@code sliced}: takes K slices (1, 2, 4, 8). */
+    public enum Gemm32Variant {
+        /** gemm_skinny32 (16 rows per block, warps split K; A read per block: 2x the weights at M 32). */
+        SKINNY("skinny", false),
+        /** gemm_split32 (128 rows per block, A staged per 16-chunk segment, cluster K split). */
+        SPLIT("split", true),
+        /** gemm_pipe32 (split's block, continuous weight stream, A double-buffered per 8-chunk segment). */
+        PIPE("pipe", true),
+        /** gemm_dual32 (32 rows per block, two mma row tiles per warp, warps split K; A 1x the weights). */
+        DUAL("dual", false);
+
+        final String label;
+        final boolean sliced;
+
+        Gemm32Variant(String label, boolean sliced) {
+            this.label = label;
+            this.sliced = sliced;
+        }
+    }
+
+    /** A variant and its K slices (0: the host's heuristic; 1 for the unsliced variants). */
+    public record Gemm32Choice(Gemm32Variant variant, int slices) {
+        @Override
+        public String toString() {
+            return variant.label + (variant.sliced ? slices == 0 ? " S=auto" : " S=" + slices : "");
+        }
+    }
+
+    /** What the tuner times a choice by: the weight shape and the output type. */
+    record Gemm32Key(int n, int k, boolean f32Out) {
+    }
+
+    /**
+     * One tuned shape: the pick, and every candidate's best microseconds per launch (M = 32, cold weights), in the
+     * order timed.
+     */
+    public record Gemm32Tuning(String name, int n, int k, boolean f32Out, Gemm32Choice choice,
+                               Map<Gemm32Choice, Double> micros) {
+        /** "gate_up 24576x4096 bf16: pipe S=2 52.1 us (3863 GB/s); skinny 92.0, dual 60.1, ..." */
+        public String describe() {
+            double best = micros.get(choice);
+            StringBuilder b = new StringBuilder(String.format(Locale.ROOT, "%s %dx%d %s: %s %.1f us (%.0f GB/s);",
+                    name, n, k, f32Out ? "f32" : "bf16", choice, best, 2.0 * n * k / best / 1e3));
+            for (Map.Entry<Gemm32Choice, Double> e : micros.entrySet()) {
+                b.append(String.format(Locale.ROOT, " %s %.1f,", e.getKey(), e.getValue()));
+            }
+            b.setLength(b.length() - 1);
+            return b.toString();
+        }
+    }
+
+    /** Parses {@link #GEMM32_PROPERTY}: "skinny", "split", "pipe", "dual", optionally ":S"; null when unset. */
+    static Gemm32Choice parseGemm32(String v) {
+        if (v == null || v.isBlank()) {
+            return null;
+        }
+        String[] parts = v.trim().toLowerCase(Locale.ROOT).split(":");
+        Gemm32Variant variant = null;
+        for (Gemm32Variant g : Gemm32Variant.values()) {
+            if (g.label.equals(parts[0])) {
+                variant = g;
+            }
+        }
+        int slices = 0;
+        if (parts.length == 2 && variant != null && variant.sliced) {
+            try {
+                slices = Integer.parseInt(parts[1]);
+            } catch (NumberFormatException e) {
+                slices = -1;
+            }
+        }
+        if (variant == null || parts.length > 2 || (parts.length == 2 && !variant.sliced)
+                || (slices != 0 && (slices < 1 || slices > SPLIT_MAX_SLICES || Integer.bitCount(slices) != 1))) {
+            throw new IllegalArgumentException("-D" + GEMM32_PROPERTY + "=" + v + ": expected skinny, dual, split[:S] "
+                    + "or pipe[:S] with S 1, 2, 4 or 8");
+        }
+        return new Gemm32Choice(variant, variant.sliced ? slices : 1);
+    }
+
+    /** The forced choice ({@link #GEMM32_PROPERTY}), or null. */
+    public Gemm32Choice forcedGemm32() {
+        return forced32;
+    }
+
+    /**
+     * The kernel {@link #gemm} runs for M 17..32 on an N x K weight: the tuner's pick for the shape; else the forced
+     * variant (-Ddistserve.cuda.gemm32) with its heuristic slicing; else, untuned, the split GEMM as before the tuner
+     * (the skinny one if -Ddistserve.cuda.splitMinM put M 17 out of the split range).
+     */
+    public Gemm32Choice decode32Choice(int n, int k, boolean f32Out) {
+        Gemm32Tuning t = tuned32.get(new Gemm32Key(n, k, f32Out));
+        if (t != null) {
+            return t.choice();
+        }
+        if (forced32 != null) {
+            return forced32;
+        }
+        return new Gemm32Choice(SPLIT_MIN_M <= DECODE32_MIN_M ? Gemm32Variant.SPLIT : Gemm32Variant.SKINNY,
+                SPLIT_MIN_M <= DECODE32_MIN_M ? 0 : 1);
+    }
+
+    /** The heuristic K slices of a sliced variant when none is given. */
+    int autoSlices(Gemm32Variant v, int n, int k) {
+        return v == Gemm32Variant.PIPE ? pipeSlices(n, k, ctx.smCount())
+                : v == Gemm32Variant.SPLIT ? splitSlices(n, k, ctx.smCount()) : 1;
+    }
+
+    /** Runs one M 1..32 GEMM on the given choice. @return the K slices used (1 for the unsliced variants) */
+    public int gemm32(Gemm32Choice choice, Object a, Object w, Object c, int m, int n, int k, int lda, int ldw,
+                      int ldc, boolean f32Out) {
+        int s = choice.slices() == 0 ? autoSlices(choice.variant(), n, k) : choice.slices();
+        switch (choice.variant()) {
+            case SKINNY -> {
+                gemmSkinny(a, w, c, m, n, k, lda, ldw, ldc, f32Out);
+                return 1;
+            }
+            case DUAL -> {
+                gemmDual(a, w, c, m, n, k, lda, ldw, ldc, f32Out);
+                return 1;
+            }
+            case SPLIT -> {
+                return gemmSplit(a, w, c, m, n, k, lda, ldw, ldc, f32Out, s);
+            }
+            case PIPE -> {
+                return gemmPipe(a, w, c, m, n, k, lda, ldw, ldc, f32Out, s);
+            }
+            default -> throw new IllegalStateException("unknown variant " + choice.variant());
+        }
+    }
+
+    /**
+     * gemm_dual32 (gemm_decode32.cu), 1 <= M <= 32: one block per 32 weight rows (two mma row tiles per warp), 8
+     * warps splitting K in runs of 2 chunks of 32 (fewer when K is short). Grid ceil(N / 32).
+     */
+    public void gemmDual(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc,
+                         boolean f32Out) {
+        checkGemm("gemm (dual)", k, lda, ldw);
+        if (m < 1 || m > SKINNY_MAX_M) {
+            throw new IllegalArgumentException("gemm (dual): M must be in [1, " + SKINNY_MAX_M + "], got " + m);
+        }
+        int tiles = (n + DUAL_ROWS - 1) / DUAL_ROWS;
+        int warps = 8;
+        int runs = (k + 32 * DUAL_UNROLL - 1) / (32 * DUAL_UNROLL);
+        while (warps > 1 && warps / 2 >= runs) {
+            warps /= 2;
+        }
+        (f32Out ? dualF32 : dualBf16).launch(tiles, 1, 1, 32 * warps, dualSharedBytes(warps), a, w, c, m, n, k, lda,
+                ldw, ldc);
+    }
+
+    /** gemm_dual32's reduction buffer: warps x 32 rows x 33 floats. */
+    static int dualSharedBytes(int warps) {
+        return warps * DUAL_ROWS * (32 + 1) * 4;
+    }
+
+    /**
+     * K slices of the pipe GEMM when not tuned: the fewest (power of two, at most 8) that give at least 2 blocks per
+     * SM (it runs 3 per SM), while a slice keeps at least one 8-chunk segment. qwen3-8b on 132 SMs: gate|up 2 (384
+     * blocks), qkv 8 (384), o_proj and down 8 (256), lm_head 1 (1,187).
+     */
+    static int pipeSlices(int n, int k, int smCount) {
+        int chunks = (k + 31) / 32;
+        long tiles = (n + PIPE_ROWS - 1) / PIPE_ROWS;
+        int s = 1;
+        while (s < SPLIT_MAX_SLICES && tiles * s < 2L * smCount && (chunks + 2 * s - 1) / (2 * s) >= PIPE_SEG) {
+            s *= 2;
+        }
+        return s;
+    }
+
+    /** The pipe GEMM with {@link #pipeSlices}. @return the slices used */
+    public int gemmPipe(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc,
+                        boolean f32Out) {
+        return gemmPipe(a, w, c, m, n, k, lda, ldw, ldc, f32Out, pipeSlices(n, k, ctx.smCount()));
+    }
+
+    /**
+     * gemm_pipe32 (gemm_decode32.cu), 1 <= M <= 32: one block per 128 weight rows and K slice (8 warps x 16 rows),
+     * weights streamed without a pause, A double-buffered in shared memory; the {@code slices} blocks of a row tile
+     * form a cluster and sum their partial tiles in a fixed order (deterministic). Grid (slices, ceil(N / 128)).
+     *
+     * @param slices 1, 2, 4 or 8 (1 when the driver refused cluster launches)
+     * @return the slices used
+     */
+    public int gemmPipe(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc, boolean f32Out,
+                        int slices) {
+        checkGemm("gemm (pipe)", k, lda, ldw);
+        if (m < 1 || m > SKINNY_MAX_M) {
+            throw new IllegalArgumentException("gemm (pipe): M must be in [1, " + SKINNY_MAX_M + "], got " + m);
+        }
+        int idx = Integer.numberOfTrailingZeros(slices);
+        if (slices < 1 || slices > SPLIT_MAX_SLICES || slices != 1 << idx) {
+            throw new IllegalArgumentException("gemm (pipe): slices must be 1, 2, 4 or 8, got " + slices);
+        }
+        long tiles = (n + PIPE_ROWS - 1) / PIPE_ROWS;
+        if (tiles > 65_535) {
+            throw new IllegalArgumentException("gemm (pipe): N too large for grid.y: " + n);
+        }
+        if (clusterRefusal != null) {
+            slices = 1;
+            idx = 0;
+        }
+        int cps = splitChunksPerSlice(k, slices);
+        (f32Out ? pipeF32 : pipeBf16)[idx].launch(slices, (int) tiles, 1, PIPE_THREADS, PIPE_SHARED, a, w, c, m, n, k,
+                lda, ldw, ldc, cps);
+        return slices;
+    }
+
+    /** The candidates the tuner times: the forced variant's (its slicings), or every variant and slicing. */
+    List<Gemm32Choice> decode32Candidates() {
+        int[] slicings = clusterRefusal == null ? new int[] {1, 2, 4, 8} : new int[] {1};
+        List<Gemm32Choice> out = new ArrayList<>();
+        for (Gemm32Variant v : Gemm32Variant.values()) {
+            if (forced32 != null && forced32.variant() != v) {
+                continue;
+            }
+            if (!v.sliced) {
+                out.add(new Gemm32Choice(v, 1));
+            } else if (forced32 != null && forced32.slices() != 0) {
+                out.add(forced32);
+            } else {
+                for (int s : slicings) {
+                    out.add(new Gemm32Choice(v, s));
+                }
+            }
+        }
+        return out;
+    }
+
+    /**
+     * Times every candidate ({@link #decode32Candidates}) at M = 32 on an N x K weight and keeps the fastest for
+     * every later M 17..32 {@link #gemm} of that shape. Launches go to scratch A and C buffers of its own; the
+     * weights are read only and cycled through {@code weights} (e.g. every layer's matrix of the shape, so that no
+     * launch finds its weight in L2). Each candidate: one warm-up, then 3 rounds (candidates interleaved) of 3 timed
+     * launches; its time is the best round's mean. Synchronizes: never call it while the stream is being captured
+     * (it refuses to).
+     *
+     * @param name    for the table and the log (e.g. "gate_up")
+     * @param weights N x K bf16 matrices (DeviceBuffer or CUdeviceptr), at least one
+     * @return the tuning, also kept for {@link #decode32Table}
+     */
+    public synchronized Gemm32Tuning tuneDecode32(String name, int n, int k, boolean f32Out, List<?> weights) {
+        if (weights.isEmpty()) {
+            throw new IllegalArgumentException("tuneDecode32: no weights");
+        }
+        checkGemm("tuneDecode32", k, k, k);
+        ctx.makeCurrent();
+        int[] capturing = new int[1];
+        Cuda.check(JCudaDriver.cuStreamIsCapturing(ctx.stream(), capturing), "cuStreamIsCapturing");
+        if (capturing[0] != 0) {
+            throw new IllegalStateException("tuneDecode32: the stream is being captured (a graph must not capture "
+                    + "a tuning run)");
+        }
+        int m = DECODE32_TUNE_M;
+        List<Gemm32Choice> cands = decode32Candidates();
+        double[] best = new double[cands.size()];
+        Arrays.fill(best, Double.MAX_VALUE);
+        int[] next = {0};
+        try (DeviceBuffer a = ctx.allocate("tune32_a", 2L * m * k);
+             DeviceBuffer c = ctx.allocate("tune32_c", (f32Out ? 4L : 2L) * m * n + 4)) {
+            a.fill32(0x3C003C00);  // bf16 0.0078125: finite products, whatever the weights
+            for (Gemm32Choice ch : cands) {
+                gemm32(ch, a, weights.get(next[0]++ % weights.size()), c, m, n, k, k, k, n, f32Out);
+            }
+            final int rounds = 3;
+            final int launches = 3;
+            for (int r = 0; r < rounds; r++) {
+                for (int i = 0; i < cands.size(); i++) {
+                    Gemm32Choice ch = cands.get(i);
+                    float ms = ctx.timeMillis(() -> {
+                        for (int l = 0; l < launches; l++) {
+                            gemm32(ch, a, weights.get(next[0]++ % weights.size()), c, m, n, k, k, k, n, f32Out);
+                        }
+                    });
+                    best[i] = Math.min(best[i], 1e3 * ms / launches);
+                }
+            }
+        }
+        int pick = 0;
+        Map<Gemm32Choice, Double> micros = new LinkedHashMap<>();
+        for (int i = 0; i < cands.size(); i++) {
+            micros.put(cands.get(i), best[i]);
+            if (best[i] < best[pick]) {
+                pick = i;
+            }
+        }
+        Gemm32Tuning t = new Gemm32Tuning(name, n, k, f32Out, cands.get(pick), java.util.Collections.unmodifiableMap(
+                micros));
+        tuned32.put(new Gemm32Key(n, k, f32Out), t);
+        LOG.debug("decode GEMM M 17..32 tuned: {}", t.describe());
+        return t;
+    }
+
+    /**
+     * {@link #tuneDecode32} on scratch weights (the self-check, no model): enough copies of an N x K matrix to cover
+     * 256 MB (at most 8), zero-filled, cycled; freed afterwards. The pick stays for the shape on this instance.
+     */
+    public Gemm32Tuning tuneDecode32Scratch(String name, int n, int k, boolean f32Out) {
+        long bytes = 2L * n * k;
+        int copies = (int) Math.max(1, Math.min(8, ((256L << 20) + bytes - 1) / bytes));
+        try (DeviceBuffer w = ctx.allocate("tune32_w", bytes * copies)) {
+            w.fill32(0);
+            List<Object> views = new ArrayList<>();
+            for (int i = 0; i < copies; i++) {
+                views.add(byteOffset(w, i * bytes));
+            }
+            return tuneDecode32(name, n, k, f32Out, views);
+        }
+    }
+
+    /** Every tuned shape, one line each ({@link Gemm32Tuning#describe}); empty when nothing was tuned. */
+    public List<String> decode32Table() {
+        List<String> out = new ArrayList<>();
+        for (Gemm32Tuning t : tuned32.values()) {
+            out.add(t.describe());
+        }
+        out.sort(null);
+        return out;
+    }
+
+    /** The tuned picks in short ("gate_up pipe S=2, qkv dual, ..."), or "untuned". */
+    public String decode32Summary() {
+        List<String> parts = new ArrayList<>();
+        for (Gemm32Tuning t : tuned32.values()) {
+            parts.add(t.name() + " " + t.choice());
+        }
+        parts.sort(null);
+        return parts.isEmpty() ? "untuned" + (forced32 != null ? ", forced " + forced32 : "")
+                : String.join(", ", parts);
     }
 
     /** Rows (query tokens x heads) of one attention block for a GQA group size: HG heads, QT tokens. */

@@ -107,6 +107,57 @@ class CudaKernelsTest {
     }
 
     @Test
+    void decode32VariantsEveryOutputAndSlicing() {
+        CudaChecks c = checks();
+        c.gemmDual(17, 1013, 4104, false);
+        c.gemmDual(29, 1013, 136, true);
+        c.gemmDual(29, 77, 72, true);
+        c.gemmPipe(17, 1013, 4104, true, 1);
+        c.gemmPipe(29, 1013, 4104, false, 2);
+        c.gemmPipe(32, 1013, 4104, true, 4);
+        c.gemmPipe(17, 1013, 136, false, 8);
+        c.gemmPipe(24, 77, 72, false, 4);
+        assertThat(failures).isEmpty();
+    }
+
+    @Test
+    void decode32TunerPicksAndTheDispatchFollows() {
+        CudaChecks c = checks();
+        CudaKernels.Gemm32Tuning t = kernels.tuneDecode32Scratch("test", 1013, 4104, true);
+        assertThat(t.micros()).containsKey(t.choice());
+        assertThat(kernels.decode32Choice(1013, 4104, true)).isEqualTo(t.choice());
+        c.gemm(29, 1013, 4104, true);   // the dispatch now runs the pick
+        assertThat(failures).isEmpty();
+    }
+
+    @Test
+    void decode32PlanAndForcedProperty() {
+        // host arithmetic only: the pipe GEMM's heuristic slicing on 132 SMs, the -Ddistserve.cuda.gemm32 parser
+        assertThat(CudaKernels.pipeSlices(24576, 4096, 132)).isEqualTo(2);    // gate|up: 384 blocks
+        assertThat(CudaKernels.pipeSlices(6144, 4096, 132)).isEqualTo(8);     // qkv: 384 blocks
+        assertThat(CudaKernels.pipeSlices(4096, 4096, 132)).isEqualTo(8);     // o_proj: 256 blocks
+        assertThat(CudaKernels.pipeSlices(4096, 12288, 132)).isEqualTo(8);    // down
+        assertThat(CudaKernels.pipeSlices(151936, 4096, 132)).isEqualTo(1);   // lm_head: 1,187 blocks
+        assertThat(CudaKernels.pipeSlices(1013, 136, 132)).isEqualTo(1);      // 5 chunks: not split
+        for (int k = 8; k <= 20_000; k += 8) {
+            for (int n : new int[] {1, 77, 1013, 4096, 24576, 151_936}) {
+                assertThat(CudaKernels.pipeSlices(n, k, 132)).isIn(1, 2, 4, 8);
+            }
+        }
+        assertThat(CudaKernels.dualSharedBytes(8)).isEqualTo(8 * 32 * 33 * 4);
+        assertThat(CudaKernels.PIPE_SHARED).isEqualTo(32 * 1024);
+        assertThat(CudaKernels.parseGemm32(null)).isNull();
+        assertThat(CudaKernels.parseGemm32("pipe").toString()).isEqualTo("pipe S=auto");
+        assertThat(CudaKernels.parseGemm32("split:4").toString()).isEqualTo("split S=4");
+        assertThat(CudaKernels.parseGemm32("Dual").toString()).isEqualTo("dual");
+        assertThat(CudaKernels.parseGemm32("skinny").variant()).isEqualTo(CudaKernels.Gemm32Variant.SKINNY);
+        for (String bad : new String[] {"pipe:3", "dual:2", "wgmma", "split:16", "pipe:x", "pipe:2:2"}) {
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> CudaKernels.parseGemm32(bad))
+                    .isInstanceOf(IllegalArgumentException.class);
+        }
+    }
+
+    @Test
     void embeddingNormSilu() {
         CudaChecks c = checks();
         c.embeddingAndNorm(300, 136, 29);
