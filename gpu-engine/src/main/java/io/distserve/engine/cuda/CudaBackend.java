@@ -84,7 +84,8 @@ public final class CudaBackend implements ComputeBackend {
     }
 
     /**
-     * Picks the M 17..32 decode GEMM kernel for every weight shape of the model ({@link CudaKernels#tuneDecode32},
+     * Picks the decode GEMM kernel of every bucket (M 1, 2..8, 9..16, 17..32) for every weight shape of the model
+     * ({@link CudaKernels#tuneDecodeAll},
      * each layer's matrix in turn so that the weights come from HBM), here, before any step, hence before any graph
      * capture: the graphs then capture the picks and a tuning run is never captured. Off with
      * {@code -Ddistserve.cuda.gemm32Tune=false} (then the dispatch's untuned default or -Ddistserve.cuda.gemm32).
@@ -121,20 +122,20 @@ public final class CudaBackend implements ComputeBackend {
             boolean f32 = (Boolean) sh[3];
             if (done.add(n + "x" + kk + (f32 ? "f" : "b"))) {
                 try {
-                    k.tuneDecode32((String) sh[0], n, kk, f32, (List<?>) sh[4]);
+                    k.tuneDecodeAll((String) sh[0], n, kk, f32, (List<?>) sh[4]);
                 } catch (RuntimeException e) {
                     LOG.warn("decode GEMM tuning of {} ({}x{}) failed, the shape keeps the default kernel: {}",
                             sh[0], n, kk, e.toString());
                 }
             }
         }
-        LOG.info("decode GEMM for 17..32 rows, tuned in {} ms: {}", (System.nanoTime() - t0) / 1_000_000,
-                k.decode32Summary());
+        LOG.info("decode GEMM per bucket, tuned in {} ms: {}", (System.nanoTime() - t0) / 1_000_000,
+                k.decodeSummary());
     }
 
-    /** The decode GEMM picks for M 17..32 (self-check notes). */
+    /** The decode GEMM picks of every bucket, M 1 .. 32 (self-check notes). */
     synchronized String decode32Summary() {
-        return k.decode32Summary();
+        return k.decodeSummary();
     }
 
     /** A backend with exactly {@code numBlocks} KV blocks (tests, the self-check). */

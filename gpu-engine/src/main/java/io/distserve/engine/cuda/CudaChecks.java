@@ -166,6 +166,11 @@ public final class CudaChecks {
         return gemm(GemmPath.SKINNY, m, n, kDim, f32Out, 1);
     }
 
+    /** The skinny GEMM directly with {@code warps} per block (4, 8, 16: the tuner's candidates), any M in [1, 32]. */
+    public Result gemmSkinnyWarps(int m, int n, int kDim, boolean f32Out, int warps) {
+        return gemm(GemmPath.SKINNY, m, n, kDim, f32Out, 1, warps);
+    }
+
     /**
      * The split GEMM directly, any M in [1, 32], with {@code slices} K slices (0: the host's choice). Runs twice on
      * re-poisoned output: the two results must be bit-identical (the note says so, or FAILs), and a slicing above 1
@@ -260,7 +265,7 @@ public final class CudaChecks {
                     k.gemmDual(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out);
                     used[0] = 1;
                 } else if (path == GemmPath.SKINNY) {
-                    k.gemmSkinny(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out);
+                    k.gemmSkinny(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out, slices);
                 } else if (path == GemmPath.TILED128) {
                     k.gemmTiled(da, dw, dc, m, n, kDim, kDim, kDim, n, f32Out, 128);
                 } else if (path == GemmPath.WGMMA) {
@@ -276,8 +281,10 @@ public final class CudaChecks {
             }) / reps;
             double[] out = f32Out ? fromFloats(dc.downloadFloats(m * n)) : fromBf16(downloadBf16(dc, m * n));
             String note = reps > 1 ? String.format(java.util.Locale.ROOT, "weights %.0f GB/s", 2.0 * n * kDim / ms / 1e6)
-                    : path == GemmPath.AUTO ? "via " + k.gemmKernelFor(m, n, kDim, f32Out) : null;
-            if (path == GemmPath.SPLIT || path == GemmPath.PIPE || path == GemmPath.DUAL) {
+                    : path == GemmPath.AUTO ? "via " + k.gemmKernelFor(m, n, kDim, f32Out)
+                    : path == GemmPath.SKINNY && slices != 0 ? "W=" + k.skinnyWarps(n, kDim, slices) : null;
+            if (path == GemmPath.SPLIT || path == GemmPath.PIPE || path == GemmPath.DUAL
+                    || (path == GemmPath.SKINNY && slices != 0)) {
                 // determinism: the same product again on re-poisoned output, bit for bit
                 int[] first = rawBits(dc, m * n, f32Out);
                 if (f32Out) {
@@ -287,7 +294,8 @@ public final class CudaChecks {
                 }
                 call.run();
                 int diff = differing(first, rawBits(dc, m * n, f32Out));
-                String split = path == GemmPath.DUAL ? "dual" : splitNote(slices, used[0]);
+                String split = path == GemmPath.DUAL ? "dual" : path == GemmPath.SKINNY ? "W="
+                        + k.skinnyWarps(n, kDim, slices) : splitNote(slices, used[0]);
                 note = split.startsWith("FAIL") ? split : diff > 0 ? "FAIL: " + diff + " of " + m * n
                         + " outputs differ between two runs (" + split + ")" : split + ", 2 runs bit-identical"
                         + (note == null ? "" : "; " + note);
@@ -377,7 +385,7 @@ public final class CudaChecks {
                         : diff > 0 ? "FAIL: " + diff + " outputs differ between warm-up and timed runs"
                         : path == GemmPath.SPLIT || path == GemmPath.PIPE ? "S=" + used[0] + ", " + rate + ", "
                                 + (reps + 1) + " runs bit-identical"
-                        : path == GemmPath.AUTO && m >= CudaKernels.DECODE32_MIN_M && m <= CudaKernels.SKINNY_MAX_M
+                        : path == GemmPath.AUTO && m >= 1 && m <= CudaKernels.SKINNY_MAX_M
                                 ? rate + ", via " + k.gemmKernelFor(m, n, kDim, f32Out)
                         : rate;
                 String label = path == GemmPath.AUTO ? "gemm (dispatch) " : path.label;
@@ -1300,7 +1308,7 @@ public final class CudaChecks {
                     graphMs / steps, problem != null ? problem : String.format(java.util.Locale.ROOT,
                             "%d graphs, %d replays, ids %d/%d equal; host ms/step eager %.2f graph %.2f%s", stats[0],
                             stats[1], idsChecked, idsChecked, eagerMs / steps, graphMs / steps,
-                            seqs > 16 ? "; M 17..32 GEMMs: " + gpu.decode32Summary() : ""));
+                            "; decode GEMMs: " + gpu.decode32Summary()));
         }
     }
 
@@ -1372,22 +1380,53 @@ public final class CudaChecks {
     }
 
     /**
-     * The decode-GEMM tuner ({@link CudaKernels#tuneDecode32}) on qwen3-8b's five weight shapes at M = 32, on
-     * scratch weights (several copies cycled: cold in L2): one row per shape, ms = the pick's time per launch, note =
-     * the pick and every candidate's microseconds. Afterwards this instance's dispatch runs the picks for these shapes
-     * (the "gemm (dispatch)" streaming rows at M 32 and 17).
+     * The decode-GEMM tuner ({@link CudaKernels#tuneDecodeAll}) on qwen3-8b's five weight shapes, every bucket (tuned
+     * at M 1, 8, 16, 32), on scratch weights (several copies cycled: cold in L2): rows "gemm1 tuner (qwen3-8b)",
+     * "gemm8 ...", "gemm16 ...", "gemm32 ..." per shape, ms = the pick's time per launch, note = the pick and every
+     * candidate's microseconds. Afterwards this instance's dispatch runs the picks for these shapes (the
+     * "gemm (dispatch)" streaming rows).
      */
     public void decode32Tuner() {
         Object[][] shapes = {{"gate_up", 24576, 4096, false}, {"qkv", 6144, 4096, false},
                 {"down", 4096, 12288, true}, {"o_proj", 4096, 4096, true}, {"lm_head", 151_936, 4096, true}};
+        List<Integer> buckets = new ArrayList<>();
+        for (int b = 0; b < CudaKernels.DECODE_BUCKET_M.length; b++) {
+            buckets.add(b);
+        }
         for (Object[] sh : shapes) {
             int n = (Integer) sh[1];
             int kDim = (Integer) sh[2];
             boolean f32 = (Boolean) sh[3];
-            CudaKernels.Gemm32Tuning t = k.tuneDecode32Scratch((String) sh[0], n, kDim, f32);
-            record("gemm32 tuner (qwen3-8b)", CudaKernels.DECODE32_TUNE_M + "x" + n + "x" + kDim + (f32 ? " f32" : " bf16")
-                    + " " + sh[0], new double[0], new double[0], 0, (float) (t.micros().get(t.choice()) / 1e3),
-                    "pick " + t.describe());
+            for (CudaKernels.Gemm32Tuning t : k.tuneDecodeScratch(buckets, (String) sh[0], n, kDim, f32)) {
+                record("gemm" + t.tuneM() + " tuner (qwen3-8b)", t.tuneM() + "x" + n + "x" + kDim
+                        + (f32 ? " f32" : " bf16") + " " + sh[0], new double[0], new double[0], 0,
+                        (float) (t.micros().get(t.choice()) / 1e3), "pick " + t.describe());
+            }
+        }
+    }
+
+    /**
+     * Every candidate the tuner may pick for M 1..16 (skinny W 4/8/16, dual, split S 1/2/4/8, pipe S 1/2/4/8) at
+     * M 1, 5, 8, 13, 16, N 1013 (odd), K 4104 (129 chunks) or 136 (5 chunks), bf16 or fp32 out, alternating so that
+     * every candidate meets every M and both K and both outputs; NaN-poisoned, float64 reference, each run twice
+     * (bit-identical).
+     */
+    public void decodeSmallM() {
+        int[] ms = {1, 5, 8, 13, 16};
+        int i = 0;
+        for (int w : CudaKernels.SKINNY_WARPS) {
+            for (int j = 0; j < ms.length; j++, i++) {
+                gemmSkinnyWarps(ms[j], 1013, (i & 1) == 0 ? 4104 : 136, (i & 2) == 0, w);
+            }
+        }
+        for (int j = 0; j < ms.length; j++, i++) {
+            gemmDual(ms[j], 1013, (i & 1) == 0 ? 4104 : 136, (i & 2) == 0);
+        }
+        for (int s = 1; s <= CudaKernels.SPLIT_MAX_SLICES; s *= 2) {
+            for (int j = 0; j < ms.length; j++, i++) {
+                gemmSplit(ms[j], 1013, (i & 1) == 0 ? 4104 : 136, (i & 2) == 0, s);
+                gemmPipe(ms[j], 1013, (i & 1) == 0 ? 136 : 4104, (i & 2) != 0, s);
+            }
         }
     }
 
@@ -1457,6 +1496,7 @@ public final class CudaChecks {
         // (plus, for the next round, the tiled GEMM that batch 64 gets today: "gemm (dispatch) 64x...")
         // M 32: split, skinny, dual, pipe (heuristic S) and the dispatch, which runs the tuner's pick (the tuner rows
         // first: its times come from cold weights, these from one weight buffer relaunched 21 times)
+        decodeSmallM();
         decode32Tuner();
         GemmPath[] at32 = {GemmPath.SPLIT, GemmPath.SKINNY, GemmPath.DUAL, GemmPath.PIPE, GemmPath.AUTO};
         GemmPath[] cmp7 = {GemmPath.SPLIT, GemmPath.SKINNY, GemmPath.DUAL, GemmPath.PIPE, GemmPath.AUTO,

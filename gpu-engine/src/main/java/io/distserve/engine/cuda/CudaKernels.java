@@ -85,6 +85,19 @@ public final class CudaKernels {
      * times only its K slicings, or none with ":S"); unset: the tuner's pick per shape.
      */
     static final String GEMM32_PROPERTY = "distserve.cuda.gemm32";
+    /**
+     * The tuned decode buckets (CUDA_NOTES section 9): M 1, 2..8, 9..16, 17..32, each tuned per weight shape at its
+     * largest M (1, 8, 16, 32) and run on the pick for every M of the bucket.
+     */
+    static final int[] DECODE_BUCKET_M = {1, 8, 16, 32};
+    /**
+     * {@code -Ddistserve.cuda.gemm1|gemm8|gemm16|gemm32=skinny[:W]|dual|split[:S]|pipe[:S]}: that bucket always runs
+     * that kernel (W warps per block 4, 8 or 16; S K slices 1, 2, 4, 8; without ":W"/":S" the tuner picks it).
+     */
+    static final String[] DECODE_BUCKET_PROPERTY = {"distserve.cuda.gemm1", "distserve.cuda.gemm8",
+            "distserve.cuda.gemm16", GEMM32_PROPERTY};
+    /** Warps per block the tuner tries for the skinny GEMM (its __launch_bounds__(512) allows up to 16). */
+    static final int[] SKINNY_WARPS = {4, 8, 16};
 
     private static final Logger LOG = LoggerFactory.getLogger(CudaKernels.class);
 
@@ -121,9 +134,13 @@ public final class CudaKernels {
     private final Kernel[] pipeF32 = new Kernel[4];
     /** Why a cluster launch of the split GEMM was refused (then it runs with S = 1), or null. */
     private final String clusterRefusal;
+    /** {@link #DECODE_BUCKET_PROPERTY}, parsed, per bucket; null when unset. */
+    private final Gemm32Choice[] forced = new Gemm32Choice[DECODE_BUCKET_M.length];
     /** {@link #GEMM32_PROPERTY}, parsed; null when unset. */
     private final Gemm32Choice forced32;
-    /** The tuner's picks for M 17..32 by (N, K, fp32 out); read by {@link #gemm} (any thread), written by the tuner. */
+    /**
+     * The tuner's picks by (bucket, N, K, fp32 out); read by {@link #gemm} (any thread), written by the tuner.
+     */
     private final Map<Gemm32Key, Gemm32Tuning> tuned32 = new ConcurrentHashMap<>();
 
     public CudaKernels(CudaContext ctx) {
@@ -187,7 +204,10 @@ public final class CudaKernels {
                 kern.setAttribute(CUfunction_attribute.CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT, 100);
             }
         }
-        forced32 = parseGemm32(System.getProperty(GEMM32_PROPERTY));
+        for (int b = 0; b < DECODE_BUCKET_M.length; b++) {
+            forced[b] = parseDecodeChoice(DECODE_BUCKET_PROPERTY[b], System.getProperty(DECODE_BUCKET_PROPERTY[b]));
+        }
+        forced32 = forced[DECODE_BUCKET_M.length - 1];
         clusterRefusal = probeClusterLaunch();
         if (clusterRefusal != null) {
             System.err.println("distserve cuda: cluster launch of the split GEMM refused, K is not split for M in "
@@ -306,10 +326,8 @@ public final class CudaKernels {
     }
 
     public void gemm(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc, boolean f32Out) {
-        if (m >= DECODE32_MIN_M && m <= SKINNY_MAX_M) {
-            gemm32(decode32Choice(n, k, f32Out), a, w, c, m, n, k, lda, ldw, ldc, f32Out);
-        } else if (m >= SPLIT_MIN_M && m <= SPLIT_MAX_M) {
-            gemmSplit(a, w, c, m, n, k, lda, ldw, ldc, f32Out);
+        if (m >= 1 && m <= SKINNY_MAX_M) {
+            gemm32(decodeChoice(m, n, k, f32Out), a, w, c, m, n, k, lda, ldw, ldc, f32Out);
         } else if (m <= SKINNY_MAX_M) {
             gemmSkinny(a, w, c, m, n, k, lda, ldw, ldc, f32Out);
         } else if (usesWgmma(m, n)) {
@@ -331,12 +349,17 @@ public final class CudaKernels {
 
     /** The kernel {@link #gemm} uses for an M x N x K product (for the self-check's notes). */
     public String gemmKernelFor(int m, int n, int k, boolean f32Out) {
-        if (m >= DECODE32_MIN_M && m <= SKINNY_MAX_M) {
-            Gemm32Choice c = decode32Choice(n, k, f32Out);
-            Gemm32Tuning t = tuned32.get(new Gemm32Key(n, k, f32Out));
-            String how = forced32 != null ? "forced" : t != null ? "tuned" : "untuned default";
-            return "gemm_" + c.variant().label + "32" + (c.variant().sliced ? " S=" + (c.slices() == 0
-                    ? autoSlices(c.variant(), n, k) : c.slices()) : "") + " (" + how + ")";
+        if (m >= 1 && m <= SKINNY_MAX_M) {
+            int b = decodeBucket(m);
+            Gemm32Choice c = decodeChoice(m, n, k, f32Out);
+            Gemm32Tuning t = tuned32.get(new Gemm32Key(b, n, k, f32Out));
+            String how = t != null ? "tuned at M " + DECODE_BUCKET_M[b] : forced[b] != null ? "forced"
+                    : "untuned default";
+            String name = c.variant() == Gemm32Variant.SKINNY ? "gemm_skinny" + (m <= 8 ? 8 : m <= 16 ? 16 : 32)
+                    : "gemm_" + c.variant().label + "32";
+            return name + (c.variant().sliced ? " S=" + (c.slices() == 0 ? autoSlices(c.variant(), n, k)
+                    : c.slices()) : c.variant() == Gemm32Variant.SKINNY ? " W=" + skinnyWarps(n, k, c.slices())
+                    : "") + " (" + how + ")";
         }
         return gemmKernelFor(m, n);
     }
@@ -416,16 +439,35 @@ public final class CudaKernels {
      */
     public void gemmSkinny(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc,
                            boolean f32Out) {
-        checkGemm("gemm (skinny)", k, lda, ldw);
-        if (m < 1 || m > SKINNY_MAX_M) {
-            throw new IllegalArgumentException("gemm (skinny): M must be in [1, " + SKINNY_MAX_M + "], got " + m);
-        }
+        gemmSkinny(a, w, c, m, n, k, lda, ldw, ldc, f32Out, 0);
+    }
+
+    /**
+     * Warps per skinny block: {@code asked} (1, 2, 4, 8 or 16; 0: 16 when fewer than 2 row tiles per SM, else 8),
+     * halved while half of them still cover K's runs of 4 chunks (more would idle).
+     */
+    int skinnyWarps(int n, int k, int asked) {
         int tiles = (n + SKINNY_ROWS - 1) / SKINNY_ROWS;
-        int warps = tiles < 2 * ctx.smCount() ? 16 : 8;
+        int warps = asked != 0 ? asked : tiles < 2 * ctx.smCount() ? 16 : 8;
         int runs = (k + 127) / 128;
         while (warps > 1 && warps / 2 >= runs) {
             warps /= 2;
         }
+        return warps;
+    }
+
+    /** The skinny GEMM with {@code warps} per block (1, 2, 4, 8, 16; 0: the heuristic of {@link #skinnyWarps}). */
+    public void gemmSkinny(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc,
+                           boolean f32Out, int warpsAsked) {
+        checkGemm("gemm (skinny)", k, lda, ldw);
+        if (m < 1 || m > SKINNY_MAX_M) {
+            throw new IllegalArgumentException("gemm (skinny): M must be in [1, " + SKINNY_MAX_M + "], got " + m);
+        }
+        if (warpsAsked < 0 || warpsAsked > 16 || Integer.bitCount(warpsAsked) > 1) {
+            throw new IllegalArgumentException("gemm (skinny): warps must be 0, 1, 2, 4, 8 or 16, got " + warpsAsked);
+        }
+        int tiles = (n + SKINNY_ROWS - 1) / SKINNY_ROWS;
+        int warps = skinnyWarps(n, k, warpsAsked);
         int variant = m <= 8 ? 0 : m <= 16 ? 1 : 2;
         int shared = warps * SKINNY_ROWS * (8 * (1 << variant) + 1) * 4;
         (f32Out ? skinnyF32 : skinnyBf16)[variant].launch(tiles, 1, 1, 32 * warps, shared, a, w, c, m, n, k, lda, ldw,
@@ -505,7 +547,10 @@ public final class CudaKernels {
 
     /** The kernels that can run an M 17..32 decode GEMM. {@code sliced}: takes K slices (1, 2, 4, 8). */
     public enum Gemm32Variant {
-        /** gemm_skinny32 (16 rows per block, warps split K; A read per block: 2x the weights at M 32). */
+        /**
+         * gemm_skinny8/16/32 by M (16 rows per block, warps split K; A read per block: 2x the weights at M 32); its
+         * parameter is the warps per block (4, 8, 16; 0 the heuristic).
+         */
         SKINNY("skinny", false),
         /** gemm_split32 (128 rows per block, A staged per 16-chunk segment, cluster K split). */
         SPLIT("split", true),
@@ -523,16 +568,32 @@ public final class CudaKernels {
         }
     }
 
-    /** A variant and its K slices (0: the host's heuristic; 1 for the unsliced variants). */
+    /**
+     * A variant and its K slices (0: the host's heuristic; 1 for dual); for skinny, {@code slices} is the warps per
+     * block (0: the heuristic).
+     */
     public record Gemm32Choice(Gemm32Variant variant, int slices) {
         @Override
         public String toString() {
-            return variant.label + (variant.sliced ? slices == 0 ? " S=auto" : " S=" + slices : "");
+            return variant.label + (variant.sliced ? slices == 0 ? " S=auto" : " S=" + slices
+                    : variant == Gemm32Variant.SKINNY && slices != 0 ? " W=" + slices : "");
         }
     }
 
-    /** What the tuner times a choice by: the weight shape and the output type. */
-    record Gemm32Key(int n, int k, boolean f32Out) {
+    /** What the tuner times a choice by: the decode bucket, the weight shape and the output type. */
+    record Gemm32Key(int bucket, int n, int k, boolean f32Out) {
+    }
+
+    /** The decode bucket of M 1..32: 0 (M 1), 1 (2..8), 2 (9..16), 3 (17..32). */
+    static int decodeBucket(int m) {
+        return m <= 1 ? 0 : m <= 8 ? 1 : m <= 16 ? 2 : 3;
+    }
+
+    /** "1", "2..8", "9..16", "17..32". */
+    static String bucketRange(int b) {
+        int lo = b == 0 ? 1 : DECODE_BUCKET_M[b - 1] + 1;
+        int hi = DECODE_BUCKET_M[b];
+        return lo == hi ? Integer.toString(lo) : lo + ".." + hi;
     }
 
     /**
@@ -540,12 +601,18 @@ public final class CudaKernels {
      * order timed.
      */
     public record Gemm32Tuning(String name, int n, int k, boolean f32Out, Gemm32Choice choice,
-                               Map<Gemm32Choice, Double> micros) {
-        /** "gate_up 24576x4096 bf16: pipe S=2 52.1 us (3863 GB/s); skinny 92.0, dual 60.1, ..." */
+                               Map<Gemm32Choice, Double> micros, int tuneM) {
+        public Gemm32Tuning(String name, int n, int k, boolean f32Out, Gemm32Choice choice,
+                            Map<Gemm32Choice, Double> micros) {
+            this(name, n, k, f32Out, choice, micros, DECODE32_TUNE_M);
+        }
+
+        /** "gate_up 24576x4096 bf16 M 32: pipe S=2 52.1 us (3863 GB/s); skinny 92.0, dual 60.1, ..." */
         public String describe() {
             double best = micros.get(choice);
-            StringBuilder b = new StringBuilder(String.format(Locale.ROOT, "%s %dx%d %s: %s %.1f us (%.0f GB/s);",
-                    name, n, k, f32Out ? "f32" : "bf16", choice, best, 2.0 * n * k / best / 1e3));
+            StringBuilder b = new StringBuilder(String.format(Locale.ROOT,
+                    "%s %dx%d %s M %d: %s %.1f us (%.0f GB/s);", name, n, k, f32Out ? "f32" : "bf16", tuneM, choice,
+                    best, 2.0 * n * k / best / 1e3));
             for (Map.Entry<Gemm32Choice, Double> e : micros.entrySet()) {
                 b.append(String.format(Locale.ROOT, " %s %.1f,", e.getKey(), e.getValue()));
             }
@@ -556,6 +623,11 @@ public final class CudaKernels {
 
     /** Parses {@link #GEMM32_PROPERTY}: "skinny", "split", "pipe", "dual", optionally ":S"; null when unset. */
     static Gemm32Choice parseGemm32(String v) {
+        return parseDecodeChoice(GEMM32_PROPERTY, v);
+    }
+
+    /** Parses a bucket's force property: "skinny[:W]" (W 4, 8, 16), "dual", "split[:S]", "pipe[:S]". */
+    static Gemm32Choice parseDecodeChoice(String property, String v) {
         if (v == null || v.isBlank()) {
             return null;
         }
@@ -567,24 +639,47 @@ public final class CudaKernels {
             }
         }
         int slices = 0;
-        if (parts.length == 2 && variant != null && variant.sliced) {
+        boolean param = variant != null && (variant.sliced || variant == Gemm32Variant.SKINNY);
+        if (parts.length == 2 && param) {
             try {
                 slices = Integer.parseInt(parts[1]);
             } catch (NumberFormatException e) {
                 slices = -1;
             }
         }
-        if (variant == null || parts.length > 2 || (parts.length == 2 && !variant.sliced)
-                || (slices != 0 && (slices < 1 || slices > SPLIT_MAX_SLICES || Integer.bitCount(slices) != 1))) {
-            throw new IllegalArgumentException("-D" + GEMM32_PROPERTY + "=" + v + ": expected skinny, dual, split[:S] "
-                    + "or pipe[:S] with S 1, 2, 4 or 8");
+        boolean badW = variant == Gemm32Variant.SKINNY && parts.length == 2
+                && Arrays.stream(SKINNY_WARPS).noneMatch(x -> x == slices0(parts));
+        if (variant == null || parts.length > 2 || (parts.length == 2 && !param) || badW
+                || (variant.sliced && slices != 0 && (slices < 1 || slices > SPLIT_MAX_SLICES
+                || Integer.bitCount(slices) != 1))) {
+            throw new IllegalArgumentException("-D" + property + "=" + v + ": expected skinny[:W], dual, split[:S] "
+                    + "or pipe[:S] with W 4, 8 or 16 and S 1, 2, 4 or 8");
         }
-        return new Gemm32Choice(variant, variant.sliced ? slices : 1);
+        return new Gemm32Choice(variant, param ? slices : 1);
+    }
+
+    private static int slices0(String[] parts) {
+        try {
+            return Integer.parseInt(parts[1]);
+        } catch (NumberFormatException e) {
+            return -1;
+        }
     }
 
     /** The forced choice ({@link #GEMM32_PROPERTY}), or null. */
     public Gemm32Choice forcedGemm32() {
         return forced32;
+    }
+
+    /** The forced choices per bucket ("M 1 dual, M 17..32 pipe S=2"), or null when none is forced. */
+    public String forcedDecode() {
+        List<String> parts = new ArrayList<>();
+        for (int b = 0; b < forced.length; b++) {
+            if (forced[b] != null) {
+                parts.add("M " + bucketRange(b) + " " + forced[b]);
+            }
+        }
+        return parts.isEmpty() ? null : String.join(", ", parts);
     }
 
     /**
@@ -593,15 +688,25 @@ public final class CudaKernels {
      * (the skinny one if -Ddistserve.cuda.splitMinM put M 17 out of the split range).
      */
     public Gemm32Choice decode32Choice(int n, int k, boolean f32Out) {
-        Gemm32Tuning t = tuned32.get(new Gemm32Key(n, k, f32Out));
+        return decodeChoice(DECODE32_TUNE_M, n, k, f32Out);
+    }
+
+    /**
+     * The kernel {@link #gemm} runs for an M 1..32 product on an N x K weight: the tuner's pick for M's bucket and the
+     * shape; else the bucket's forced variant; else, untuned, what ran before the tuner: M 17..32 the split GEMM
+     * (skinny if -Ddistserve.cuda.splitMinM put 17 out of its range), M 1..16 the skinny GEMM (split from splitMinM).
+     */
+    public Gemm32Choice decodeChoice(int m, int n, int k, boolean f32Out) {
+        int b = decodeBucket(m);
+        Gemm32Tuning t = tuned32.get(new Gemm32Key(b, n, k, f32Out));
         if (t != null) {
             return t.choice();
         }
-        if (forced32 != null) {
-            return forced32;
+        if (forced[b] != null) {
+            return forced[b];
         }
-        return new Gemm32Choice(SPLIT_MIN_M <= DECODE32_MIN_M ? Gemm32Variant.SPLIT : Gemm32Variant.SKINNY,
-                SPLIT_MIN_M <= DECODE32_MIN_M ? 0 : 1);
+        boolean split = m >= DECODE32_MIN_M ? SPLIT_MIN_M <= DECODE32_MIN_M : m >= SPLIT_MIN_M;
+        return new Gemm32Choice(split ? Gemm32Variant.SPLIT : Gemm32Variant.SKINNY, 0);
     }
 
     /** The heuristic K slices of a sliced variant when none is given. */
@@ -616,7 +721,7 @@ public final class CudaKernels {
         int s = choice.slices() == 0 ? autoSlices(choice.variant(), n, k) : choice.slices();
         switch (choice.variant()) {
             case SKINNY -> {
-                gemmSkinny(a, w, c, m, n, k, lda, ldw, ldc, f32Out);
+                gemmSkinny(a, w, c, m, n, k, lda, ldw, ldc, f32Out, choice.slices());
                 return 1;
             }
             case DUAL -> {
@@ -711,20 +816,30 @@ public final class CudaKernels {
         return slices;
     }
 
-    /** The candidates the tuner times: the forced variant's (its slicings), or every variant and slicing. */
+    /** The candidates the tuner times for M 17..32 ({@link #decodeCandidates} of that bucket). */
     List<Gemm32Choice> decode32Candidates() {
+        return decodeCandidates(DECODE_BUCKET_M.length - 1);
+    }
+
+    /**
+     * The candidates the tuner times for a bucket: the forced variant's (its slicings / warps), or skinny W 4/8/16,
+     * dual, split S 1/2/4/8 and pipe S 1/2/4/8. Every one of them is correct for any M in 1..32 (tokens >= M are
+     * zero or token 0 and never stored; the self-check's rows at M 1, 5, 8, 13, 16 and 17..32 check it).
+     */
+    List<Gemm32Choice> decodeCandidates(int bucket) {
+        Gemm32Choice f = forced[bucket];
         int[] slicings = clusterRefusal == null ? new int[] {1, 2, 4, 8} : new int[] {1};
         List<Gemm32Choice> out = new ArrayList<>();
         for (Gemm32Variant v : Gemm32Variant.values()) {
-            if (forced32 != null && forced32.variant() != v) {
+            if (f != null && f.variant() != v) {
                 continue;
             }
-            if (!v.sliced) {
+            if (f != null && f.slices() != 0 && v != Gemm32Variant.DUAL) {
+                out.add(f);
+            } else if (v == Gemm32Variant.DUAL) {
                 out.add(new Gemm32Choice(v, 1));
-            } else if (forced32 != null && forced32.slices() != 0) {
-                out.add(forced32);
             } else {
-                for (int s : slicings) {
+                for (int s : v == Gemm32Variant.SKINNY ? SKINNY_WARPS : slicings) {
                     out.add(new Gemm32Choice(v, s));
                 }
             }
@@ -732,75 +847,101 @@ public final class CudaKernels {
         return out;
     }
 
+    /** {@link #tuneDecode} of the M 17..32 bucket (tuned at M 32). */
+    public Gemm32Tuning tuneDecode32(String name, int n, int k, boolean f32Out, List<?> weights) {
+        return tuneDecode(List.of(DECODE_BUCKET_M.length - 1), name, n, k, f32Out, weights).get(0);
+    }
+
+    /** {@link #tuneDecode} of every bucket (M 1, 2..8, 9..16, 17..32). */
+    public List<Gemm32Tuning> tuneDecodeAll(String name, int n, int k, boolean f32Out, List<?> weights) {
+        List<Integer> all = new ArrayList<>();
+        for (int b = 0; b < DECODE_BUCKET_M.length; b++) {
+            all.add(b);
+        }
+        return tuneDecode(all, name, n, k, f32Out, weights);
+    }
+
     /**
-     * Times every candidate ({@link #decode32Candidates}) at M = 32 on an N x K weight and keeps the fastest for
-     * every later M 17..32 {@link #gemm} of that shape. Launches go to scratch A and C buffers of its own; the
-     * weights are read only and cycled through {@code weights} (e.g. every layer's matrix of the shape, so that no
-     * launch finds its weight in L2). Each candidate: one warm-up, then 3 rounds (candidates interleaved) of 3 timed
-     * launches; its time is the best round's mean. Synchronizes: never call it while the stream is being captured
-     * (it refuses to).
+     * For each given bucket, times every candidate ({@link #decodeCandidates}) at the bucket's largest M
+     * ({@link #DECODE_BUCKET_M}) on an N x K weight and keeps the fastest for every later {@link #gemm} of that shape
+     * with M in the bucket. Launches go to scratch A and C buffers of its own; the weights are read only and cycled
+     * through {@code weights} (e.g. every layer's matrix of the shape, so that no launch finds its weight in L2).
+     * Each candidate: one warm-up, then 3 rounds (candidates interleaved) of 2 timed launches; its time is the best
+     * round's mean (4 buckets x 12 candidates x 7 launches: ~0.3 s on qwen3-8b, lm_head most of it). Synchronizes:
+     * never call it while the stream is being captured (it refuses to).
      *
      * @param name    for the table and the log (e.g. "gate_up")
      * @param weights N x K bf16 matrices (DeviceBuffer or CUdeviceptr), at least one
-     * @return the tuning, also kept for {@link #decode32Table}
+     * @return the tunings, in bucket order, also kept for {@link #decode32Table}
      */
-    public synchronized Gemm32Tuning tuneDecode32(String name, int n, int k, boolean f32Out, List<?> weights) {
+    public synchronized List<Gemm32Tuning> tuneDecode(List<Integer> buckets, String name, int n, int k,
+                                                      boolean f32Out, List<?> weights) {
         if (weights.isEmpty()) {
-            throw new IllegalArgumentException("tuneDecode32: no weights");
+            throw new IllegalArgumentException("tuneDecode: no weights");
         }
-        checkGemm("tuneDecode32", k, k, k);
+        checkGemm("tuneDecode", k, k, k);
         ctx.makeCurrent();
         int[] capturing = new int[1];
         Cuda.check(JCudaDriver.cuStreamIsCapturing(ctx.stream(), capturing), "cuStreamIsCapturing");
         if (capturing[0] != 0) {
-            throw new IllegalStateException("tuneDecode32: the stream is being captured (a graph must not capture "
+            throw new IllegalStateException("tuneDecode: the stream is being captured (a graph must not capture "
                     + "a tuning run)");
         }
-        int m = DECODE32_TUNE_M;
-        List<Gemm32Choice> cands = decode32Candidates();
-        double[] best = new double[cands.size()];
-        Arrays.fill(best, Double.MAX_VALUE);
+        int maxM = SKINNY_MAX_M;
+        List<Gemm32Tuning> out = new ArrayList<>();
         int[] next = {0};
-        try (DeviceBuffer a = ctx.allocate("tune32_a", 2L * m * k);
-             DeviceBuffer c = ctx.allocate("tune32_c", (f32Out ? 4L : 2L) * m * n + 4)) {
+        try (DeviceBuffer a = ctx.allocate("tune32_a", 2L * maxM * k);
+             DeviceBuffer c = ctx.allocate("tune32_c", (f32Out ? 4L : 2L) * maxM * n + 4)) {
             a.fill32(0x3C003C00);  // bf16 0.0078125: finite products, whatever the weights
-            for (Gemm32Choice ch : cands) {
-                gemm32(ch, a, weights.get(next[0]++ % weights.size()), c, m, n, k, k, k, n, f32Out);
-            }
-            final int rounds = 3;
-            final int launches = 3;
-            for (int r = 0; r < rounds; r++) {
-                for (int i = 0; i < cands.size(); i++) {
-                    Gemm32Choice ch = cands.get(i);
-                    float ms = ctx.timeMillis(() -> {
-                        for (int l = 0; l < launches; l++) {
-                            gemm32(ch, a, weights.get(next[0]++ % weights.size()), c, m, n, k, k, k, n, f32Out);
-                        }
-                    });
-                    best[i] = Math.min(best[i], 1e3 * ms / launches);
+            for (int bucket : buckets) {
+                int m = DECODE_BUCKET_M[bucket];
+                List<Gemm32Choice> cands = decodeCandidates(bucket);
+                double[] best = new double[cands.size()];
+                Arrays.fill(best, Double.MAX_VALUE);
+                for (Gemm32Choice ch : cands) {
+                    gemm32(ch, a, weights.get(next[0]++ % weights.size()), c, m, n, k, k, k, n, f32Out);
                 }
+                final int rounds = 3;
+                final int launches = 2;
+                for (int r = 0; r < rounds; r++) {
+                    for (int i = 0; i < cands.size(); i++) {
+                        Gemm32Choice ch = cands.get(i);
+                        float ms = ctx.timeMillis(() -> {
+                            for (int l = 0; l < launches; l++) {
+                                gemm32(ch, a, weights.get(next[0]++ % weights.size()), c, m, n, k, k, k, n, f32Out);
+                            }
+                        });
+                        best[i] = Math.min(best[i], 1e3 * ms / launches);
+                    }
+                }
+                int pick = 0;
+                Map<Gemm32Choice, Double> micros = new LinkedHashMap<>();
+                for (int i = 0; i < cands.size(); i++) {
+                    micros.put(cands.get(i), best[i]);
+                    if (best[i] < best[pick]) {
+                        pick = i;
+                    }
+                }
+                Gemm32Tuning t = new Gemm32Tuning(name, n, k, f32Out, cands.get(pick),
+                        java.util.Collections.unmodifiableMap(micros), m);
+                tuned32.put(new Gemm32Key(bucket, n, k, f32Out), t);
+                LOG.debug("decode GEMM M {} tuned: {}", bucketRange(bucket), t.describe());
+                out.add(t);
             }
         }
-        int pick = 0;
-        Map<Gemm32Choice, Double> micros = new LinkedHashMap<>();
-        for (int i = 0; i < cands.size(); i++) {
-            micros.put(cands.get(i), best[i]);
-            if (best[i] < best[pick]) {
-                pick = i;
-            }
-        }
-        Gemm32Tuning t = new Gemm32Tuning(name, n, k, f32Out, cands.get(pick), java.util.Collections.unmodifiableMap(
-                micros));
-        tuned32.put(new Gemm32Key(n, k, f32Out), t);
-        LOG.debug("decode GEMM M 17..32 tuned: {}", t.describe());
-        return t;
+        return out;
+    }
+
+    /** {@link #tuneDecodeScratch} of the M 17..32 bucket. */
+    public Gemm32Tuning tuneDecode32Scratch(String name, int n, int k, boolean f32Out) {
+        return tuneDecodeScratch(List.of(DECODE_BUCKET_M.length - 1), name, n, k, f32Out).get(0);
     }
 
     /**
-     * {@link #tuneDecode32} on scratch weights (the self-check, no model): enough copies of an N x K matrix to cover
-     * 256 MB (at most 8), zero-filled, cycled; freed afterwards. The pick stays for the shape on this instance.
+     * {@link #tuneDecode} on scratch weights (the self-check, no model): enough copies of an N x K matrix to cover
+     * 256 MB (at most 8), zero-filled, cycled; freed afterwards. The picks stay for the shape on this instance.
      */
-    public Gemm32Tuning tuneDecode32Scratch(String name, int n, int k, boolean f32Out) {
+    public List<Gemm32Tuning> tuneDecodeScratch(List<Integer> buckets, String name, int n, int k, boolean f32Out) {
         long bytes = 2L * n * k;
         int copies = (int) Math.max(1, Math.min(8, ((256L << 20) + bytes - 1) / bytes));
         try (DeviceBuffer w = ctx.allocate("tune32_w", bytes * copies)) {
@@ -809,11 +950,11 @@ public final class CudaKernels {
             for (int i = 0; i < copies; i++) {
                 views.add(byteOffset(w, i * bytes));
             }
-            return tuneDecode32(name, n, k, f32Out, views);
+            return tuneDecode(buckets, name, n, k, f32Out, views);
         }
     }
 
-    /** Every tuned shape, one line each ({@link Gemm32Tuning#describe}); empty when nothing was tuned. */
+    /** Every tuned (bucket, shape), one line each ({@link Gemm32Tuning#describe}); empty when nothing was tuned. */
     public List<String> decode32Table() {
         List<String> out = new ArrayList<>();
         for (Gemm32Tuning t : tuned32.values()) {
@@ -823,15 +964,30 @@ public final class CudaKernels {
         return out;
     }
 
-    /** The tuned picks in short ("gate_up pipe S=2, qkv dual, ..."), or "untuned". */
+    /** The M 17..32 picks in short ("gate_up pipe S=2, qkv dual, ..."), or "untuned". */
     public String decode32Summary() {
+        return bucketSummary(DECODE_BUCKET_M.length - 1);
+    }
+
+    private String bucketSummary(int bucket) {
         List<String> parts = new ArrayList<>();
-        for (Gemm32Tuning t : tuned32.values()) {
-            parts.add(t.name() + " " + t.choice());
+        for (Map.Entry<Gemm32Key, Gemm32Tuning> e : tuned32.entrySet()) {
+            if (e.getKey().bucket() == bucket) {
+                parts.add(e.getValue().name() + " " + e.getValue().choice());
+            }
         }
         parts.sort(null);
-        return parts.isEmpty() ? "untuned" + (forced32 != null ? ", forced " + forced32 : "")
+        return parts.isEmpty() ? "untuned" + (forced[bucket] != null ? ", forced " + forced[bucket] : "")
                 : String.join(", ", parts);
+    }
+
+    /** The picks of every bucket: "M 1: down dual, ...; M 2..8: ...; M 9..16: ...; M 17..32: ...". */
+    public String decodeSummary() {
+        List<String> parts = new ArrayList<>();
+        for (int b = 0; b < DECODE_BUCKET_M.length; b++) {
+            parts.add("M " + bucketRange(b) + ": " + bucketSummary(b));
+        }
+        return String.join("; ", parts);
     }
 
     /** Rows (query tokens x heads) of one attention block for a GQA group size: HG heads, QT tokens. */

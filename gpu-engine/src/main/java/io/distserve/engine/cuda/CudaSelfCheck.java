@@ -42,10 +42,10 @@ public final class CudaSelfCheck {
                     + (kernels.clusterRefusal() == null ? "cluster launches work (K split across up to 8 blocks)"
                     : "cluster launch REFUSED, K not split: " + kernels.clusterRefusal())
                     + "; required cluster width of gemm_split32_s1/s2/s4/s8: " + safeWidths(kernels));
-            System.out.println("decode GEMM M 17..32: " + (kernels.forcedGemm32() != null ? "FORCED to "
-                    + kernels.forcedGemm32() + " (-D" + CudaKernels.GEMM32_PROPERTY + ")"
-                    : "the tuner's pick per weight shape (rows \"gemm32 tuner\"); -D" + CudaKernels.GEMM32_PROPERTY
-                    + "=skinny|dual|split[:S]|pipe[:S] forces one"));
+            System.out.println("decode GEMM M 1 / 2..8 / 9..16 / 17..32: the tuner's pick per bucket and weight shape "
+                    + "(rows \"gemm1/gemm8/gemm16/gemm32 tuner\"); -Ddistserve.cuda.gemm1|gemm8|gemm16|gemm32="
+                    + "skinny[:W]|dual|split[:S]|pipe[:S] forces one" + (kernels.forcedDecode() != null
+                    ? "; FORCED: " + kernels.forcedDecode() : ""));
             System.out.println();
             String header = String.format(Locale.ROOT, "%-44s %-58s %10s %10s %8s %5s %9s  %s", "check", "shape",
                     "rel err", "max abs", "tol", "ok", "ms", "note");

@@ -131,6 +131,40 @@ class CudaKernelsTest {
     }
 
     @Test
+    void decodeCandidatesBelow17() {
+        CudaChecks c = checks();
+        c.gemmSkinnyWarps(1, 1013, 4104, true, 4);
+        c.gemmSkinnyWarps(5, 1013, 136, false, 16);
+        c.gemmSkinnyWarps(13, 1013, 4104, false, 8);
+        c.gemmDual(1, 1013, 4104, false);
+        c.gemmDual(8, 1013, 136, true);
+        c.gemmDual(13, 1013, 4104, true);
+        c.gemmSplit(1, 1013, 4104, true, 8);
+        c.gemmSplit(16, 1013, 136, false, 4);
+        c.gemmPipe(1, 1013, 136, false, 2);
+        c.gemmPipe(5, 1013, 4104, true, 8);
+        c.gemmPipe(16, 1013, 4104, false, 1);
+        assertThat(failures).isEmpty();
+    }
+
+    @Test
+    void decodeTunerEveryBucketAndTheDispatchFollows() {
+        CudaChecks c = checks();
+        List<CudaKernels.Gemm32Tuning> ts = kernels.tuneDecodeScratch(List.of(0, 1, 2, 3), "test", 1013, 4104,
+                false);
+        assertThat(ts).hasSize(4);
+        int[] ms = {1, 8, 16, 32};
+        for (int b = 0; b < 4; b++) {
+            assertThat(ts.get(b).tuneM()).isEqualTo(ms[b]);
+            assertThat(kernels.decodeChoice(ms[b], 1013, 4104, false)).isEqualTo(ts.get(b).choice());
+        }
+        c.gemm(1, 1013, 4104, false);
+        c.gemm(5, 1013, 4104, false);
+        c.gemm(13, 1013, 4104, false);
+        assertThat(failures).isEmpty();
+    }
+
+    @Test
     void decode32PlanAndForcedProperty() {
         // host arithmetic only: the pipe GEMM's heuristic slicing on 132 SMs, the -Ddistserve.cuda.gemm32 parser
         assertThat(CudaKernels.pipeSlices(24576, 4096, 132)).isEqualTo(2);    // gate|up: 384 blocks
@@ -151,7 +185,20 @@ class CudaKernelsTest {
         assertThat(CudaKernels.parseGemm32("split:4").toString()).isEqualTo("split S=4");
         assertThat(CudaKernels.parseGemm32("Dual").toString()).isEqualTo("dual");
         assertThat(CudaKernels.parseGemm32("skinny").variant()).isEqualTo(CudaKernels.Gemm32Variant.SKINNY);
-        for (String bad : new String[] {"pipe:3", "dual:2", "wgmma", "split:16", "pipe:x", "pipe:2:2"}) {
+        assertThat(CudaKernels.parseGemm32("skinny").toString()).isEqualTo("skinny");
+        assertThat(CudaKernels.parseDecodeChoice("distserve.cuda.gemm8", "skinny:16").toString())
+                .isEqualTo("skinny W=16");
+        assertThat(CudaKernels.decodeBucket(1)).isEqualTo(0);
+        assertThat(CudaKernels.decodeBucket(2)).isEqualTo(1);
+        assertThat(CudaKernels.decodeBucket(8)).isEqualTo(1);
+        assertThat(CudaKernels.decodeBucket(9)).isEqualTo(2);
+        assertThat(CudaKernels.decodeBucket(16)).isEqualTo(2);
+        assertThat(CudaKernels.decodeBucket(17)).isEqualTo(3);
+        assertThat(CudaKernels.decodeBucket(32)).isEqualTo(3);
+        assertThat(CudaKernels.bucketRange(1)).isEqualTo("2..8");
+        assertThat(CudaKernels.bucketRange(0)).isEqualTo("1");
+        for (String bad : new String[] {"pipe:3", "dual:2", "wgmma", "split:16", "pipe:x", "pipe:2:2", "skinny:3",
+                "skinny:32", "skinny:x"}) {
             org.assertj.core.api.Assertions.assertThatThrownBy(() -> CudaKernels.parseGemm32(bad))
                     .isInstanceOf(IllegalArgumentException.class);
         }
