@@ -17,7 +17,7 @@ for s in ${shapes//,/ }; do
 done
 echo "== ours (CUDA backend)" | tee -a "$log"
 "${DS[@]}" bench engine --backend cuda "${models[@]}" --batch "$batches" --prompt-tokens 128 --new-tokens 128 \
-  --prefill 2048 --json "$out/ours.json" --log-level WARNING 2>&1 | tee -a "$log"
+  --prefill 2048 --json "$out/ours.json" --log-level INFO 2>&1 | awk '!/ INFO /||/tuned in/' | tee -a "$log"
 echo "== Hugging Face transformers eager, same weights" | tee -a "$log"
 for s in ${shapes//,/ }; do
   python3 gpu-engine/scripts/hf_bench.py "/tmp/$s" --batches "$batches" --prompt 128 --new 128 --prefill 2048 --json "$out/hf_$s.json" 2>&1 | grep -v Warning | tee -a "$log"

@@ -2,7 +2,7 @@
 # On the device machine: where the time of a qwen3-8b step goes, kernel by kernel (Nsight Compute, one metric:
 # gpu__time_duration), for (1) a 2,048-token prefill of one prompt and (2) decode steps at batch 32, eager (no
 # CUDA graphs, so that every kernel is a launch ncu sees). Also the plain (unprofiled) 2,048-token prefill time.
-#   Here: scripts/device/pack.sh. There: `bash scripts/device/profile_cuda.sh [shape]` with carry [".carry"].
+#   Here: scripts/device/pack.sh. There: `bash scripts/device/profile_cuda.sh [shape] [all|prefill|decode]` with carry [".carry"].
 # Writes $OUT/profile_*.csv and $OUT/profile.txt (the per-kernel sums).
 source scripts/device/env.sh
 out=${OUT:-/tmp/out}; mkdir -p "$out"
@@ -37,5 +37,7 @@ for k, (ms, n) in sorted(agg.items(), key=lambda kv: -kv[1][0])[:40]:
     print(f"{ms:9.3f} ms {n:6d} x {1000*ms/n:8.1f} us  {k}")
 PY
 }
-run_ncu prefill2048 --batch 1 --prompt-tokens 2048 --new-tokens 2
-run_ncu decode32 --batch 32 --prompt-tokens 128 --new-tokens 3
+case "${2:-all}" in
+  all|prefill) run_ncu prefill2048 --batch 1 --prompt-tokens 2048 --new-tokens 2 ;;&
+  all|decode) run_ncu decode32 --batch 32 --prompt-tokens 128 --new-tokens 4 ;;
+esac

@@ -119,6 +119,7 @@ public final class CudaKernels {
     private final Kernel prefill64;
     private final Kernel prefill128;
     private final Kernel argmax;
+    private final Kernel spin;
     private final Kernel sample;
     /** gemm_skinny{8,16,32}_{bf16,f32}: index 0, 1, 2 for M <= 8, 16, 32. */
     private final Kernel[] skinnyBf16 = new Kernel[3];
@@ -181,6 +182,7 @@ public final class CudaKernels {
         prefill64 = ctx.kernel("attention_prefill_hd64");
         prefill128 = ctx.kernel("attention_prefill_hd128");
         argmax = ctx.kernel("argmax_rows");
+        spin = ctx.kernel("gpu_spin");
         sample = ctx.kernel("sample_rows");
         for (int i = 0; i < 3; i++) {
             skinnyBf16[i] = ctx.kernel("gemm_skinny" + (8 << i) + "_bf16");
@@ -866,14 +868,18 @@ public final class CudaKernels {
      * ({@link #DECODE_BUCKET_M}) on an N x K weight and keeps the fastest for every later {@link #gemm} of that shape
      * with M in the bucket. Launches go to scratch A and C buffers of its own; the weights are read only and cycled
      * through {@code weights} (e.g. every layer's matrix of the shape, so that no launch finds its weight in L2).
-     * Each candidate: one warm-up, then 3 rounds (candidates interleaved) of 2 timed launches; its time is the best
-     * round's mean (4 buckets x 12 candidates x 7 launches: ~0.3 s on qwen3-8b, lm_head most of it). Synchronizes:
+     * Each candidate: one warm-up, then 3 rounds (candidates interleaved) of 3 timed launches queued behind a 1 ms
+     * gpu_spin ({@link #timeQueued}: GPU time only, whatever the host's launch speed); its time is the best round's
+     * mean (4 buckets x 12 candidates x 3 rounds x (1 ms + 3 launches): ~1 s on qwen3-8b). Synchronizes:
      * never call it while the stream is being captured (it refuses to).
      *
      * @param name    for the table and the log (e.g. "gate_up")
      * @param weights N x K bf16 matrices (DeviceBuffer or CUdeviceptr), at least one
      * @return the tunings, in bucket order, also kept for {@link #decode32Table}
      */
+    /** Head start of the GPU over the host in each timed window of the tuner ({@link #timeQueued}). */
+    static final int TUNE_SPIN_MICROS = 1000;
+
     public synchronized List<Gemm32Tuning> tuneDecode(List<Integer> buckets, String name, int n, int k,
                                                       boolean f32Out, List<?> weights) {
         if (weights.isEmpty()) {
@@ -902,15 +908,15 @@ public final class CudaKernels {
                     gemm32(ch, a, weights.get(next[0]++ % weights.size()), c, m, n, k, k, k, n, f32Out);
                 }
                 final int rounds = 3;
-                final int launches = 2;
+                final int launches = 3;
                 for (int r = 0; r < rounds; r++) {
                     for (int i = 0; i < cands.size(); i++) {
                         Gemm32Choice ch = cands.get(i);
-                        float ms = ctx.timeMillis(() -> {
+                        float ms = timeQueued(() -> {
                             for (int l = 0; l < launches; l++) {
                                 gemm32(ch, a, weights.get(next[0]++ % weights.size()), c, m, n, k, k, k, n, f32Out);
                             }
-                        });
+                        }, TUNE_SPIN_MICROS);
                         best[i] = Math.min(best[i], 1e3 * ms / launches);
                     }
                 }
@@ -1086,6 +1092,17 @@ public final class CudaKernels {
             return d.withByteOffset(bytes);
         }
         throw new IllegalArgumentException("not a device pointer: " + p);
+    }
+
+    /**
+     * GPU milliseconds of {@code work}'s launches, with the host's launch time kept out: a {@code gpu_spin} of
+     * {@code spinMicros} is enqueued first, so that the launches are queued before the start event fires (measured
+     * on an H100: without it, the tuner timed JIT-cold Java launch calls and picked kernels 2.5x slower than the
+     * best for o_proj at batch 1). {@code spinMicros} must exceed the host time to enqueue {@code work}.
+     */
+    public float timeQueued(Runnable work, int spinMicros) {
+        spin.launch(1, 1, 1, 1, 0, (long) spinMicros * 1000L);
+        return ctx.timeMillis(work);
     }
 
     /** ids[r] = argmax of logits row r (lowest index on ties, NaN never wins; -1 when nothing exceeds -inf). */
