@@ -64,6 +64,11 @@ public final class CudaBackend implements ComputeBackend {
     /** Bumped whenever a scratch buffer or the RoPE tables are reallocated: captured graphs hold their pointers. */
     private long generation;
     private boolean closed;
+    /**
+     * Decode slices run on the tensor-core attention when they give it at least this many blocks
+     * ({@link AttentionPlan#tensorCoreDecode}): the SM count; off with {@code -Ddistserve.cuda.tensorDecode=false}.
+     */
+    private int tensorDecodeMinBlocks;
 
     private CudaBackend(ModelConfig config, CudaContext ctx, CudaWeights w, int blockSize, int numBlocks,
                         Scratch scratch) {
@@ -81,6 +86,14 @@ public final class CudaBackend implements ComputeBackend {
         this.eps = (float) config.rmsNormEps();
         this.scale = (float) (1.0 / Math.sqrt(config.headDim()));
         this.graphs = new DecodeGraphs();
+        this.tensorDecodeMinBlocks = Boolean.parseBoolean(System.getProperty("distserve.cuda.tensorDecode", "true"))
+                ? ctx.smCount() : Integer.MAX_VALUE;
+    }
+
+    /** The self-check: move the tensor-core decode threshold (small test models); retires captured graphs. */
+    void tensorDecodeMinBlocks(int minBlocks) {
+        this.tensorDecodeMinBlocks = minBlocks;
+        generation++;
     }
 
     /**
@@ -338,7 +351,8 @@ public final class CudaBackend implements ComputeBackend {
         }
         // prefill slices (>= 16 tokens) on the tensor-core attention, decodes and short slices on paged_attention
         AttentionPlan plan = AttentionPlan.forStep(step.sliceStart, step.sliceLength, step.slicePosition,
-                config.numHeads(), config.numKvHeads(), config.headDim(), ctx.smCount(), MAX_SPLITS);
+                config.numHeads(), config.numKvHeads(), config.headDim(), ctx.smCount(), MAX_SPLITS,
+                tensorDecodeMinBlocks);
         ensure(step, rows, plan);
         Meta meta = scratch.upload(step, plan);
         runLayers(step.n, plan, meta);
@@ -514,8 +528,9 @@ public final class CudaBackend implements ComputeBackend {
         /** Runs the decode step through its graph (capturing it first if needed); false: run it eagerly. */
         boolean replay(CudaStep step) {
             int n = step.n;
-            AttentionPlan plan = AttentionPlan.of(step.sliceStart, step.sliceLength, step.slicePosition,
-                    config.numHeads(), config.numKvHeads(), ctx.smCount(), MAX_SPLITS, true);
+            AttentionPlan plan = AttentionPlan.forDecodeGraph(step.sliceStart, step.sliceLength,
+                    step.slicePosition, config.numHeads(), config.numKvHeads(), config.headDim(), ctx.smCount(),
+                    MAX_SPLITS, tensorDecodeMinBlocks);
             ensure(step, n, plan);
             Graph g = byN.get(n);
             if (g != null && g.generation != generation) {

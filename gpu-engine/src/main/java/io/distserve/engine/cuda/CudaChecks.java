@@ -1233,6 +1233,14 @@ public final class CudaChecks {
      * split GEMM's cluster launches (M 17..32).
      */
     public void graphVsEager(String label, ModelConfig config, int blockSize, int seqs) {
+        graphVsEager(label, config, blockSize, seqs, -1);
+    }
+
+    /**
+     * The same, with the backend's tensor-core decode threshold set to {@code tensorDecodeMinBlocks} (-1: the
+     * default, the SM count), so that a small model's decodes take the attention_prefill path.
+     */
+    public void graphVsEager(String label, ModelConfig config, int blockSize, int seqs, int tensorDecodeMinBlocks) {
         RandomStore store = new RandomStore(config, rnd.nextLong());
         int[] promptLens = new int[seqs];
         for (int s = 0; s < seqs; s++) {
@@ -1242,6 +1250,9 @@ public final class CudaChecks {
         int perSeq = (62 + steps + blockSize - 1) / blockSize;
         int numBlocks = seqs * perSeq + 5;
         try (CudaBackend gpu = CudaBackend.create(config, store, blockSize, numBlocks)) {
+            if (tensorDecodeMinBlocks >= 0) {
+                gpu.tensorDecodeMinBlocks(tensorDecodeMinBlocks);
+            }
             List<Integer> free = new ArrayList<>();
             for (int b = 0; b < numBlocks; b++) {
                 free.add(b);
@@ -1558,5 +1569,11 @@ public final class CudaChecks {
         // note names them) inside the graphs
         graphVsEager("qwen3 hd128, split GEMM", new ModelConfig("qwen3", 256, 512, 2, 8, 2, 128, 1000, 4096,
                 1_000_000.0, 1e-6, false, true, -1, List.of(999), "bfloat16"), 4, 20);
+        // decodes on the tensor-core attention (the rule qwen3-8b meets from batch 17 on the H100/H200's 132 SMs),
+        // forced here at any batch: graph replays and eager steps through attention_prefill with 1-token items
+        graphVsEager("qwen3 hd128, tensor-core decode", new ModelConfig("qwen3", 256, 512, 2, 8, 2, 128, 1000, 4096,
+                1_000_000.0, 1e-6, false, true, -1, List.of(999), "bfloat16"), 4, 20, 1);
+        graphVsEager("qwen3 hd64 gqa8, tensor-core decode", new ModelConfig("qwen3", 256, 512, 2, 8, 1, 64, 1000,
+                4096, 1_000_000.0, 1e-6, false, true, -1, List.of(999), "bfloat16"), 16, 4, 1);
     }
 }

@@ -100,6 +100,49 @@ class CudaBackendTest {
     }
 
     @Test
+    void decodesGoToTheTensorCoreKernelWhenTheyFillTheGpu() {
+        // qwen3-8b: 32 heads, 8 KV heads -> 8 attention_prefill blocks per decode; 132 SMs -> from 17 decodes on
+        int[] starts = new int[17];
+        int[] lens = new int[17];
+        int[] pos = new int[17];
+        for (int i = 0; i < 17; i++) {
+            starts[i] = i;
+            lens[i] = 1;
+            pos[i] = 100 + 13 * i;
+        }
+        AttentionPlan eager = AttentionPlan.forStep(starts, lens, pos, 32, 8, 128, 132, 32, 132);
+        AttentionPlan graph = AttentionPlan.forDecodeGraph(starts, lens, pos, 32, 8, 128, 132, 32, 132);
+        assertThat(eager.items()).isZero();
+        assertThat(eager.prefillItems()).isEqualTo(17);
+        assertThat(eager.splits()).isEqualTo(1);
+        assertThat(graph.itemTable()).containsExactly(eager.itemTable());  // a replay computes the eager step
+        assertThat(graph.prefillItems()).isEqualTo(17);
+        // 16 decodes (128 blocks) stay on paged_attention with split-KV, as the graphs of that size
+        int[] s16 = java.util.Arrays.copyOf(starts, 16);
+        int[] l16 = java.util.Arrays.copyOf(lens, 16);
+        int[] p16 = java.util.Arrays.copyOf(pos, 16);
+        AttentionPlan small = AttentionPlan.forStep(s16, l16, p16, 32, 8, 128, 132, 32, 132);
+        AttentionPlan smallGraph = AttentionPlan.forDecodeGraph(s16, l16, p16, 32, 8, 128, 132, 32, 132);
+        assertThat(small.prefillItems()).isZero();
+        assertThat(small.splits()).isGreaterThan(1);
+        assertThat(smallGraph.prefillItems()).isZero();
+        assertThat(smallGraph.itemTable()).containsExactly(small.itemTable());
+        // a mixed step with 17 decodes: the decodes join the prefill slice on the tensor cores, nothing splits
+        int[] ms = java.util.Arrays.copyOf(starts, 18);
+        int[] ml = java.util.Arrays.copyOf(lens, 18);
+        int[] mp = java.util.Arrays.copyOf(pos, 18);
+        ms[17] = 17;
+        ml[17] = 40;
+        mp[17] = 0;
+        AttentionPlan mixed = AttentionPlan.forStep(ms, ml, mp, 32, 8, 128, 132, 32, 132);
+        assertThat(mixed.items()).isZero();
+        assertThat(mixed.prefillItems()).isEqualTo(17 + 3);
+        // head dims without a variant never do
+        assertThat(AttentionPlan.forStep(starts, lens, pos, 32, 8, 96, 132, 32, 132).prefillItems()).isZero();
+        assertThat(AttentionPlan.forDecodeGraph(starts, lens, pos, 32, 8, 96, 132, 32, 132).prefillItems()).isZero();
+    }
+
+    @Test
     void prefillSlicesGoToTheTensorCoreKernelHeaviestFirst() {
         // qwen3-8b heads; slices: 77 tokens from 0, a decode, a 16-token chunk at 130, a 15-token tail at 5
         int[] starts = {0, 77, 78, 94};
