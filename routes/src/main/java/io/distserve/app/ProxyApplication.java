@@ -102,7 +102,9 @@ public final class ProxyApplication {
             String key = settings.apiKeys().isEmpty() ? null : settings.apiKeys().get(0);
 
             ObjectMapper json = new ObjectMapper();
-            registry = new NodeRegistry(new NodeTableFile(settings.nodeTable()), TimeSource.system());
+            registry = new NodeRegistry(new NodeTableFile(settings.nodeTable()), TimeSource.system(),
+                    NodeRegistry.DEFAULT_LATENCY_WINDOW,
+                    Duration.ofSeconds(number(props, "distserve.proxy.latencyMaxAgeSeconds", 30)));
             NodeRouter router = new NodeRouter(registry, RoutingStrategies.byName(settings.routingStrategy()));
             NodeClient client = new NodeClient(connect, key, json);
             pairs = new PairConnections(client, control,
