@@ -8,21 +8,18 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
-import java.net.ServerSocket;
 import java.net.Socket;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicReference;
 import org.apache.logging.log4j.Level;
 import org.apache.logging.log4j.LogManager;
 import org.apache.logging.log4j.core.LogEvent;
@@ -49,57 +46,45 @@ class ProxyHybridForwardTest {
 
     @TempDir
     static Path dir;
-    static ProxyApplication app;
-    static Thread thread;
+    static TestProxy proxy;
     static String base;
     static int port;
     static final List<LogEvent> logs = new CopyOnWriteArrayList<>();
     static AbstractAppender capture;
-    static final HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1)
-            .connectTimeout(Duration.ofSeconds(5)).build();
+    static HttpClient http;
     final List<FakeNode> nodes = new ArrayList<>();
 
     @BeforeAll
     static void startProxy() throws Exception {
-        capture = new AbstractAppender("capture", null, null, true, Property.EMPTY_ARRAY) {
+        capture = startCapture(logs);
+        // no health checks in the way (a refusing node stays in the table); a node that says nothing for 5 s failed
+        proxy = new TestProxy(dir, "distserve.proxy.healthIntervalSeconds = 3600\n"
+                + "distserve.proxy.firstByteTimeoutSeconds = 5\n");
+        base = proxy.base;
+        port = proxy.port;
+        http = proxy.http;
+    }
+
+    /** Adds an appender to the root logger that keeps every event in {@code into}. */
+    static AbstractAppender startCapture(List<LogEvent> into) {
+        AbstractAppender appender = new AbstractAppender("capture-" + System.identityHashCode(into), null, null, true,
+                Property.EMPTY_ARRAY) {
             @Override
             public void append(LogEvent event) {
-                logs.add(event.toImmutable());
+                into.add(event.toImmutable());
             }
         };
-        capture.start();
+        appender.start();
         LoggerContext logContext = (LoggerContext) LogManager.getContext(false);
-        logContext.getConfiguration().getRootLogger().addAppender(capture, Level.INFO, null);
+        logContext.getConfiguration().getRootLogger().addAppender(appender, Level.INFO, null);
         logContext.updateLoggers();
+        return appender;
+    }
 
-        Path props = dir.resolve("test.properties");
-        // no health checks in the way (a refusing node stays in the table); a node that says nothing for 5 s failed
-        Files.writeString(props, "distserve.proxy.healthIntervalSeconds = 3600\n"
-                + "distserve.proxy.firstByteTimeoutSeconds = 5\n");
-        port = freePort();
-        base = "http://127.0.0.1:" + port;
-        app = new ProxyApplication(new ProxyServerSettings("127.0.0.1", port, "Hybrid", "min_expected_latency",
-                "TCP", List.of(), dir.resolve("nodes.json"), null, null, props));
-        AtomicReference<Throwable> failure = new AtomicReference<>();
-        thread = new Thread(() -> {
-            try {
-                app.run();
-            } catch (Throwable t) {
-                failure.set(t);
-            }
-        }, "proxy-" + port);
-        thread.setDaemon(true);
-        thread.start();
-        await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100)).until(() -> {
-            if (failure.get() != null) {
-                throw new IllegalStateException("the proxy failed to start", failure.get());
-            }
-            try {
-                return get("/health").statusCode() == 200;
-            } catch (IOException e) {
-                return false;
-            }
-        });
+    static void stopCapture(AbstractAppender appender) {
+        LoggerContext logContext = (LoggerContext) LogManager.getContext(false);
+        logContext.getConfiguration().getRootLogger().removeAppender(appender.getName());
+        logContext.updateLoggers();
     }
 
     @AfterAll
@@ -108,11 +93,8 @@ class ProxyHybridForwardTest {
             assertThat(logs).as("warnings of Vert.x's blocked-thread checker")
                     .noneMatch(e -> e.getMessage().getFormattedMessage().contains("has been blocked for"));
         } finally {
-            app.stop();
-            thread.join(TimeUnit.SECONDS.toMillis(60));
-            LoggerContext logContext = (LoggerContext) LogManager.getContext(false);
-            logContext.getConfiguration().getRootLogger().removeAppender("capture");
-            logContext.updateLoggers();
+            proxy.close();
+            stopCapture(capture);
         }
     }
 
@@ -382,14 +364,11 @@ class ProxyHybridForwardTest {
     }
 
     static HttpResponse<String> get(String path) throws IOException, InterruptedException {
-        return http.send(HttpRequest.newBuilder(URI.create(base + path)).timeout(Duration.ofSeconds(30)).GET().build(),
-                HttpResponse.BodyHandlers.ofString());
+        return proxy.get(path);
     }
 
     static HttpResponse<String> post(String path, String body) throws IOException, InterruptedException {
-        return http.send(HttpRequest.newBuilder(URI.create(base + path)).timeout(Duration.ofSeconds(30))
-                .header("Content-Type", "application/json").POST(HttpRequest.BodyPublishers.ofString(body)).build(),
-                HttpResponse.BodyHandlers.ofString());
+        return proxy.post(path, body);
     }
 
     /** The data payloads of a streamed answer, [DONE] included. */
@@ -426,8 +405,6 @@ class ProxyHybridForwardTest {
     }
 
     static int freePort() throws IOException {
-        try (ServerSocket s = new ServerSocket(0)) {
-            return s.getLocalPort();
-        }
+        return TestProxy.freePort();
     }
 }
