@@ -196,7 +196,7 @@ class ProxyRoutingIT {
     void minObservedLatencyPrefersTheFastestAndTriesNewNodes() throws Exception {
         startProxy("min_observed_latency");
         // a cold proxy's first requests are slow (class loading, JIT): a node whose only sample is that slow
-        // would look slow until its sample leaves the window, which it never does without traffic; warm up first
+        // would look slow until the sample ages out (distserve.proxy.latencyMaxAgeSeconds, 30 s); warm up first
         add(WARM, null);
         complete(50);
         HttpResponse<String> removed = Http.post(proxy.base + "/nodes/remove", null,

@@ -41,7 +41,8 @@ public final class NodeLease implements AutoCloseable {
         if (!ended.compareAndSet(false, true)) {
             return false;
         }
-        node.completed(time.nanoTime() - startNanos);
+        long end = time.nanoTime();
+        node.completed(end - startNanos, end);
         return true;
     }
 
@@ -53,7 +54,7 @@ public final class NodeLease implements AutoCloseable {
         if (!ended.compareAndSet(false, true)) {
             return false;
         }
-        node.failed(error == null ? "unknown error" : error);
+        node.failed(error == null ? "unknown error" : error, time.nanoTime());
         return true;
     }
 

@@ -1,6 +1,7 @@
 package io.distserve.registry;
 
 import java.io.IOException;
+import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -17,7 +18,7 @@ import org.slf4j.LoggerFactory;
 
 /**
  * The proxy's table of engine nodes: who they are (URL, role, models, speed), how loaded they are (requests in
- * flight), how fast they have been (a window of recent latencies), how reliable (completed and failed requests)
+ * flight), how fast they have been (a window of recent latencies, which age out), how reliable (completed and failed requests)
  * and whether they are healthy.
  *
  * <p>Thread-safety: reads (routing, status) never lock. The table itself is an immutable map replaced on each
@@ -36,27 +37,40 @@ public final class NodeRegistry {
 
     private final NodeTableStore store;
     private final TimeSource time;
-    private final int latencyWindow;
+    private final LatencySettings latency;
     private final Object writeLock = new Object();
     private volatile Map<String, TrackedNode> table;
 
-    /** A registry with the default latency window ({@value LatencyWindow#DEFAULT_CAPACITY} requests). */
+    /** How many completed requests the mean latency covers by default. */
+    public static final int DEFAULT_LATENCY_WINDOW = LatencyWindow.DEFAULT_CAPACITY;
+
+    /** How long a latency sample counts by default: a node's slow answer is forgotten after this. */
+    public static final Duration DEFAULT_LATENCY_MAX_AGE = Duration.ofSeconds(30);
+
+    /**
+     * A registry with the default latency window ({@value LatencyWindow#DEFAULT_CAPACITY} requests, each counted
+     * for {@link #DEFAULT_LATENCY_MAX_AGE}).
+     */
     public NodeRegistry(NodeTableStore store, TimeSource time) {
         this(store, time, LatencyWindow.DEFAULT_CAPACITY);
+    }
+
+    /** @param latencyWindow how many recent completed requests the mean latency covers */
+    public NodeRegistry(NodeTableStore store, TimeSource time, int latencyWindow) {
+        this(store, time, latencyWindow, DEFAULT_LATENCY_MAX_AGE);
     }
 
     /**
      * Creates the registry and loads the saved table from {@code store}.
      *
-     * @param latencyWindow how many recent completed requests the mean latency covers
+     * @param latencyWindow  how many recent completed requests the mean latency covers
+     * @param latencyMaxAge  how long a completed request's latency counts; a node none of whose requests ended
+     *                       within it is "stale": its mean latency is unknown again and routing measures it afresh
      */
-    public NodeRegistry(NodeTableStore store, TimeSource time, int latencyWindow) {
+    public NodeRegistry(NodeTableStore store, TimeSource time, int latencyWindow, Duration latencyMaxAge) {
         this.store = Objects.requireNonNull(store, "store");
         this.time = Objects.requireNonNull(time, "time");
-        if (latencyWindow < 1) {
-            throw new IllegalArgumentException("latencyWindow must be at least 1, got " + latencyWindow);
-        }
-        this.latencyWindow = latencyWindow;
+        this.latency = new LatencySettings(latencyWindow, latencyMaxAge, time);
         Map<String, TrackedNode> loaded = new LinkedHashMap<>();
         for (PersistedNode saved : store.load()) {
             loaded.put(saved.url(), newNode(saved.url(), saved.toStatus()));
@@ -70,7 +84,7 @@ public final class NodeRegistry {
     }
 
     private TrackedNode newNode(String url, NodeStatus status) {
-        return new TrackedNode(url, status, HealthState.healthy(time.now()), latencyWindow);
+        return new TrackedNode(url, status, HealthState.healthy(time.now()), latency);
     }
 
     /**
@@ -174,7 +188,7 @@ public final class NodeRegistry {
         synchronized (writeLock) {
             TrackedNode existing = table.get(key);
             if (existing == null) {
-                TrackedNode node = new TrackedNode(key, status, HealthState.healthy(time.now()), latencyWindow,
+                TrackedNode node = new TrackedNode(key, status, HealthState.healthy(time.now()), latency,
                         NodeSource.CONSUL);
                 Map<String, TrackedNode> next = new LinkedHashMap<>(table);
                 next.put(key, node);

@@ -19,7 +19,7 @@ import java.util.Objects;
  * @param models                    the models it serves
  * @param inFlight                  requests sent to it and not yet ended
  * @param meanLatencyMs             mean wall time of its last completed requests (see the registry's window), in
- *                                  milliseconds; null when none has completed yet
+ *                                  milliseconds; null when none has completed within the latency max age
  * @param completed                 requests that completed successfully since it was added
  * @param failures                  requests that failed since it was added
  * @param speed                     declared relative speed, null when not declared
@@ -30,9 +30,12 @@ import java.util.Objects;
  * @param lastRequestError          the latest failed request's message, null if none failed
  * @param source                    how the node came into the table: "api" ({@code /nodes/add}, the node-table
  *                                  file) or "consul" (discovered; not saved to the file)
+ * @param stale                     requests to it have ended, but none within the registry's latency max age: what
+ *                                  was known about its speed is forgotten and routing may measure it again
  */
 @JsonPropertyOrder({"url", "role", "models", "in_flight", "mean_latency_ms", "completed", "failures", "speed",
-        "health", "health_since", "consecutive_probe_failures", "last_error", "last_request_error", "source"})
+        "health", "health_since", "consecutive_probe_failures", "last_error", "last_request_error", "source",
+        "stale"})
 public record NodeView(
         @JsonProperty("url") String url,
         @JsonProperty("role") NodeRole role,
@@ -47,7 +50,8 @@ public record NodeView(
         @JsonProperty("consecutive_probe_failures") int consecutiveProbeFailures,
         @JsonProperty("last_error") String lastError,
         @JsonProperty("last_request_error") String lastRequestError,
-        @JsonProperty("source") NodeSource source) {
+        @JsonProperty("source") NodeSource source,
+        @JsonProperty("stale") boolean stale) {
 
     public NodeView {
         source = source == null ? NodeSource.API : source;
@@ -56,6 +60,14 @@ public record NodeView(
         models = List.copyOf(models);
         Objects.requireNonNull(health, "health");
         Objects.requireNonNull(healthSince, "healthSince");
+    }
+
+    /** A view that is not stale (the form before latencies aged out). */
+    public NodeView(String url, NodeRole role, List<String> models, int inFlight, Double meanLatencyMs,
+                    long completed, long failures, Double speed, HealthStatus health, Instant healthSince,
+                    int consecutiveProbeFailures, String lastError, String lastRequestError, NodeSource source) {
+        this(url, role, models, inFlight, meanLatencyMs, completed, failures, speed, health, healthSince,
+                consecutiveProbeFailures, lastError, lastRequestError, source, false);
     }
 
     /** A view of a node added through the API (the form before nodes had a source). */
@@ -80,9 +92,12 @@ public record NodeView(
         return health == HealthStatus.HEALTHY;
     }
 
-    /** Whether any request to this node has ended (completed or failed): the node has been tried. */
+    /**
+     * Whether a request to this node has ended (completed or failed) recently enough to count: the node has been
+     * tried. A stale node has no history any more: it is measured again, like a new one.
+     */
     @JsonIgnore
     public boolean hasHistory() {
-        return completed > 0 || failures > 0;
+        return (completed > 0 || failures > 0) && !stale;
     }
 }

@@ -19,18 +19,24 @@ final class TrackedNode {
     private final AtomicLong failures = new AtomicLong();
     private final AtomicReference<String> lastRequestError = new AtomicReference<>();
     private final LatencyWindow latencies;
+    private final TimeSource time;
+    private final long maxAgeNanos;
+    /** When a request to it last ended (completed or failed), monotonic; {@code Long.MIN_VALUE}: never. */
+    private volatile long lastEndedNanos = Long.MIN_VALUE;
     private volatile NodeSource source;
 
-    TrackedNode(String url, NodeStatus status, HealthState health, int latencyWindow) {
-        this(url, status, health, latencyWindow, NodeSource.API);
+    TrackedNode(String url, NodeStatus status, HealthState health, LatencySettings latency) {
+        this(url, status, health, latency, NodeSource.API);
     }
 
-    TrackedNode(String url, NodeStatus status, HealthState health, int latencyWindow, NodeSource source) {
+    TrackedNode(String url, NodeStatus status, HealthState health, LatencySettings latency, NodeSource source) {
         this.url = url;
         this.source = source;
         this.status = status;
         this.health = new AtomicReference<>(health);
-        this.latencies = new LatencyWindow(latencyWindow);
+        this.time = latency.time();
+        this.maxAgeNanos = latency.maxAge().toNanos();
+        this.latencies = new LatencyWindow(latency.window(), maxAgeNanos);
     }
 
     String url() {
@@ -65,13 +71,15 @@ final class TrackedNode {
         inFlight.incrementAndGet();
     }
 
-    void completed(long latencyNanos) {
-        latencies.record(latencyNanos);
+    void completed(long latencyNanos, long endNanos) {
+        latencies.record(latencyNanos, endNanos);
+        lastEndedNanos = endNanos;
         completed.incrementAndGet();
         inFlight.decrementAndGet();
     }
 
-    void failed(String error) {
+    void failed(String error, long endNanos) {
+        lastEndedNanos = endNanos;
         lastRequestError.set(error);
         failures.incrementAndGet();
         inFlight.decrementAndGet();
@@ -84,8 +92,12 @@ final class TrackedNode {
     NodeView view() {
         NodeStatus s = status;
         HealthState h = health.get();
-        return new NodeView(url, s.role(), s.models(), inFlight.get(), latencies.meanMillis(), completed.get(),
+        long now = time.nanoTime();
+        long ended = lastEndedNanos;
+        // stale: requests ended here, but none within the max age; what we knew about its speed is forgotten
+        boolean stale = ended != Long.MIN_VALUE && now - ended > maxAgeNanos;
+        return new NodeView(url, s.role(), s.models(), inFlight.get(), latencies.meanMillis(now), completed.get(),
                 failures.get(), s.speed(), h.status(), h.since(), h.consecutiveFailures(), h.lastError(),
-                lastRequestError.get(), source);
+                lastRequestError.get(), source, stale);
     }
 }

@@ -181,6 +181,38 @@ class NodeRegistryTest {
         assertThat(small.node(P1).orElseThrow().completed()).isEqualTo(8);
     }
 
+    @Test
+    void latenciesAgeOutAndANodeWithNothingRecentIsStale() {
+        NodeRegistry aging = new NodeRegistry(NodeTableStore.none(), time, 32, Duration.ofSeconds(30));
+        aging.register(P1, prefill("m"));
+        complete(aging, Duration.ofMillis(900));
+        time.advance(Duration.ofSeconds(20));
+        complete(aging, Duration.ofMillis(100));
+        NodeView both = aging.node(P1).orElseThrow();
+        assertThat(both.meanLatencyMs()).isEqualTo(500.0);
+        assertThat(both.stale()).isFalse();
+        assertThat(both.hasHistory()).isTrue();
+
+        time.advance(Duration.ofSeconds(15)); // the 900 ms sample is 35 s old, the 100 ms one 15 s
+        assertThat(aging.node(P1).orElseThrow().meanLatencyMs()).isEqualTo(100.0);
+
+        time.advance(Duration.ofSeconds(20)); // nothing within 30 s
+        NodeView old = aging.node(P1).orElseThrow();
+        assertThat(old.meanLatencyMs()).isNull();
+        assertThat(old.stale()).isTrue();
+        assertThat(old.hasHistory()).isFalse();
+        assertThat(old.completed()).isEqualTo(2); // the counters are for operators: they stay
+
+        // a failure is recent history too (a node that only fails is not mistaken for a new one), until it ages
+        try (NodeLease lease = aging.acquire(P1).orElseThrow()) {
+            lease.fail("boom");
+        }
+        assertThat(aging.node(P1).orElseThrow().stale()).isFalse();
+        assertThat(aging.node(P1).orElseThrow().meanLatencyMs()).isNull();
+        time.advance(Duration.ofSeconds(31));
+        assertThat(aging.node(P1).orElseThrow().stale()).isTrue();
+    }
+
     private void complete(NodeRegistry r, Duration latency) {
         try (NodeLease lease = r.acquire(P1).orElseThrow()) {
             time.advance(latency);
@@ -253,7 +285,8 @@ class NodeRegistryTest {
         assertThat(view.has("last_error")).isTrue();
         assertThat(view.fieldNames()).toIterable().containsExactly("url", "role", "models", "in_flight",
                 "mean_latency_ms", "completed", "failures", "speed", "health", "health_since",
-                "consecutive_probe_failures", "last_error", "last_request_error", "source");
+                "consecutive_probe_failures", "last_error", "last_request_error", "source", "stale");
         assertThat(view.get("source").asText()).isEqualTo("api");
+        assertThat(view.get("stale").asBoolean()).isFalse();
     }
 }

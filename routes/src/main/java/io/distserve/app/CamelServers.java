@@ -9,8 +9,10 @@ import org.apache.camel.main.Main;
 final class CamelServers {
 
     /**
-     * Each streamed response holds a Vert.x worker thread until its last token (platform-http runs the route in
-     * executeBlocking), so the pool bounds the number of concurrent streams.
+     * Each streamed response of an engine node holds a Vert.x worker thread until its last token (platform-http runs
+     * the route in executeBlocking), so the pool bounds the number of concurrent streams. The proxy's routes run on
+     * the event loop instead (EventLoopHttpEngine); its threads steps use a pool of this size (proxyBlocking), since
+     * a DistServe stream holds one of its threads to the end.
      */
     static final int WORKER_THREADS = 512;
 

@@ -3,6 +3,7 @@ package io.distserve.app;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.distserve.processors.http.ApiKeyCheck;
 import io.distserve.processors.http.ErrorResponse;
+import io.distserve.processors.http.EventLoopHttpEngine;
 import io.distserve.processors.metrics.PrometheusScrape;
 import io.distserve.processors.metrics.RequestMetrics;
 import io.distserve.processors.openai.OpenAiRequestParser;
@@ -12,6 +13,7 @@ import io.distserve.processors.proxy.ChooseNode;
 import io.distserve.processors.proxy.ConnectPair;
 import io.distserve.processors.proxy.DecodeCall;
 import io.distserve.processors.proxy.ForwardHybrid;
+import io.distserve.processors.proxy.NodeStreams;
 import io.distserve.processors.proxy.InFlightMigrations;
 import io.distserve.processors.proxy.NodeClient;
 import io.distserve.processors.proxy.PairConnections;
@@ -40,7 +42,10 @@ import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import java.time.Duration;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import org.apache.camel.builder.ThreadPoolProfileBuilder;
 import org.apache.camel.component.micrometer.MicrometerConstants;
+import org.apache.camel.component.platform.http.PlatformHttpConstants;
+import org.apache.camel.component.platform.http.vertx.VertxPlatformHttpRouter;
 import org.apache.camel.main.BaseMainSupport;
 import org.apache.camel.main.Main;
 import org.apache.camel.main.MainListenerSupport;
@@ -102,7 +107,9 @@ public final class ProxyApplication {
             String key = settings.apiKeys().isEmpty() ? null : settings.apiKeys().get(0);
 
             ObjectMapper json = new ObjectMapper();
-            registry = new NodeRegistry(new NodeTableFile(settings.nodeTable()), TimeSource.system());
+            registry = new NodeRegistry(new NodeTableFile(settings.nodeTable()), TimeSource.system(),
+                    NodeRegistry.DEFAULT_LATENCY_WINDOW,
+                    Duration.ofSeconds(number(props, "distserve.proxy.latencyMaxAgeSeconds", 30)));
             NodeRouter router = new NodeRouter(registry, RoutingStrategies.byName(settings.routingStrategy()));
             NodeClient client = new NodeClient(connect, key, json);
             pairs = new PairConnections(client, control,
@@ -139,7 +146,22 @@ public final class ProxyApplication {
             m.bind("chooseHybrid", new ChooseNode(router, NodeRole.Hybrid));
             m.bind("choosePrefill", new ChooseNode(router, NodeRole.Prefill));
             m.bind("chooseDecode", new ChooseNode(router, NodeRole.Decode));
-            m.bind("forwardHybrid", new ForwardHybrid(client, firstByte, metrics));
+            org.apache.camel.CamelContext context = mainSupport.getCamelContext();
+            if (Boolean.parseBoolean(props.resolveProperty("distserve.proxy.eventLoop").orElse("true"))) {
+                // the platform-http routes run on the Vert.x event loop: what blocks goes behind a threads step
+                EventLoopHttpEngine engine = new EventLoopHttpEngine();
+                engine.setCamelContext(context);
+                m.bind(PlatformHttpConstants.PLATFORM_HTTP_ENGINE_NAME, engine);
+            }
+            // the pool of the routes' threads steps (DistServe, admin calls that wait on nodes or the disk); as many
+            // threads as the Vert.x worker pool had, since a DistServe stream holds one to its end
+            m.bind("proxyBlocking", context.getExecutorServiceManager().newThreadPool(this, "proxy-blocking",
+                    new ThreadPoolProfileBuilder("proxy-blocking").poolSize(CamelServers.WORKER_THREADS)
+                            .maxPoolSize(CamelServers.WORKER_THREADS).maxQueueSize(-1).allowCoreThreadTimeOut(true)
+                            .keepAliveTime(60L).build()));
+            NodeStreams streams = new NodeStreams(connect, key, () -> VertxPlatformHttpRouter.lookup(context,
+                    VertxPlatformHttpRouter.getRouterNameFromPort(settings.port())).vertx());
+            m.bind("forwardHybrid", new ForwardHybrid(client, streams, firstByte, metrics));
             m.bind("prefill", new PrefillCall(client, prefillTimeout, migrations));
             m.bind("respondFromPrefill", new RespondFromPrefill(client, metrics));
             m.bind("connectPair", new ConnectPair(pairs));

@@ -18,4 +18,19 @@ public final class ClientDisconnect {
             }
         }
     }
+
+    /**
+     * Marks the response of a client that is gone as ended (the write fails quietly), so that Camel, finding it
+     * open, does not try to send its reply on the closed connection.
+     */
+    public static void endQuietly(Exchange exchange) {
+        HttpMessage message = exchange.getIn(HttpMessage.class);
+        if (message != null && message.getResponse() != null && !message.getResponse().ended()) {
+            try {
+                message.getResponse().end();
+            } catch (IllegalStateException alreadyEnded) {
+                // ended elsewhere: nothing left to do
+            }
+        }
+    }
 }

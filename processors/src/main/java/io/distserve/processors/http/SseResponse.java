@@ -9,7 +9,8 @@ import org.apache.camel.component.platform.http.vertx.HttpMessage;
  *
  * <p>Why not hand Camel an InputStream: platform-http-vertx copies a streamed body in 4 KiB reads that wait for a
  * full buffer, so tokens would reach the client in bursts (LMDeploy's #3227). Writing each frame to the response
- * flushes it at once. The route runs on a Vert.x worker thread, which owns the response until {@link #end()};
+ * flushes it at once. The step that opened the stream owns the response until {@link #end()}, on whichever thread it
+ * runs (the event loop, or a worker behind a {@code threads} step: Vert.x hands such writes to the event loop);
  * Camel then sees an ended response and writes nothing more.
  */
 public final class SseResponse {
@@ -68,6 +69,16 @@ public final class SseResponse {
         }
         response.write("data: " + payload + "\n\n");
         return true;
+    }
+
+    /** Whether the client reads slower than we write: the caller should pause its source until {@link #drainHandler}. */
+    public boolean writeQueueFull() {
+        return response.writeQueueFull();
+    }
+
+    /** Runs {@code action} once the client has taken enough of what was written (on the response's event loop). */
+    public void drainHandler(Runnable action) {
+        response.drainHandler(v -> action.run());
     }
 
     /**

@@ -1,5 +1,6 @@
 package io.distserve.processors.proxy;
 
+import io.vertx.core.Context;
 import java.io.BufferedInputStream;
 import java.io.ByteArrayOutputStream;
 import java.io.EOFException;
@@ -24,9 +25,9 @@ import javax.net.ssl.SSLSocketFactory;
 
 /**
  * A blocking HTTP/1.1 client for the proxy's calls to its nodes, with kept-alive connections per node. The calling
- * thread (a Camel worker already) writes the request and reads the answer on the socket itself: no hand-off to a
- * selector thread and back, which java.net.http makes on every request (its round trip cost several times what
- * the node took to answer, see it/BENCHMARKS.md).
+ * thread (a worker: never a Vert.x event loop, which it refuses) writes the request and reads the answer on the
+ * socket itself: no hand-off to a selector thread and back, which java.net.http makes on every request (its round
+ * trip cost several times what the node took to answer, see it/BENCHMARKS.md).
  *
  * <p>{@code http://} and {@code https://} (the JVM's default trust store, host name checked). Bodies: Content-Length, chunked, or until close.
  * A kept-alive connection the node closed meanwhile fails before any byte of the answer; such a request is sent
@@ -56,6 +57,12 @@ final class BlockingHttp {
      */
     Response send(URI url, String method, Map<String, String> headers, byte[] body, Duration timeout)
             throws IOException {
+        if (Context.isOnEventLoopThread()) {
+            // a route step that blocks must run behind a threads step (proxy.camel.yaml): an event loop that waits
+            // on a node stalls every other request it serves
+            throw new IllegalStateException("blocking call to " + url + " on the Vert.x event loop "
+                    + Thread.currentThread().getName() + ": run this route step behind a threads step");
+        }
         boolean tls = "https".equalsIgnoreCase(url.getScheme());
         if (!tls && !"http".equalsIgnoreCase(url.getScheme())) {
             throw new IOException("only http:// and https:// node URLs are supported, not " + url);

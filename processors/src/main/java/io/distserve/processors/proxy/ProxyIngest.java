@@ -3,6 +3,7 @@ package io.distserve.processors.proxy;
 import io.distserve.processors.openai.InferenceRequest;
 import io.distserve.processors.openai.OpenAiRequestParser;
 import io.distserve.processors.openai.RequestKind;
+import io.vertx.core.buffer.Buffer;
 import java.util.concurrent.ThreadLocalRandom;
 import org.apache.camel.Exchange;
 import org.apache.camel.Processor;
@@ -23,7 +24,10 @@ public final class ProxyIngest implements Processor {
 
     @Override
     public void process(Exchange exchange) {
-        byte[] body = exchange.getIn().getBody(byte[].class);
+        // platform-http on Vert.x gives the body as a Vert.x Buffer; Camel's own conversion to byte[] goes through an
+        // InputStream copy, on every request
+        Object raw = exchange.getIn().getBody();
+        byte[] body = raw instanceof Buffer buffer ? buffer.getBytes() : exchange.getIn().getBody(byte[].class);
         InferenceRequest request = parser.parse(kind, body == null ? new byte[0] : body);
         ProxyCall call = new ProxyCall(request, kind.idPrefix() + randomId(), System.currentTimeMillis() / 1000);
         call.rawBody = body;

@@ -3,6 +3,7 @@ package io.distserve.processors.proxy;
 import io.distserve.processors.http.Replies;
 import io.distserve.processors.http.SseResponse;
 import io.distserve.processors.metrics.RequestMetrics;
+import java.nio.ByteBuffer;
 import org.apache.camel.Exchange;
 
 /** Opening the client's stream and answering, shared by the proxy's steps. */
@@ -30,10 +31,14 @@ final class ProxyReplies {
         metrics.requestEnded(exchange.getFromRouteId(), status);
     }
 
-    /** A node's JSON answer as it came, without decoding it to a String and back. */
+    /**
+     * A node's JSON answer as it came, without decoding it to a String and back. As a ByteBuffer: platform-http
+     * writes one with its Content-Length at once, whereas a byte[] goes through its InputStream path, which reads it
+     * on a worker thread (executeBlocking) and sends it chunked.
+     */
     static void json(Exchange exchange, RequestMetrics metrics, int status, byte[] body) {
         Replies.json(exchange, status, "");
-        exchange.getMessage().setBody(body);
+        exchange.getMessage().setBody(ByteBuffer.wrap(body));
         metrics.requestEnded(exchange.getFromRouteId(), status);
     }
 }

@@ -14,9 +14,12 @@ import java.util.Random;
  * <p>The rule, in order:
  * <ol>
  *   <li><b>Untried</b> nodes first: no request has ended there (no completion, no failure) and none is in flight.
- *       Several: one at random.</li>
- *   <li>Otherwise the node with the lowest mean latency among those with at least one completed request; ties at
- *       random.</li>
+ *       Several: one at random. A <b>stale</b> node counts as untried: its requests all ended longer ago than the
+ *       registry's latency max age ({@code distserve.proxy.latencyMaxAgeSeconds}), so its old latency is forgotten
+ *       ({@link NodeView#hasHistory()}). Without that, one slow answer would starve a node forever: the slowest
+ *       node gets no request, so nothing new ever replaces its slow sample.</li>
+ *   <li>Otherwise the node with the lowest mean latency among those with a completed request within the max age;
+ *       ties at random.</li>
  *   <li>Otherwise (every node is either being tried, i.e. no history but a request in flight, or has only
  *       failures) the one with the fewest requests in flight; ties at random.</li>
  * </ol>

@@ -216,4 +216,30 @@ class BlockingHttpTest {
             node.join(2000);
         }
     }
+
+    /** A route step that forgot its threads step fails at once instead of stalling the event loop it runs on. */
+    @Test
+    void refusesToBlockAVertxEventLoop() throws Exception {
+        io.vertx.core.Vertx vertx = io.vertx.core.Vertx.vertx();
+        try {
+            java.util.concurrent.CompletableFuture<Throwable> thrown = new java.util.concurrent.CompletableFuture<>();
+            vertx.runOnContext(v -> {
+                try {
+                    http.send(URI.create(base + "/fixed"), "POST", Map.of(), new byte[0], Duration.ofSeconds(2));
+                    thrown.complete(null);
+                } catch (Throwable t) {
+                    thrown.complete(t);
+                }
+            });
+            assertThat(thrown.get(10, TimeUnit.SECONDS)).isInstanceOf(IllegalStateException.class)
+                    .hasMessageContaining("event loop").hasMessageContaining("threads step");
+            assertThat(clients).as("nothing was sent").isEmpty();
+            // the same call from a worker is fine
+            assertThat(vertx.executeBlocking(() -> http.send(URI.create(base + "/fixed"), "POST", Map.of(),
+                    new byte[0], Duration.ofSeconds(2)).status()).toCompletionStage().toCompletableFuture()
+                    .get(10, TimeUnit.SECONDS)).isEqualTo(201);
+        } finally {
+            vertx.close().toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS);
+        }
+    }
 }
