@@ -7,6 +7,8 @@
 #   latency: 1 connection, one request at a time (p50, p99 from wrk --latency);
 #   throughput: CONNS connections (default 32) on THREADS wrk threads (default 2);
 #   added latency = via the proxy minus direct to the stub.
+# A fourth row (BARE=0 to leave it out): the same stub behind a bare Vert.x reverse proxy (it/bench/BareVertxProxy.java:
+# the same JVM, Vert.x and Netty, no Camel), the floor for a JVM proxy on this machine.
 # Needs: JDK 17+, nginx and wrk (apt-get install -y nginx wrk), routes/target/distserve.jar (mvn -o -q install
 # -DskipTests). Prints a markdown table (copied into it/BENCHMARKS.md). Not part of mvn verify.
 #   DISTSERVE_JAR (routes/target/distserve.jar), DURATION (15s per measurement), WARMUP (10s), CONNS (32), THREADS (2), PROXY_JAVA_OPTS (-Xmx512m)
@@ -33,7 +35,8 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-stub_port=$(free_port); proxy_port=$(free_port); nginx_port=$(free_port)
+stub_port=$(free_port); proxy_port=$(free_port); nginx_port=$(free_port); bare_port=$(free_port)
+bare=${BARE:-1}
 
 wait_http() { # url
   for _ in $(seq 1 300); do curl -sf -o /dev/null "$1" && return 0; sleep 0.2; done
@@ -45,6 +48,13 @@ javac -d "$work/classes" it/src/test/java/io/distserve/it/EngineStub.java
 java -Xmx256m -cp "$work/classes" io.distserve.it.EngineStub "$stub_port" > "$work/stub.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$stub_port/health"
+
+# the floor: a bare Vert.x proxy (no Camel)
+if [ "$bare" = 1 ]; then
+  javac -cp "$jar" -d "$work/classes" it/bench/BareVertxProxy.java
+  java -Xmx512m -cp "$jar:$work/classes" BareVertxProxy "$bare_port" "$stub_port" > "$work/bare.log" 2>&1 &
+  pids+=($!)
+fi
 
 # our proxy, Hybrid serving, the stub as its one node (default log level: one INFO line per request)
 java $proxy_java_opts -jar "$jar" serve proxy --server-name 127.0.0.1 --server-port "$proxy_port" \
@@ -87,7 +97,14 @@ wrk.body = '{"model":"stub","prompt":"Shanghai is a city that ","max_tokens":1,"
 wrk.headers["Content-Type"] = "application/json"
 LUA
 body='{"model":"stub","prompt":"Shanghai is a city that ","max_tokens":1,"temperature":0,"stream":false}'
-for port in "$stub_port" "$nginx_port" "$proxy_port"; do
+targets="direct nginx proxy"
+check_ports="$stub_port $nginx_port $proxy_port"
+if [ "$bare" = 1 ]; then
+  wait_http "http://127.0.0.1:$bare_port/health"
+  targets="direct nginx bare proxy"
+  check_ports="$check_ports $bare_port"
+fi
+for port in $check_ports; do
   out=$(curl -sf -X POST "http://127.0.0.1:$port/v1/completions" -H 'Content-Type: application/json' -d "$body")
   case "$out" in *'"text_completion"'*) ;; *) echo "unexpected answer on $port: $out" >&2; exit 1 ;; esac
 done
@@ -99,8 +116,8 @@ f={"us":0.001,"ms":1,"s":1000,"m":60000}[m.group(2)]; print("%.3f" % (float(m.gr
 pct() { awk -v p="$2" '$1==p {print $2}' "$1"; }
 
 declare -A p50 p99 rps
-for target in direct nginx proxy; do
-  case $target in direct) port=$stub_port ;; nginx) port=$nginx_port ;; proxy) port=$proxy_port ;; esac
+for target in $targets; do
+  case $target in direct) port=$stub_port ;; nginx) port=$nginx_port ;; bare) port=$bare_port ;; proxy) port=$proxy_port ;; esac
   url="http://127.0.0.1:$port/v1/completions"
   wrk -t"$threads" -c"$conns" -d"$warmup" -s "$work/post.lua" "$url" > /dev/null
   wrk -t1 -c1 -d"$duration" --latency -s "$work/post.lua" "$url" > "$work/lat-$target.txt"
@@ -127,6 +144,9 @@ echo "| path | p50 ms | p99 ms | added p50 ms | added p99 ms | max req/s |"
 echo "|---|---|---|---|---|---|"
 echo "| client -> stub (direct) | ${p50[direct]} | ${p99[direct]} | - | - | ${rps[direct]} |"
 echo "| client -> nginx -> stub | ${p50[nginx]} | ${p99[nginx]} | $add50_nginx | $(added "${p99[nginx]}" "${p99[direct]}") | ${rps[nginx]} |"
+if [ "$bare" = 1 ]; then
+  echo "| client -> bare Vert.x proxy (no Camel) -> stub | ${p50[bare]} | ${p99[bare]} | $(added "${p50[bare]}" "${p50[direct]}") | $(added "${p99[bare]}" "${p99[direct]}") | ${rps[bare]} |"
+fi
 echo "| client -> distserve proxy (Hybrid) -> stub | ${p50[proxy]} | ${p99[proxy]} | $add50_proxy | $(added "${p99[proxy]}" "${p99[direct]}") | ${rps[proxy]} |"
 echo
 echo "added p50, proxy / nginx: $(ratio "$add50_proxy" "$add50_nginx") (goal: <= 2)"
