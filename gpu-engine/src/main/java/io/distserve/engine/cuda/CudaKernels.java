@@ -523,26 +523,8 @@ public final class CudaKernels {
      */
     public int gemmSplit(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc, boolean f32Out,
                          int slices) {
-        checkGemm("gemm (split)", k, lda, ldw);
-        if (m < 1 || m > SPLIT_MAX_M) {
-            throw new IllegalArgumentException("gemm (split): M must be in [1, " + SPLIT_MAX_M + "], got " + m);
-        }
-        int idx = Integer.numberOfTrailingZeros(slices);
-        if (slices < 1 || slices > SPLIT_MAX_SLICES || slices != 1 << idx) {
-            throw new IllegalArgumentException("gemm (split): slices must be 1, 2, 4 or 8, got " + slices);
-        }
-        long tiles = (n + SPLIT_ROWS - 1) / SPLIT_ROWS;
-        if (tiles > 65_535) {
-            throw new IllegalArgumentException("gemm (split): N too large for grid.y: " + n);
-        }
-        if (clusterRefusal != null) {
-            slices = 1;
-            idx = 0;
-        }
-        int cps = splitChunksPerSlice(k, slices);
-        (f32Out ? splitF32 : splitBf16)[idx].launch(slices, (int) tiles, 1, SPLIT_THREADS, splitSharedBytes(cps), a, w,
-                c, m, n, k, lda, ldw, ldc, cps);
-        return slices;
+        return launchClusterGemm("split", f32Out ? splitF32 : splitBf16, SPLIT_ROWS, SPLIT_THREADS,
+                CudaKernels::splitSharedBytes, a, w, c, m, n, k, lda, ldw, ldc, slices);
     }
 
     // ---- decode GEMMs for 17..32 token rows: the variants, and the tuner that picks one per weight shape ---------
@@ -796,25 +778,40 @@ public final class CudaKernels {
      */
     public int gemmPipe(Object a, Object w, Object c, int m, int n, int k, int lda, int ldw, int ldc, boolean f32Out,
                         int slices) {
-        checkGemm("gemm (pipe)", k, lda, ldw);
+        return launchClusterGemm("pipe", f32Out ? pipeF32 : pipeBf16, PIPE_ROWS, PIPE_THREADS, cps -> PIPE_SHARED, a, w,
+                c, m, n, k, lda, ldw, ldc, slices);
+    }
+
+    /**
+     * The launch shared by the cluster GEMMs (split, pipe): grid (slices, ceil(N / rowsPerBlock)), one cluster of
+     * {@code slices} blocks per row tile, K cut into {@link #splitChunksPerSlice} chunks per block.
+     *
+     * @param variants  the kernel per slice count (index log2(slices))
+     * @param sharedFor dynamic shared memory for a given number of chunks per slice
+     * @return the slices used (1 when the driver refused cluster launches, see {@link #clusterRefusal})
+     */
+    private int launchClusterGemm(String label, Kernel[] variants, int rowsPerBlock, int threads,
+                                  java.util.function.IntUnaryOperator sharedFor, Object a, Object w, Object c, int m,
+                                  int n, int k, int lda, int ldw, int ldc, int slices) {
+        checkGemm("gemm (" + label + ")", k, lda, ldw);
         if (m < 1 || m > SKINNY_MAX_M) {
-            throw new IllegalArgumentException("gemm (pipe): M must be in [1, " + SKINNY_MAX_M + "], got " + m);
+            throw new IllegalArgumentException("gemm (" + label + "): M must be in [1, " + SKINNY_MAX_M + "], got " + m);
         }
         int idx = Integer.numberOfTrailingZeros(slices);
         if (slices < 1 || slices > SPLIT_MAX_SLICES || slices != 1 << idx) {
-            throw new IllegalArgumentException("gemm (pipe): slices must be 1, 2, 4 or 8, got " + slices);
+            throw new IllegalArgumentException("gemm (" + label + "): slices must be 1, 2, 4 or 8, got " + slices);
         }
-        long tiles = (n + PIPE_ROWS - 1) / PIPE_ROWS;
+        long tiles = (n + rowsPerBlock - 1) / rowsPerBlock;
         if (tiles > 65_535) {
-            throw new IllegalArgumentException("gemm (pipe): N too large for grid.y: " + n);
+            throw new IllegalArgumentException("gemm (" + label + "): N too large for grid.y: " + n);
         }
         if (clusterRefusal != null) {
             slices = 1;
             idx = 0;
         }
         int cps = splitChunksPerSlice(k, slices);
-        (f32Out ? pipeF32 : pipeBf16)[idx].launch(slices, (int) tiles, 1, PIPE_THREADS, PIPE_SHARED, a, w, c, m, n, k,
-                lda, ldw, ldc, cps);
+        variants[idx].launch(slices, (int) tiles, 1, threads, sharedFor.applyAsInt(cps), a, w, c, m, n, k, lda, ldw,
+                ldc, cps);
         return slices;
     }
 
