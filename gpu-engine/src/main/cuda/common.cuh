@@ -3,6 +3,7 @@
 #pragma once
 #include <cuda_bf16.h>
 #include <stdint.h>
+#include <cooperative_groups.h>
 
 typedef __nv_bfloat16 bf16;
 
@@ -112,3 +113,48 @@ __device__ __forceinline__ size_t kv_index(int block, int layer, int kv, int hea
                                            int blockSize, int headDim) {
     return ((((size_t)block * numLayers + layer) * 2 + kv) * numKvHeads + head) * (size_t)blockSize * headDim;
 }
+
+// The epilogue of the cluster GEMMs (gemm_split.cu, gemm_decode32.cu's pipe): the block writes its fp32 partial tile
+// (accumulator of rows 16 warp + gid / + 8 and tokens 8 j + 2 tid4 / + 1) to P[token][row], LDP floats per token;
+// then rank r of the S blocks of the cluster sums its ROWS / S rows over the S tiles in rank order (deterministic)
+// and stores them; THREADS is the block size. With S == 1 the block stores its own tile. The caller ends every read
+// of the shared memory that P reuses with a barrier before this call.
+template <int S, int ROWS, int TOK, int LDP, int THREADS, typename OutT>
+__device__ __forceinline__ void cluster_tile_store(const float (&acc)[TOK / 8][4], float* P, OutT* __restrict__ C,
+                                                   int M, int N, int ldc, int row0, int rank) {
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int gid = lane >> 2, tid4 = lane & 3;
+#pragma unroll
+    for (int j = 0; j < TOK / 8; j++) {
+        const int col = 8 * j + 2 * tid4, r = 16 * warp + gid;
+        P[col * LDP + r] = acc[j][0];
+        P[(col + 1) * LDP + r] = acc[j][1];
+        P[col * LDP + r + 8] = acc[j][2];
+        P[(col + 1) * LDP + r + 8] = acc[j][3];
+    }
+    constexpr int RPR = ROWS / S;  // rows this rank reduces and stores
+    if constexpr (S > 1) {
+        cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
+        cluster.sync();  // every block's partial tile written and visible to the cluster
+        const float* part[S];
+#pragma unroll
+        for (int q = 0; q < S; q++) part[q] = cluster.map_shared_rank(P, q);
+        for (int i = tid; i < RPR * TOK; i += THREADS) {
+            const int m = i / RPR, r = rank * RPR + i % RPR;  // consecutive threads: consecutive rows of one token
+            if (m < M && row0 + r < N) {
+                float s = 0.f;
+#pragma unroll
+                for (int q = 0; q < S; q++) s += part[q][m * LDP + r];  // fixed order: deterministic
+                store_out<OutT>(C + (size_t)m * ldc + row0 + r, s);
+            }
+        }
+        cluster.sync();  // no block leaves while another still reads its shared memory
+    } else {
+        __syncthreads();
+        for (int i = tid; i < RPR * TOK; i += THREADS) {
+            const int m = i / RPR, r = i % RPR;
+            if (m < M && row0 + r < N) store_out<OutT>(C + (size_t)m * ldc + row0 + r, P[m * LDP + r]);
+        }
+    }
+}
+

@@ -252,38 +252,7 @@ __device__ __forceinline__ void gemm_pipe32(const bf16* __restrict__ A, const bf
     // Partial tile: accumulator (row 16 warp + gid / + 8, tokens 8 j + 2 tid4, +1) -> P[token][row].
     cp_async_wait<0>();
     __syncthreads();  // every warp is done reading As, which P overwrites
-#pragma unroll
-    for (int j = 0; j < NT; j++) {
-        const int col = 8 * j + 2 * tid4, r = 16 * warp + gid;
-        P[col * P32_LDP + r] = acc[j][0];
-        P[(col + 1) * P32_LDP + r] = acc[j][1];
-        P[col * P32_LDP + r + 8] = acc[j][2];
-        P[(col + 1) * P32_LDP + r + 8] = acc[j][3];
-    }
-    constexpr int RPR = P32_ROWS / S;  // rows this rank reduces and stores
-    if constexpr (S > 1) {
-        cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
-        cluster.sync();  // every block's partial tile written and visible to the cluster
-        const float* part[S];
-#pragma unroll
-        for (int q = 0; q < S; q++) part[q] = cluster.map_shared_rank(P, q);
-        for (int i = tid; i < RPR * P32_TOK; i += P32_WARPS * 32) {
-            const int m = i / RPR, r = rank * RPR + i % RPR;
-            if (m < M && row0 + r < N) {
-                float s = 0.f;
-#pragma unroll
-                for (int q = 0; q < S; q++) s += part[q][m * P32_LDP + r];  // fixed order: deterministic
-                store_out<OutT>(C + (size_t)m * ldc + row0 + r, s);
-            }
-        }
-        cluster.sync();  // no block leaves while another still reads its shared memory
-    } else {
-        __syncthreads();
-        for (int i = tid; i < RPR * P32_TOK; i += P32_WARPS * 32) {
-            const int m = i / RPR, r = i % RPR;
-            if (m < M && row0 + r < N) store_out<OutT>(C + (size_t)m * ldc + row0 + r, P[m * P32_LDP + r]);
-        }
-    }
+    cluster_tile_store<S, P32_ROWS, P32_TOK, P32_LDP, P32_WARPS * 32>(acc, P, C, M, N, ldc, row0, rank);
 }
 
 // U = 4: 80 registers, no spills with __launch_bounds__(256, 3): 3 blocks (24 warps, 96 KB of weight loads) per SM.

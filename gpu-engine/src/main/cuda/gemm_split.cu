@@ -127,38 +127,7 @@ __device__ __forceinline__ void gemm_split(const bf16* __restrict__ A, const bf1
 
     // Partial tile: accumulator (row 16 warp + gid / + 8, tokens 8 j + 2 tid4, +1) -> P[token][row].
     __syncthreads();  // every warp is done reading As, which P overwrites
-#pragma unroll
-    for (int j = 0; j < NT; j++) {
-        const int col = 8 * j + 2 * tid4, r = 16 * warp + gid;
-        P[col * SP_LDP + r] = acc[j][0];
-        P[(col + 1) * SP_LDP + r] = acc[j][1];
-        P[col * SP_LDP + r + 8] = acc[j][2];
-        P[(col + 1) * SP_LDP + r + 8] = acc[j][3];
-    }
-    constexpr int RPR = SP_ROWS / S;  // rows this rank reduces and stores
-    if constexpr (S > 1) {
-        cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
-        cluster.sync();  // every block's partial tile written and visible to the cluster
-        const float* part[S];
-#pragma unroll
-        for (int q = 0; q < S; q++) part[q] = cluster.map_shared_rank(P, q);
-        for (int i = tid; i < RPR * TOK; i += SP_WARPS * 32) {
-            const int m = i / RPR, r = rank * RPR + i % RPR;  // consecutive threads: consecutive rows of one token
-            if (m < M && row0 + r < N) {
-                float s = 0.f;
-#pragma unroll
-                for (int q = 0; q < S; q++) s += part[q][m * SP_LDP + r];  // fixed order: deterministic
-                store_out<OutT>(C + (size_t)m * ldc + row0 + r, s);
-            }
-        }
-        cluster.sync();  // no block leaves while another still reads its shared memory
-    } else {
-        __syncthreads();
-        for (int i = tid; i < RPR * TOK; i += SP_WARPS * 32) {
-            const int m = i / RPR, r = i % RPR;
-            if (m < M && row0 + r < N) store_out<OutT>(C + (size_t)m * ldc + row0 + r, P[m * SP_LDP + r]);
-        }
-    }
+    cluster_tile_store<S, SP_ROWS, TOK, SP_LDP, SP_WARPS * 32>(acc, P, C, M, N, ldc, row0, rank);
 }
 
 // grid (S, ceil(N / 128)), block 256, cluster (S, 1, 1), dynamic shared memory as gemm_split says. ptxas gives these
