@@ -809,6 +809,30 @@ public final class CudaChecks {
     public void attention(int heads, int kvHeads, int hd, int bs, int forcedSplits, boolean fixedSplits) {
         int[] lens = {37, 20, 1, 1, 1};
         int[] starts = {0, 50, 300, 0, 129};
+        AttentionRun run = runAttention(heads, kvHeads, hd, bs, lens, starts, (sliceStart, maxEnd) -> {
+            AttentionPlan plan = AttentionPlan.of(sliceStart, lens, starts, heads, kvHeads, ctx.smCount(), 32,
+                    fixedSplits);
+            return forcedSplits > 0 ? plan.withSplits(forcedSplits, maxEnd) : plan;
+        });
+        AttentionPlan plan = run.plan();
+        record("paged_attention" + (plan.splits() > 1 ? " + combine" : "") + (fixedSplits ? " (graph plan)" : ""),
+                run.tokens() + " tok in " + lens.length + " slices (max ctx " + run.maxEnd() + "), " + heads + "/"
+                        + kvHeads + " heads, hd " + hd + ", block " + bs + ", splits " + plan.splits() + " of "
+                        + plan.splitLen(),
+                run.got(), run.ref(), TOL_BF16, run.ms(), null);
+    }
+
+    /** One attention check's run: its plan, the NaN-poisoned output after the launch, and the float64 reference. */
+    private record AttentionRun(AttentionPlan plan, int tokens, int maxEnd, double[] got, double[] ref, float ms) {
+    }
+
+    /**
+     * Lays the slices ({@code lens} tokens from positions {@code starts}) out in a pool with shuffled block tables,
+     * draws Q, runs {@link CudaKernels#attention} with the plan {@code planFor} gives (slice starts in the batch,
+     * longest context) into a NaN-poisoned output and computes the float64 reference of every row.
+     */
+    private AttentionRun runAttention(int heads, int kvHeads, int hd, int bs, int[] lens, int[] starts,
+                                      java.util.function.BiFunction<int[], Integer, AttentionPlan> planFor) {
         int s = lens.length;
         int n = Arrays.stream(lens).sum();
         int[] ends = new int[s];
@@ -825,15 +849,10 @@ public final class CudaChecks {
             System.arraycopy(tables[i], 0, flat, i * stride, tables[i].length);
         }
         int maxEnd = Arrays.stream(ends).max().orElse(1);
-        AttentionPlan plan = AttentionPlan.of(sliceStart, lens, starts, heads, kvHeads, ctx.smCount(), 32,
-                fixedSplits);
-        if (forcedSplits > 0) {
-            plan = plan.withSplits(forcedSplits, maxEnd);
-        }
+        AttentionPlan plan = planFor.apply(sliceStart, maxEnd);
         float[] q = new float[n * heads * hd];
         short[] qb = randomBf16(q.length, 1.0, q);
         double scale = 1 / Math.sqrt(hd);
-        int group = heads / kvHeads;
         try (Pool pool = new Pool(kvHeads, hd, bs, numBlocks); DeviceBuffer dq = bf16Buffer("q", qb);
              DeviceBuffer items = intBuffer("items", plan.itemTable()); DeviceBuffer dt = intBuffer("tables", flat);
              DeviceBuffer geom = intBuffer("geom", new int[] {plan.splitLen(), stride});
@@ -841,14 +860,10 @@ public final class CudaChecks {
              DeviceBuffer partO = ctx.allocate("partO", 4L * Math.max(1, plan.splits()) * n * heads * hd);
              DeviceBuffer partML = ctx.allocate("partML", 8L * Math.max(1, plan.splits()) * n * heads)) {
             out.fill16(NAN_BF16);
-            AttentionPlan p = plan;
-            float ms = ctx.timeMillis(() -> k.attention(dq, pool.dev, items, dt, geom, out, partO, partML, p, n,
+            float ms = ctx.timeMillis(() -> k.attention(dq, pool.dev, items, dt, geom, out, partO, partML, plan, n,
                     heads, kvHeads, hd, pool.layer, pool.layers, bs, (float) scale));
-            double[] ref = attentionRef(q, pool, tables, lens, starts, sliceStart, heads, group, hd, scale);
-            record("paged_attention" + (plan.splits() > 1 ? " + combine" : "") + (fixedSplits ? " (graph plan)" : ""),
-                    n + " tok in " + s + " slices (max ctx " + maxEnd + "), " + heads + "/" + kvHeads + " heads, hd "
-                            + hd + ", block " + bs + ", splits " + plan.splits() + " of " + plan.splitLen(),
-                    fromBf16(downloadBf16(out, n * heads * hd)), ref, TOL_BF16, ms, null);
+            double[] ref = attentionRef(q, pool, tables, lens, starts, sliceStart, heads, heads / kvHeads, hd, scale);
+            return new AttentionRun(plan, n, maxEnd, fromBf16(downloadBf16(out, n * heads * hd)), ref, ms);
         }
     }
 
@@ -912,53 +927,25 @@ public final class CudaChecks {
      * max abs {@link #PREFILL_MAX_ABS}. FAILs too when no slice went to attention_prefill.
      */
     public Result attentionPrefill(int heads, int kvHeads, int hd, int bs, int[] lens, int[] starts) {
-        int s = lens.length;
-        int n = Arrays.stream(lens).sum();
-        int[] ends = new int[s];
-        int[] sliceStart = new int[s];
-        for (int i = 0, t = 0; i < s; t += lens[i], i++) {
-            ends[i] = starts[i] + lens[i];
-            sliceStart[i] = t;
+        AttentionRun run = runAttention(heads, kvHeads, hd, bs, lens, starts, (sliceStart, maxEnd) ->
+                AttentionPlan.forStep(sliceStart, lens, starts, heads, kvHeads, hd, ctx.smCount(), 32));
+        AttentionPlan plan = run.plan();
+        double maxAbs = 0;
+        for (int i = 0; i < run.ref().length; i++) {
+            maxAbs = Math.max(maxAbs, Math.abs(run.got()[i] - run.ref()[i]));
         }
-        int numBlocks = Arrays.stream(ends).map(e -> (e + bs - 1) / bs).sum() + 2;
-        int[][] tables = shuffledTables(ends, bs, numBlocks);
-        int stride = Arrays.stream(tables).mapToInt(a -> a.length).max().orElse(1);
-        int[] flat = new int[s * stride];
-        for (int i = 0; i < s; i++) {
-            System.arraycopy(tables[i], 0, flat, i * stride, tables[i].length);
+        StringBuilder sl = new StringBuilder();
+        for (int i = 0; i < lens.length; i++) {
+            sl.append(i == 0 ? "" : " ").append(lens[i]).append('@').append(starts[i]);
         }
-        AttentionPlan plan = AttentionPlan.forStep(sliceStart, lens, starts, heads, kvHeads, hd, ctx.smCount(), 32);
-        float[] q = new float[n * heads * hd];
-        short[] qb = randomBf16(q.length, 1.0, q);
-        double scale = 1 / Math.sqrt(hd);
-        try (Pool pool = new Pool(kvHeads, hd, bs, numBlocks); DeviceBuffer dq = bf16Buffer("q", qb);
-             DeviceBuffer items = intBuffer("items", plan.itemTable()); DeviceBuffer dt = intBuffer("tables", flat);
-             DeviceBuffer geom = intBuffer("geom", new int[] {plan.splitLen(), stride});
-             DeviceBuffer out = ctx.allocate("out", 2L * n * heads * hd);
-             DeviceBuffer partO = ctx.allocate("partO", 4L * Math.max(1, plan.splits()) * n * heads * hd);
-             DeviceBuffer partML = ctx.allocate("partML", 8L * Math.max(1, plan.splits()) * n * heads)) {
-            out.fill16(NAN_BF16);
-            float ms = ctx.timeMillis(() -> k.attention(dq, pool.dev, items, dt, geom, out, partO, partML, plan, n,
-                    heads, kvHeads, hd, pool.layer, pool.layers, bs, (float) scale));
-            double[] ref = attentionRef(q, pool, tables, lens, starts, sliceStart, heads, heads / kvHeads, hd, scale);
-            double[] got = fromBf16(downloadBf16(out, n * heads * hd));
-            double maxAbs = 0;
-            for (int i = 0; i < ref.length; i++) {
-                maxAbs = Math.max(maxAbs, Math.abs(got[i] - ref[i]));
-            }
-            StringBuilder sl = new StringBuilder();
-            for (int i = 0; i < s; i++) {
-                sl.append(i == 0 ? "" : " ").append(lens[i]).append('@').append(starts[i]);
-            }
-            String note = plan.prefillItems() == 0 ? "FAIL: no slice went to attention_prefill"
-                    : maxAbs > PREFILL_MAX_ABS ? String.format(java.util.Locale.ROOT, "FAIL: max abs %.3g > %.2g",
-                    maxAbs, PREFILL_MAX_ABS)
-                    : String.format(java.util.Locale.ROOT, "%d prefill items (HG %d), %d paged items; max abs <= %.2g",
-                    plan.prefillItems(), plan.prefillHeadsPerBlock(), plan.items(), PREFILL_MAX_ABS);
-            return record("attention_prefill" + (plan.items() > 0 ? " + paged (mixed)" : ""),
-                    "tok@pos " + sl + ", " + heads + "/" + kvHeads + " heads, hd " + hd + ", block " + bs, got, ref,
-                    TOL_BF16, ms, note);
-        }
+        String note = plan.prefillItems() == 0 ? "FAIL: no slice went to attention_prefill"
+                : maxAbs > PREFILL_MAX_ABS ? String.format(java.util.Locale.ROOT, "FAIL: max abs %.3g > %.2g",
+                maxAbs, PREFILL_MAX_ABS)
+                : String.format(java.util.Locale.ROOT, "%d prefill items (HG %d), %d paged items; max abs <= %.2g",
+                plan.prefillItems(), plan.prefillHeadsPerBlock(), plan.items(), PREFILL_MAX_ABS);
+        return record("attention_prefill" + (plan.items() > 0 ? " + paged (mixed)" : ""),
+                "tok@pos " + sl + ", " + heads + "/" + kvHeads + " heads, hd " + hd + ", block " + bs, run.got(),
+                run.ref(), TOL_BF16, run.ms(), note);
     }
 
     /**
@@ -1319,7 +1306,7 @@ public final class CudaChecks {
                     graphMs / steps, problem != null ? problem : String.format(java.util.Locale.ROOT,
                             "%d graphs, %d replays, ids %d/%d equal; host ms/step eager %.2f graph %.2f%s", stats[0],
                             stats[1], idsChecked, idsChecked, eagerMs / steps, graphMs / steps,
-                            "; decode GEMMs: " + gpu.decode32Summary()));
+                            "; decode GEMMs: " + gpu.decodeSummary()));
         }
     }
 
