@@ -147,7 +147,7 @@ public final class CudaBackend implements ComputeBackend {
     }
 
     /** The decode GEMM picks of every bucket, M 1 .. 32 (self-check notes). */
-    synchronized String decode32Summary() {
+    synchronized String decodeSummary() {
         return k.decodeSummary();
     }
 

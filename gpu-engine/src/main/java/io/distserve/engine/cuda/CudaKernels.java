@@ -76,7 +76,7 @@ public final class CudaKernels {
     static final int PIPE_SEG = 8;
     /** gemm_pipe32's dynamic shared memory: two A segment buffers of 8 chunks x 32 tokens x 64 bytes. */
     static final int PIPE_SHARED = 2 * PIPE_SEG * 32 * 64;
-    /** Smallest M of the tuned decode bucket (17..32 -> tuned at 32, {@link #tuneDecode32}). */
+    /** Smallest M of the tuned decode bucket (17..32 -> tuned at 32, {@link #tuneDecodeAll}). */
     static final int DECODE32_MIN_M = 17;
     /** Token rows the tuner times with (the bucket's largest M: batch-32 decode). */
     static final int DECODE32_TUNE_M = 32;
@@ -137,8 +137,6 @@ public final class CudaKernels {
     private final String clusterRefusal;
     /** {@link #DECODE_BUCKET_PROPERTY}, parsed, per bucket; null when unset. */
     private final Gemm32Choice[] forced = new Gemm32Choice[DECODE_BUCKET_M.length];
-    /** {@link #GEMM32_PROPERTY}, parsed; null when unset. */
-    private final Gemm32Choice forced32;
     /**
      * The tuner's picks by (bucket, N, K, fp32 out); read by {@link #gemm} (any thread), written by the tuner.
      */
@@ -209,7 +207,6 @@ public final class CudaKernels {
         for (int b = 0; b < DECODE_BUCKET_M.length; b++) {
             forced[b] = parseDecodeChoice(DECODE_BUCKET_PROPERTY[b], System.getProperty(DECODE_BUCKET_PROPERTY[b]));
         }
-        forced32 = forced[DECODE_BUCKET_M.length - 1];
         clusterRefusal = probeClusterLaunch();
         if (clusterRefusal != null) {
             System.err.println("distserve cuda: cluster launch of the split GEMM refused, K is not split for M in "
@@ -586,10 +583,6 @@ public final class CudaKernels {
      */
     public record Gemm32Tuning(String name, int n, int k, boolean f32Out, Gemm32Choice choice,
                                Map<Gemm32Choice, Double> micros, int tuneM) {
-        public Gemm32Tuning(String name, int n, int k, boolean f32Out, Gemm32Choice choice,
-                            Map<Gemm32Choice, Double> micros) {
-            this(name, n, k, f32Out, choice, micros, DECODE32_TUNE_M);
-        }
 
         /** "gate_up 24576x4096 bf16 M 32: pipe S=2 52.1 us (3863 GB/s); skinny 92.0, dual 60.1, ..." */
         public String describe() {
@@ -622,8 +615,8 @@ public final class CudaKernels {
                 variant = g;
             }
         }
-        int slices = 0;
         boolean param = variant != null && (variant.sliced || variant == Gemm32Variant.SKINNY);
+        int slices = 0;
         if (parts.length == 2 && param) {
             try {
                 slices = Integer.parseInt(parts[1]);
@@ -631,8 +624,9 @@ public final class CudaKernels {
                 slices = -1;
             }
         }
+        int value = slices;
         boolean badW = variant == Gemm32Variant.SKINNY && parts.length == 2
-                && Arrays.stream(SKINNY_WARPS).noneMatch(x -> x == slices0(parts));
+                && Arrays.stream(SKINNY_WARPS).noneMatch(x -> x == value);
         if (variant == null || parts.length > 2 || (parts.length == 2 && !param) || badW
                 || (variant.sliced && slices != 0 && (slices < 1 || slices > SPLIT_MAX_SLICES
                 || Integer.bitCount(slices) != 1))) {
@@ -640,19 +634,6 @@ public final class CudaKernels {
                     + "or pipe[:S] with W 4, 8 or 16 and S 1, 2, 4 or 8");
         }
         return new Gemm32Choice(variant, param ? slices : 1);
-    }
-
-    private static int slices0(String[] parts) {
-        try {
-            return Integer.parseInt(parts[1]);
-        } catch (NumberFormatException e) {
-            return -1;
-        }
-    }
-
-    /** The forced choice ({@link #GEMM32_PROPERTY}), or null. */
-    public Gemm32Choice forcedGemm32() {
-        return forced32;
     }
 
     /** The forced choices per bucket ("M 1 dual, M 17..32 pipe S=2"), or null when none is forced. */
@@ -846,11 +827,6 @@ public final class CudaKernels {
         return out;
     }
 
-    /** {@link #tuneDecode} of the M 17..32 bucket (tuned at M 32). */
-    public Gemm32Tuning tuneDecode32(String name, int n, int k, boolean f32Out, List<?> weights) {
-        return tuneDecode(List.of(DECODE_BUCKET_M.length - 1), name, n, k, f32Out, weights).get(0);
-    }
-
     /** {@link #tuneDecode} of every bucket (M 1, 2..8, 9..16, 17..32). */
     public List<Gemm32Tuning> tuneDecodeAll(String name, int n, int k, boolean f32Out, List<?> weights) {
         List<Integer> all = new ArrayList<>();
@@ -872,7 +848,7 @@ public final class CudaKernels {
      *
      * @param name    for the table and the log (e.g. "gate_up")
      * @param weights N x K bf16 matrices (DeviceBuffer or CUdeviceptr), at least one
-     * @return the tunings, in bucket order, also kept for {@link #decode32Table}
+     * @return the tunings, in bucket order, also kept for {@link #gemm} and {@link #decodeSummary}
      */
     /** Head start of the GPU over the host in each timed window of the tuner ({@link #timeQueued}). */
     static final int TUNE_SPIN_MICROS = 1000;
@@ -955,21 +931,6 @@ public final class CudaKernels {
             }
             return tuneDecode(buckets, name, n, k, f32Out, views);
         }
-    }
-
-    /** Every tuned (bucket, shape), one line each ({@link Gemm32Tuning#describe}); empty when nothing was tuned. */
-    public List<String> decode32Table() {
-        List<String> out = new ArrayList<>();
-        for (Gemm32Tuning t : tuned32.values()) {
-            out.add(t.describe());
-        }
-        out.sort(null);
-        return out;
-    }
-
-    /** The M 17..32 picks in short ("gate_up pipe S=2, qkv dual, ..."), or "untuned". */
-    public String decode32Summary() {
-        return bucketSummary(DECODE_BUCKET_M.length - 1);
     }
 
     private String bucketSummary(int bucket) {
