@@ -44,10 +44,9 @@ public final class EngineBenchmark {
         if (c.newTokens() < 2) {
             throw new IllegalArgumentException("newTokens must be >= 2 to time decoding");
         }
-        // Ordinary vocabulary ids: added/special tokens sit at the top of the vocabulary.
-        int vocab = Math.min(model.config().vocabSize(), model.tokenizer().tokenizer().vocabSize()) - 64;
+        int vocab = ordinaryVocab(model);
         SplittableRandom random = new SplittableRandom(seed);
-        SamplingParams greedy = new SamplingParams(0, 1, 0, 0, 1, null, c.newTokens(), List.of(), List.of(), true, true);
+        SamplingParams greedy = greedyIgnoringEos(c.newTokens());
         List<GenerationHandle> handles = new ArrayList<>();
         long start = System.nanoTime();
         for (int i = 0; i < c.batch(); i++) {
@@ -76,9 +75,9 @@ public final class EngineBenchmark {
      */
     public static double prefillSeconds(LoadedModel model, int promptTokens, int repeats, long seed)
             throws Exception {
-        int vocab = Math.min(model.config().vocabSize(), model.tokenizer().tokenizer().vocabSize()) - 64;
+        int vocab = ordinaryVocab(model);
         SplittableRandom random = new SplittableRandom(seed);
-        SamplingParams one = new SamplingParams(0, 1, 0, 0, 1, null, 1, List.of(), List.of(), true, true);
+        SamplingParams one = greedyIgnoringEos(1);
         double[] times = new double[repeats];
         for (int i = 0; i < repeats; i++) {
             int[] prompt = random.ints(promptTokens, 0, vocab).toArray();
@@ -88,6 +87,16 @@ public final class EngineBenchmark {
         }
         java.util.Arrays.sort(times);
         return times[repeats / 2];
+    }
+
+    /** Random prompts draw below this: added and special tokens sit at the top of the vocabulary. */
+    private static int ordinaryVocab(LoadedModel model) {
+        return Math.min(model.config().vocabSize(), model.tokenizer().tokenizer().vocabSize()) - 64;
+    }
+
+    /** Greedy, ignoring EOS, exactly {@code tokens} new tokens. */
+    private static SamplingParams greedyIgnoringEos(int tokens) {
+        return new SamplingParams(0, 1, 0, 0, 1, null, tokens, List.of(), List.of(), true, true);
     }
 
     public static String markdownTable(List<Result> results) {
