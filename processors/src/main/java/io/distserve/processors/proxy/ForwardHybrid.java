@@ -172,12 +172,11 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
                 if (finished) {
                     return;
                 }
-                String text = line.toString(StandardCharsets.UTF_8);
-                if (!text.startsWith("data:")) {
-                    return; // blank separators, comments, event names
+                String payload = SseRelay.payload(line.toString(StandardCharsets.UTF_8));
+                if (payload == null) {
+                    return;
                 }
-                String payload = text.substring(5).strip();
-                if (payload.equals("[DONE]")) {
+                if (payload.equals(SseRelay.DONE)) {
                     streamEnded();
                     return;
                 }

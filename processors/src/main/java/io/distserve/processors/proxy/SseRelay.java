@@ -14,7 +14,15 @@ final class SseRelay {
         boolean onData(String payload) throws IOException;
     }
 
+    /** The payload that ends an OpenAI stream. */
+    static final String DONE = "[DONE]";
+
     private SseRelay() {
+    }
+
+    /** The payload of an SSE line; null for the lines that carry none (blank separators, comments, event names). */
+    static String payload(String line) {
+        return line.startsWith("data:") ? line.substring(5).strip() : null;
     }
 
     /**
@@ -26,11 +34,11 @@ final class SseRelay {
         BufferedReader reader = new BufferedReader(new InputStreamReader(body, StandardCharsets.UTF_8));
         String line;
         while ((line = reader.readLine()) != null) {
-            if (!line.startsWith("data:")) {
-                continue; // blank separators, comments, event names
+            String payload = payload(line);
+            if (payload == null) {
+                continue;
             }
-            String payload = line.substring(5).strip();
-            if (payload.equals("[DONE]")) {
+            if (payload.equals(DONE)) {
                 return true;
             }
             if (!handler.onData(payload)) {
