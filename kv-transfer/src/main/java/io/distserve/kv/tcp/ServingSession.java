@@ -72,8 +72,9 @@ final class ServingSession {
             // A bug here must cost one socket, not the server.
             log.warn("session with {} failed", peer, e);
         } finally {
-            TcpServer.closeQuietly(ch);
+            // off the server's list before the peer can see the close: whoever sees EOF sees the session gone
             onEnd.accept(this);
+            TcpServer.closeQuietly(ch);
         }
     }
 
