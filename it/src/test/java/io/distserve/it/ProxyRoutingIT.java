@@ -94,7 +94,16 @@ class ProxyRoutingIT {
     void complete(int n) throws Exception {
         for (int i = 0; i < n; i++) {
             HttpResponse<String> r = Http.post(proxy.base + "/v1/completions", null, REQUEST);
-            assertThat(r.statusCode()).as(r.body()).isEqualTo(200);
+            // on a failure, the nodes' view too (each node's last_request_error says why the forward failed)
+            assertThat(r.statusCode()).as(() -> r.body() + "; nodes: " + nodeStatus()).isEqualTo(200);
+        }
+    }
+
+    String nodeStatus() {
+        try {
+            return Http.getJson(proxy.base + "/nodes/status", null).toString();
+        } catch (Exception e) {
+            return "(no status: " + e + ")";
         }
     }
 

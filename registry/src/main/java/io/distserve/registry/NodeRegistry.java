@@ -300,7 +300,11 @@ public final class NodeRegistry {
      * in the table (removed between routing and sending): the caller routes again.
      */
     public Optional<NodeLease> acquire(String url) {
-        TrackedNode node = table.get(NodeUrl.normalize(url));
+        // routing passes the table's own (normalized) URL: normalizing again, per request, is the slow path
+        TrackedNode node = table.get(url);
+        if (node == null) {
+            node = table.get(NodeUrl.normalize(url));
+        }
         return node == null ? Optional.empty() : Optional.of(new NodeLease(node, time));
     }
 

@@ -29,6 +29,8 @@ final class CamelServers {
             main.setPropertyPlaceholderLocations("file:" + propertiesFile + ",classpath:application.properties");
         }
         main.bind("vertxOptions", new VertxOptions()
+                // epoll through Netty's JNI transport where it loads (Linux x86-64), else the JDK's NIO
+                .setPreferNativeTransport(true)
                 .setWorkerPoolSize(WORKER_THREADS)
                 // a long generation is not a blocked thread
                 .setMaxWorkerExecuteTime(1).setMaxWorkerExecuteTimeUnit(TimeUnit.HOURS));

@@ -209,6 +209,18 @@ final class FakeNode implements AutoCloseable {
         };
     }
 
+    /** The given event payloads, then [DONE]. */
+    static Behavior streamOf(java.util.List<String> payloads) {
+        return (request, out, socket) -> {
+            streamHead(out);
+            for (String payload : payloads) {
+                chunk(out, "data: " + payload + "\n\n");
+            }
+            chunk(out, "data: [DONE]\n\n");
+            out.write("0\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
+        };
+    }
+
     /** {@code n} events, then the connection is cut (no [DONE], no last chunk): a node that died. */
     static Behavior dieAfter(int n) {
         return (request, out, socket) -> {

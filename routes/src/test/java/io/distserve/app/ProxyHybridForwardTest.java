@@ -146,7 +146,20 @@ class ProxyHybridForwardTest {
         await().atMost(Duration.ofSeconds(5)).until(() -> requestLines(node).size() == 2);
         assertThat(requestLines(node)).extracting(LogEvent::getThreadName)
                 .allSatisfy(t -> assertThat(t).startsWith("vert.x-eventloop-thread-"));
-        assertThat(requestLines(node).get(1).getMessage().getFormattedMessage()).contains("stream=true");
+        // the token counts come from the node's usage (read after the client had its answer); the stream sent none
+        assertThat(requestLines(node).get(0).getMessage().getFormattedMessage())
+                .contains("stream=false prompt=4 completion=1 ");
+        assertThat(requestLines(node).get(1).getMessage().getFormattedMessage())
+                .contains("stream=true prompt=- completion=- ");
+
+        // a stream whose node sends a usage chunk (stream_options.include_usage): its counts are logged
+        node.behave(FakeNode.streamOf(List.of(
+                "{\"choices\":[{\"index\":0,\"text\":\"a\"}],\"usage\":null}",
+                "{\"choices\":[],\"usage\": {\"prompt_tokens\":7,\"completion_tokens\":2,\"total_tokens\":9}}")));
+        assertThat(stream("/v1/completions", STREAM_REQUEST)).hasSize(3).last().isEqualTo("[DONE]");
+        await().atMost(Duration.ofSeconds(5)).until(() -> requestLines(node).size() == 3);
+        assertThat(requestLines(node).get(2).getMessage().getFormattedMessage())
+                .contains("stream=true prompt=7 completion=2 ");
     }
 
     @Test

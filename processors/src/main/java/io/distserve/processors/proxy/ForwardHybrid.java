@@ -22,8 +22,9 @@ import org.apache.camel.support.AsyncProcessorSupport;
  *
  * <p>Non-blocking: an asynchronous Camel processor on Vert.x's HttpClient ({@link NodeStreams}). On the proxy's
  * event-loop consumer the whole forward, request to last byte, runs on the event loop that received the request:
- * no thread waits on the node. The exchange is done (the route goes on to its finally step, which releases the
- * node and logs the request) when the answer has ended: for a stream, when its last event was sent. Streams respect
+ * no thread waits on the node. The answer is written to the client as it arrives (a whole one at once, a stream
+ * event by event), and the exchange is done (the route goes on to its finally step, which releases the node and
+ * logs the request) when it has been: that bookkeeping is not in the way of the client's answer. Streams respect
  * the client's pace (reading from the node pauses while the client's write queue is full), and a client that goes
  * away cancels the request to the node.
  */
@@ -57,6 +58,15 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
         }
         forward.send(true);
         return false;
+    }
+
+    /**
+     * How a kept-alive connection the node had closed shows when reused: closed, or reset (an IOException: the
+     * JDK's "Connection reset" with NIO, Netty's NativeIoException with the native epoll transport). A timeout
+     * is not one: the node may be working on the request.
+     */
+    private static boolean staleConnection(Throwable failure) {
+        return failure instanceof HttpClosedException || failure instanceof java.io.IOException;
     }
 
     /**
@@ -113,7 +123,7 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
                     }
                     if (answer.succeeded()) {
                         answered(answer.result());
-                    } else if (mayResend && reused && !clientGone && answer.cause() instanceof HttpClosedException) {
+                    } else if (mayResend && reused && !clientGone && staleConnection(answer.cause())) {
                         send(false);
                     } else {
                         beforeAnswer(answer.cause());
@@ -154,7 +164,9 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
                         return;
                     }
                     call.hybrid.complete();
-                    ProxyReplies.json(exchange, metrics, 200, answer.result().getBytes());
+                    ProxyReplies.jsonNow(exchange, metrics, 200, answer.result());
+                    // the client has its answer: the token counts, for the request's log line, are read after
+                    countUsage(answer.result().getBytes());
                     finish(null);
                 });
                 return;
@@ -181,6 +193,9 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
                     return;
                 }
                 sse.send(payload);
+                if (SseRelay.hasUsage(payload)) {
+                    countUsage(payload.getBytes(StandardCharsets.UTF_8));
+                }
                 if (sse.writeQueueFull()) {
                     response.pause();
                     sse.drainHandler(response::resume);
@@ -189,6 +204,15 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
             response.handler(lines);
             response.endHandler(v -> streamEnded());
             response.exceptionHandler(this::streamBroke);
+        }
+
+        /** The node's usage numbers, if its body has them: a body that does not parse changes nothing. */
+        private void countUsage(byte[] body) {
+            try {
+                call.usageFrom(client.json().readTree(body));
+            } catch (java.io.IOException notJson) {
+                // forwarded as it came; the log line says the counts are unknown
+            }
         }
 
         private void streamEnded() {

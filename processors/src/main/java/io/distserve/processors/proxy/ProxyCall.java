@@ -39,8 +39,9 @@ public final class ProxyCall {
     boolean leaseSettled;
     SseResponse sse;
     boolean firstChunkSent;
-    int promptTokens;
-    int completionTokens;
+    /** Token counts as the nodes reported them; -1 while unknown (a Hybrid stream whose node sent no usage). */
+    int promptTokens = -1;
+    int completionTokens = -1;
 
     ProxyCall(InferenceRequest request, String id, long created) {
         this.request = request;
@@ -63,6 +64,18 @@ public final class ProxyCall {
     /** The client stream, when it has been opened. */
     public SseResponse sse() {
         return sse;
+    }
+
+    /**
+     * Takes the token counts from an OpenAI body (a Hybrid node's whole answer, or a stream's usage chunk) when it
+     * has a usage object; anything else leaves them as they were.
+     */
+    void usageFrom(JsonNode body) {
+        JsonNode usage = body.path("usage");
+        if (usage.isObject()) {
+            promptTokens = usage.path("prompt_tokens").asInt(promptTokens);
+            completionTokens = usage.path("completion_tokens").asInt(completionTokens);
+        }
     }
 
     String model() {

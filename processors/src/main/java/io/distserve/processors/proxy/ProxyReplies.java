@@ -3,6 +3,7 @@ package io.distserve.processors.proxy;
 import io.distserve.processors.http.Replies;
 import io.distserve.processors.http.SseResponse;
 import io.distserve.processors.metrics.RequestMetrics;
+import io.vertx.core.buffer.Buffer;
 import java.nio.ByteBuffer;
 import org.apache.camel.Exchange;
 
@@ -40,5 +41,17 @@ final class ProxyReplies {
         Replies.json(exchange, status, "");
         exchange.getMessage().setBody(ByteBuffer.wrap(body));
         metrics.requestEnded(exchange.getFromRouteId(), status);
+    }
+
+    /**
+     * A node's whole JSON answer, to the client at once ({@link Replies#sendNow}): the route's finally step (lease
+     * release, log line) then runs after the client has it, as nginx logs after it has relayed.
+     */
+    static void jsonNow(Exchange exchange, RequestMetrics metrics, int status, Buffer body) {
+        if (Replies.sendNow(exchange, status, "application/json", body)) {
+            metrics.requestEnded(exchange.getFromRouteId(), status);
+        } else {
+            json(exchange, metrics, status, body.getBytes());
+        }
     }
 }

@@ -56,9 +56,14 @@ public final class ReleaseCall implements Processor {
             failure = exchange.getException();
         }
         LOG.info("{} proxy nodes={} stream={} prompt={} completion={} latency={}ms{}", call.id, nodes,
-                call.request.stream(), call.promptTokens, call.completionTokens,
+                call.request.stream(), count(call.promptTokens), count(call.completionTokens),
                 (System.nanoTime() - call.startNanos) / 1_000_000,
                 failure == null ? "" : " failed=" + failure.getMessage());
+    }
+
+    /** A token count for the log line: "-" while no node reported it. */
+    private static Object count(int tokens) {
+        return tokens < 0 ? "-" : tokens;
     }
 
     /** Best effort, off the request's path: the lease's expiry is the backstop. */
