@@ -6,6 +6,8 @@ import io.micrometer.core.instrument.DistributionSummary;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
 import java.time.Duration;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
@@ -19,6 +21,7 @@ public final class RequestMetrics {
 
     private final MeterRegistry registry;
     private final AtomicInteger inFlight = new AtomicInteger();
+    private final Map<String, Map<Integer, Counter>> requests = new ConcurrentHashMap<>();
     private final Counter promptTokens;
     private final Counter generatedTokens;
     private final Timer timeToFirstToken;
@@ -64,8 +67,12 @@ public final class RequestMetrics {
 
     /** Counts one answered request by route and HTTP status. */
     public void requestEnded(String route, int status) {
-        registry.counter("distserve.requests", "route", route == null ? "unknown" : route,
-                "status", Integer.toString(status)).increment();
+        String name = route == null ? "unknown" : route;
+        // a registry lookup builds and sorts the tags on every call: the counter is kept per (route, status)
+        requests.computeIfAbsent(name, r -> new ConcurrentHashMap<>())
+                .computeIfAbsent(status, st -> registry.counter("distserve.requests", "route", name,
+                        "status", Integer.toString(st)))
+                .increment();
     }
 
     public void generationFinished(FinishEvent finish) {

@@ -193,7 +193,7 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
                     return;
                 }
                 sse.send(payload);
-                if (SseRelay.hasUsage(payload)) {
+                if (payload.contains("\"usage\"")) {
                     countUsage(payload.getBytes(StandardCharsets.UTF_8));
                 }
                 if (sse.writeQueueFull()) {
@@ -206,13 +206,9 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
             response.exceptionHandler(this::streamBroke);
         }
 
-        /** The node's usage numbers, if its body has them: a body that does not parse changes nothing. */
+        /** The node's token counts, if its body has them (else the log line says they are unknown). */
         private void countUsage(byte[] body) {
-            try {
-                call.usageFrom(client.json().readTree(body));
-            } catch (java.io.IOException notJson) {
-                // forwarded as it came; the log line says the counts are unknown
-            }
+            call.usage(NodeUsage.read(client.json().getFactory(), body));
         }
 
         private void streamEnded() {

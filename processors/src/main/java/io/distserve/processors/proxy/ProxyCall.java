@@ -66,15 +66,11 @@ public final class ProxyCall {
         return sse;
     }
 
-    /**
-     * Takes the token counts from an OpenAI body (a Hybrid node's whole answer, or a stream's usage chunk) when it
-     * has a usage object; anything else leaves them as they were.
-     */
-    void usageFrom(JsonNode body) {
-        JsonNode usage = body.path("usage");
-        if (usage.isObject()) {
-            promptTokens = usage.path("prompt_tokens").asInt(promptTokens);
-            completionTokens = usage.path("completion_tokens").asInt(completionTokens);
+    /** Takes the counts a node reported; null (it reported none) or a missing count leaves them as they were. */
+    void usage(NodeUsage.Counts counts) {
+        if (counts != null) {
+            promptTokens = counts.promptTokens() >= 0 ? counts.promptTokens() : promptTokens;
+            completionTokens = counts.completionTokens() >= 0 ? counts.completionTokens() : completionTokens;
         }
     }
 

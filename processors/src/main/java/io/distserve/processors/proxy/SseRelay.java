@@ -26,22 +26,6 @@ final class SseRelay {
     }
 
     /**
-     * Whether an event's payload carries a usage object (an OpenAI stream's usage chunk), without parsing it: with
-     * {@code stream_options.include_usage} every other chunk says {@code "usage":null}.
-     */
-    static boolean hasUsage(String payload) {
-        int at = payload.indexOf("\"usage\"");
-        if (at < 0) {
-            return false;
-        }
-        int i = at + 7;
-        while (i < payload.length() && (payload.charAt(i) == ':' || Character.isWhitespace(payload.charAt(i)))) {
-            i++;
-        }
-        return i < payload.length() && payload.charAt(i) == '{';
-    }
-
-    /**
      * Reads until {@code [DONE]}, the end of the stream, or the handler says stop.
      *
      * @return true when the upstream ended with {@code [DONE]}
