@@ -11,7 +11,9 @@
 # the same JVM, Vert.x and Netty, no Camel), the floor for a JVM proxy on this machine.
 # Needs: JDK 17+, nginx and wrk (apt-get install -y nginx wrk), routes/target/distserve.jar (mvn -o -q install
 # -DskipTests). Prints a markdown table (copied into it/BENCHMARKS.md). Not part of mvn verify.
-#   DISTSERVE_JAR (routes/target/distserve.jar), DURATION (15s per measurement), WARMUP (10s), CONNS (32), THREADS (2), PROXY_JAVA_OPTS (-Xmx512m)
+#   DISTSERVE_JAR (routes/target/distserve.jar), BASELINE_JAR (none: a second proxy from another build, measured
+#   beside it), DURATION (15s per measurement), WARMUP (10s), ROUNDS (3), CONNS (32), THREADS (2),
+#   PROXY_JAVA_OPTS (-Xmx512m)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -56,14 +58,23 @@ if [ "$bare" = 1 ]; then
   pids+=($!)
 fi
 
-# our proxy, Hybrid serving, the stub as its one node (default log level: one INFO line per request)
-java $proxy_java_opts -jar "$jar" serve proxy --server-name 127.0.0.1 --server-port "$proxy_port" \
-  --serving-strategy Hybrid --routing-strategy min_expected_latency --node-table "$work/nodes.json" \
-  > "$work/proxy.log" 2>&1 &
-pids+=($!)
-wait_http "http://127.0.0.1:$proxy_port/health"
-curl -sf -o /dev/null -X POST "http://127.0.0.1:$proxy_port/nodes/add" -H 'Content-Type: application/json' \
-  -d "{\"url\":\"http://127.0.0.1:$stub_port\",\"status\":{\"role\":\"Hybrid\",\"models\":[\"stub\"]}}"
+# our proxy, Hybrid serving, the stub as its one node (default log level: one INFO line per request); with
+# BASELINE_JAR, a second proxy from that jar beside it (the "before" of a change, measured in the same run)
+start_proxy() { # name jar port
+  java $proxy_java_opts -jar "$2" serve proxy --server-name 127.0.0.1 --server-port "$3" \
+    --serving-strategy Hybrid --routing-strategy min_expected_latency --node-table "$work/nodes-$1.json" \
+    > "$work/$1.log" 2>&1 &
+  pids+=($!)
+  wait_http "http://127.0.0.1:$3/health"
+  curl -sf -o /dev/null -X POST "http://127.0.0.1:$3/nodes/add" -H 'Content-Type: application/json' \
+    -d "{\"url\":\"http://127.0.0.1:$stub_port\",\"status\":{\"role\":\"Hybrid\",\"models\":[\"stub\"]}}"
+}
+start_proxy proxy "$jar" "$proxy_port"
+baseline=${BASELINE_JAR:-}
+if [ -n "$baseline" ]; then
+  before_port=$(free_port)
+  start_proxy before "$baseline" "$before_port"
+fi
 
 # nginx as a plain reverse proxy (keep-alive to the upstream, access log on as by default)
 mkdir -p "$work/nginx/logs"
@@ -104,49 +115,83 @@ if [ "$bare" = 1 ]; then
   targets="direct nginx bare proxy"
   check_ports="$check_ports $bare_port"
 fi
+if [ -n "$baseline" ]; then
+  targets="$targets before"
+  check_ports="$check_ports $before_port"
+fi
 for port in $check_ports; do
   out=$(curl -sf -X POST "http://127.0.0.1:$port/v1/completions" -H 'Content-Type: application/json' -d "$body")
   case "$out" in *'"text_completion"'*) ;; *) echo "unexpected answer on $port: $out" >&2; exit 1 ;; esac
 done
 
-# wrk prints latencies as 123.45us / 1.23ms / 1.02s: in ms
-to_ms() { python3 -c 'import sys,re
-v=sys.argv[1]; m=re.match(r"([0-9.]+)(us|ms|s|m)$", v)
-f={"us":0.001,"ms":1,"s":1000,"m":60000}[m.group(2)]; print("%.3f" % (float(m.group(1))*f))' "$1"; }
-pct() { awk -v p="$2" '$1==p {print $2}' "$1"; }
+rounds=${ROUNDS:-3}
 
-declare -A p50 p99 rps
+# wrk prints latencies as 123.45us / 1.23ms / 1.02s
+port_of() {
+  case $1 in direct) echo "$stub_port" ;; nginx) echo "$nginx_port" ;; bare) echo "$bare_port" ;;
+    proxy) echo "$proxy_port" ;; before) echo "$before_port" ;; esac
+}
+# every path warmed up first (the JVMs' JIT), then ROUNDS rounds that measure each path in turn, so that the
+# machine's other load falls on all of them alike; the table gives the median over the rounds
 for target in $targets; do
-  case $target in direct) port=$stub_port ;; nginx) port=$nginx_port ;; bare) port=$bare_port ;; proxy) port=$proxy_port ;; esac
-  url="http://127.0.0.1:$port/v1/completions"
-  wrk -t"$threads" -c"$conns" -d"$warmup" -s "$work/post.lua" "$url" > /dev/null
-  wrk -t1 -c1 -d"$duration" --latency -s "$work/post.lua" "$url" > "$work/lat-$target.txt"
-  wrk -t"$threads" -c"$conns" -d"$duration" -s "$work/post.lua" "$url" > "$work/rps-$target.txt"
-  for f in "$work/lat-$target.txt" "$work/rps-$target.txt"; do
-    if grep -q "Non-2xx" "$f"; then echo "errors measuring $target: $(grep Non-2xx "$f")" >&2; exit 1; fi
-  done
-  p50[$target]=$(to_ms "$(pct "$work/lat-$target.txt" 50%)")
-  p99[$target]=$(to_ms "$(pct "$work/lat-$target.txt" 99%)")
-  rps[$target]=$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$work/rps-$target.txt")
+  wrk -t"$threads" -c"$conns" -d"$warmup" -s "$work/post.lua" "http://127.0.0.1:$(port_of "$target")/v1/completions" > /dev/null
 done
-
-added() { python3 -c 'import sys; print("%.3f" % (float(sys.argv[1]) - float(sys.argv[2])))' "$1" "$2"; }
-ratio() { python3 -c 'import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print("%.2f" % (a/b) if b>0 else "n/a")' "$1" "$2"; }
-add50_nginx=$(added "${p50[nginx]}" "${p50[direct]}")
-add50_proxy=$(added "${p50[proxy]}" "${p50[direct]}")
+for round in $(seq 1 "$rounds"); do
+  for target in $targets; do
+    url="http://127.0.0.1:$(port_of "$target")/v1/completions"
+    wrk -t1 -c1 -d"$duration" --latency -s "$work/post.lua" "$url" > "$work/lat-$target-$round.txt"
+    wrk -t"$threads" -c"$conns" -d"$duration" -s "$work/post.lua" "$url" > "$work/rps-$target-$round.txt"
+    for f in "$work/lat-$target-$round.txt" "$work/rps-$target-$round.txt"; do
+      if grep -q "Non-2xx" "$f"; then echo "errors measuring $target: $(grep Non-2xx "$f")" >&2; exit 1; fi
+    done
+  done
+done
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 echo
 echo "$(date -u +%Y-%m-%d) · $(nproc) cores, $cpu · $(java -version 2>&1 | head -1) · $(nginx -v 2>&1 | sed 's/.*: //') · $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
-echo "latency: wrk -t1 -c1 -d$duration --latency; throughput: wrk -t$threads -c$conns -d$duration; after a $warmup warm-up each"
-echo
-echo "| path | p50 ms | p99 ms | added p50 ms | added p99 ms | max req/s |"
-echo "|---|---|---|---|---|---|"
-echo "| client -> stub (direct) | ${p50[direct]} | ${p99[direct]} | - | - | ${rps[direct]} |"
-echo "| client -> nginx -> stub | ${p50[nginx]} | ${p99[nginx]} | $add50_nginx | $(added "${p99[nginx]}" "${p99[direct]}") | ${rps[nginx]} |"
-if [ "$bare" = 1 ]; then
-  echo "| client -> bare Vert.x proxy (no Camel) -> stub | ${p50[bare]} | ${p99[bare]} | $(added "${p50[bare]}" "${p50[direct]}") | $(added "${p99[bare]}" "${p99[direct]}") | ${rps[bare]} |"
-fi
-echo "| client -> distserve proxy (Hybrid) -> stub | ${p50[proxy]} | ${p99[proxy]} | $add50_proxy | $(added "${p99[proxy]}" "${p99[direct]}") | ${rps[proxy]} |"
-echo
-echo "added p50, proxy / nginx: $(ratio "$add50_proxy" "$add50_nginx") (goal: <= 2)"
+echo "latency: wrk -t1 -c1 -d$duration --latency; throughput: wrk -t$threads -c$conns -d$duration; a $warmup warm-up each, then $rounds interleaved rounds (medians; added = minus direct in the same round)"
+python3 - "$work" "$rounds" $targets <<'PY'
+import re, statistics, sys
+work, rounds, targets = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+unit = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+def ms(v):
+    m = re.match(r"([0-9.]+)(us|ms|s|m)$", v)
+    return float(m.group(1)) * unit[m.group(2)]
+def pct(t, r, p):
+    for line in open(f"{work}/lat-{t}-{r}.txt"):
+        f = line.split()
+        if f and f[0] == p:
+            return ms(f[1])
+def rps(t, r):
+    for line in open(f"{work}/rps-{t}-{r}.txt"):
+        if line.startswith("Requests/sec"):
+            return float(line.split()[1])
+rs = range(1, rounds + 1)
+p50 = {t: [pct(t, r, "50%") for r in rs] for t in targets}
+p99 = {t: [pct(t, r, "99%") for r in rs] for t in targets}
+req = {t: [rps(t, r) for r in rs] for t in targets}
+med = statistics.median
+names = {"direct": "client -> stub (direct)", "nginx": "client -> nginx -> stub",
+         "bare": "client -> bare Vert.x proxy (no Camel) -> stub",
+         "proxy": "client -> distserve proxy (Hybrid) -> stub",
+         "before": "client -> distserve proxy, BASELINE_JAR (Hybrid) -> stub"}
+def added(t, p):
+    return [a - d for a, d in zip(p[t], p["direct"])]
+print()
+print("| path | p50 ms | p99 ms | added p50 ms (per round) | added p99 ms | max req/s |")
+print("|---|---|---|---|---|---|")
+for t in targets:
+    if t == "direct":
+        print(f"| {names[t]} | {med(p50[t]):.3f} | {med(p99[t]):.3f} | - | - | {med(req[t]):.0f} |")
+    else:
+        a = added(t, p50)
+        print(f"| {names[t]} | {med(p50[t]):.3f} | {med(p99[t]):.3f} | {med(a):.3f} ({', '.join('%.3f' % x for x in a)})"
+              f" | {med(added(t, p99)):.3f} | {med(req[t]):.0f} |")
+ng = added("nginx", p50)
+for t in [t for t in targets if t in ("proxy", "before")]:
+    a = added(t, p50)
+    per = ", ".join("%.2f" % (x / n) if n > 0 else "n/a" for x, n in zip(a, ng))
+    print()
+    print(f"added p50, {t} / nginx: {med(a) / med(ng):.2f} (medians; per round {per}) (goal: <= 2)")
+PY
