@@ -193,6 +193,16 @@ class ProxyDistServeIT {
         sameAsHybrid("/v1/chat/completions", chat("one", 1, true), true);
         sameAsHybrid("/v1/completions", completion("x".repeat(150), 100, true), true);
         sameAsHybrid("/v1/chat/completions", chat("y".repeat(150), 100, false), false);
+        // a stream that does not ask for usage gets none (the proxy asks the decode node for it, for its log line)
+        String noUsage = completion("Once upon a time", 12, true).replace(",\"stream_options\":{\"include_usage\":true}", "");
+        assertThat(noUsage).doesNotContain("stream_options");
+        sameAsHybrid("/v1/completions", noUsage, true);
+        assertThat(Http.ssePayloads(Http.post(proxy.base + "/v1/completions", KEY, noUsage).body()))
+                .noneMatch(p -> p.contains("usage"));
+        int prompt = Http.usage(Http.post(hybrid.base + "/v1/completions", KEY,
+                completion("Once upon a time", 12, false)).body(), false).path("prompt_tokens").asInt();
+        await().atMost(Duration.ofSeconds(5)).untilAsserted(() -> assertThat(proxy.output())
+                .contains("stream=true prompt=" + prompt + " completion=12 "));
 
         // every node took part; every lease was freed by its decode node (none expired, none left)
         for (JsonNode node : nodes()) {

@@ -96,6 +96,12 @@ public final class DecodeCall implements Processor {
         migration.set("remote_block_ids", handOff.path("block_ids"));
         migration.put("remote_token_id", handOff.path("first_token_id").asInt());
         migration.set("prompt_token_ids", handOff.path("prompt_token_ids"));
+        if (call.request.stream()) {
+            // the decode engine's usage chunk gives the request's log line its token count; relay drops it again
+            // when the client did not ask for it
+            JsonNode options = body.get("stream_options");
+            (options instanceof ObjectNode o ? o : body.putObject("stream_options")).put("include_usage", true);
+        }
         return body;
     }
 
@@ -113,6 +119,9 @@ public final class DecodeCall implements Processor {
                 c.put("created", call.created);
                 if (c.path("usage").isObject()) {
                     call.completionTokens = c.path("usage").path("completion_tokens").asInt();
+                    if (!call.request.includeUsage() && c.path("choices").isEmpty()) {
+                        return true; // the usage chunk the proxy asked for, not the client
+                    }
                 }
                 if (!trim(call, c, skip)) {
                     return true;
