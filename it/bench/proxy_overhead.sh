@@ -126,7 +126,6 @@ done
 
 rounds=${ROUNDS:-3}
 
-# wrk prints latencies as 123.45us / 1.23ms / 1.02s
 port_of() {
   case $1 in direct) echo "$stub_port" ;; nginx) echo "$nginx_port" ;; bare) echo "$bare_port" ;;
     proxy) echo "$proxy_port" ;; before) echo "$before_port" ;; esac
@@ -154,6 +153,7 @@ echo "latency: wrk -t1 -c1 -d$duration --latency; throughput: wrk -t$threads -c$
 python3 - "$work" "$rounds" $targets <<'PY'
 import re, statistics, sys
 work, rounds, targets = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+# wrk prints latencies as 123.45us / 1.23ms / 1.02s
 unit = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 def ms(v):
     m = re.match(r"([0-9.]+)(us|ms|s|m)$", v)
