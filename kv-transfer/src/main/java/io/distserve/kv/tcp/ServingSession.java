@@ -17,8 +17,10 @@ import org.slf4j.LoggerFactory;
 
 /**
  * One accepted socket on the serving side: authenticate, then answer READ requests in order from the registered
- * region. Everything the peer sends is untrusted: every request is bounds-checked by {@link MemoryRegion#slice}
- * and a bad one gets an ERROR frame, never bytes outside the region and never an exception that kills the server.
+ * region. Everything the peer sends is untrusted: every request is bounds-checked against the region's layout and a
+ * bad one gets an ERROR frame, never bytes outside the region and never an exception that kills the server. The
+ * bytes go out through a {@link RegionSender}: from host memory directly, from GPU memory staged through pinned
+ * buffers.
  */
 final class ServingSession {
 
@@ -28,6 +30,7 @@ final class ServingSession {
     private final MemoryRegion region;
     private final byte[] token;
     private final TransportOptions options;
+    private final StagingOptions staging;
     private final Consumer<ServingSession> onEnd;
     private final Thread thread;
 
@@ -37,6 +40,7 @@ final class ServingSession {
         this.region = region;
         this.token = token;
         this.options = options;
+        this.staging = StagingOptions.from(options);
         this.onEnd = onEnd;
         this.thread = new Thread(this::run, threadName);
         this.thread.setDaemon(true); // close() joins it; daemon only so a forgotten close can't hang JVM exit
@@ -124,38 +128,34 @@ final class ServingSession {
     private void serve() throws IOException {
         ByteBuffer req = ByteBuffer.allocateDirect(WireProtocol.REQUEST_BYTES);
         ByteBuffer hdr = ByteBuffer.allocateDirect(WireProtocol.RESPONSE_HEADER_BYTES);
-        ByteBuffer[] pair = new ByteBuffer[2];
-        while (true) {
-            req.clear();
-            if (!WireProtocol.readFully(ch, req)) {
-                return; // peer closed cleanly between requests
-            }
-            req.flip();
-            int op = req.getInt();
-            long id = req.getLong();
-            long offset = req.getLong();
-            int length = req.getInt();
-            if (op != WireProtocol.OP_READ) {
-                sendError(hdr, id, "unknown op " + op + "; closing");
-                return;
-            }
-            ByteBuffer data;
-            try {
-                if (length <= 0) {
-                    throw new IllegalArgumentException("length " + length + " must be positive");
+        try (RegionSender sender = RegionSender.forRegion(region, staging)) {
+            while (true) {
+                req.clear();
+                if (!WireProtocol.readFully(ch, req)) {
+                    return; // peer closed cleanly between requests
                 }
-                data = region.slice(offset, length); // the only bounds check that matters: no byte outside
-            } catch (IllegalArgumentException e) {
-                sendError(hdr, id, "read of " + length + " bytes at offset " + offset + " refused: " + e.getMessage());
-                continue;
-            }
-            hdr.clear();
-            hdr.putInt(WireProtocol.STATUS_DATA).putLong(id).putInt(length).flip();
-            // Gathering write straight from the region's direct memory: no copy in the JVM.
-            pair[0] = hdr;
-            pair[1] = data;
-            while (data.hasRemaining()) {
-                ch.write(pair);
+                req.flip();
+                int op = req.getInt();
+                long id = req.getLong();
+                long offset = req.getLong();
+                int length = req.getInt();
+                if (op != WireProtocol.OP_READ) {
+                    sendError(hdr, id, "unknown op " + op + "; closing");
+                    return;
+                }
+                try {
+                    if (length <= 0) {
+                        throw new IllegalArgumentException("length " + length + " must be positive");
+                    }
+                    region.layout().checkRange(offset, length); // the only bounds check that matters: no byte outside
+                } catch (IllegalArgumentException e) {
+                    sendError(hdr, id, "read of " + length + " bytes at offset " + offset + " refused: "
+                            + e.getMessage());
+                    continue;
+                }
+                hdr.clear();
+                hdr.putInt(WireProtocol.STATUS_DATA).putLong(id).putInt(length).flip();
+                sender.send(ch, hdr, offset, length);
             }
         }
     }

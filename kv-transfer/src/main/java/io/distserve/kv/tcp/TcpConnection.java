@@ -32,6 +32,7 @@ final class TcpConnection implements Connection {
     private final MemoryRegion local;
     private final TransportOptions options;
     private final ReadPlanner planner;
+    private final StagingOptions staging;
     private final Duration connectTimeout;
     private final String threadPrefix;
     private final Consumer<TcpConnection> onClose;
@@ -49,6 +50,7 @@ final class TcpConnection implements Connection {
         this.local = local;
         this.options = options;
         this.planner = new ReadPlanner(options.maxTransferBytes());
+        this.staging = StagingOptions.from(options);
         this.connectTimeout = connectTimeout;
         this.threadPrefix = threadPrefix;
         this.onClose = onClose;
@@ -87,7 +89,7 @@ final class TcpConnection implements Connection {
                 retired.add(streams[i]);
             }
             streams[i] = null;
-            TcpStream s = new TcpStream(peer, i, local);
+            TcpStream s = new TcpStream(peer, i, local, staging);
             s.dial(address, token, remote.regionSize(), options, deadline,
                     threadPrefix + remote.host() + ":" + remote.port() + "-s" + i + "-" + (dials++));
             streams[i] = s;

@@ -25,8 +25,9 @@ import org.slf4j.LoggerFactory;
 /**
  * One socket of a client connection. Callers {@link #submit} transfers: their request frames are written at once,
  * all of them in one write, without waiting for answers (pipelining), and the transfers queue up in order. A reader
- * thread takes responses in that same order and reads each payload straight into a slice of the local region's
- * direct buffer (the kernel copies into it; nothing is copied in the JVM).
+ * thread takes responses in that same order and lands each payload in the local region through a
+ * {@link RegionReceiver}: straight into a slice of a host region's direct buffer (the kernel copies into it; nothing
+ * is copied in the JVM), or staged into GPU memory through pinned buffers.
  *
  * <p>A stream that fails (EOF, reset, protocol violation, abort) is broken for good: everything queued on it fails
  * and its reader exits; the connection replaces it with a fresh one on the next read.
@@ -38,6 +39,7 @@ final class TcpStream {
     private final String peer;
     private final int index;
     private final MemoryRegion local;
+    private final StagingOptions staging;
     private final Object writeLock = new Object();
     private final Object stateLock = new Object();
     private final ArrayDeque<PendingRead> pending = new ArrayDeque<>(); // guarded by stateLock
@@ -46,10 +48,11 @@ final class TcpStream {
     private Thread reader;
     private long nextId; // guarded by writeLock
 
-    TcpStream(String peer, int index, MemoryRegion local) {
+    TcpStream(String peer, int index, MemoryRegion local, StagingOptions staging) {
         this.peer = peer;
         this.index = index;
         this.local = local;
+        this.staging = staging;
     }
 
     /** Dials, authenticates, starts the reader. On failure everything is closed and no thread is left. */
@@ -157,7 +160,9 @@ final class TcpStream {
         ByteBuffer hdr = ByteBuffer.allocateDirect(WireProtocol.RESPONSE_HEADER_BYTES);
         ByteBuffer scratch = null;
         PendingRead current = null;
+        RegionReceiver receiver = null;
         try {
+            receiver = RegionReceiver.forRegion(local, staging);
             while (true) {
                 hdr.clear();
                 if (!WireProtocol.readFully(ch, hdr)) {
@@ -190,34 +195,53 @@ final class TcpStream {
                     throw new IOException("protocol error: status " + status + ", length " + length + " for a read of "
                             + current.op().length() + " bytes");
                 }
-                if (current.batch().isFailed()) {
+                PendingRead done = current;
+                if (done.batch().isFailed()) {
                     // The batch already failed and may have been handed back: keep the stream in sync but don't
                     // touch the caller's memory.
                     if (scratch == null) {
                         scratch = ByteBuffer.allocateDirect(1 << 20);
                     }
                     drain(length, scratch);
+                    current = null;
+                    done.batch().pieceDone(length);
                 } else {
-                    ByteBuffer dst = local.slice(current.op().localOffset(), length);
-                    while (dst.hasRemaining()) {
-                        if (ch.read(dst) < 0) {
-                            throw new EOFException("peer closed the connection mid-transfer");
-                        }
-                    }
+                    receiver.receive(ch, done.op().localOffset(), length, () -> done.batch().pieceDone(length));
+                    current = null;
                 }
-                PendingRead done = current;
-                current = null;
-                done.batch().pieceDone(length);
+                boolean idle;
+                synchronized (stateLock) {
+                    idle = pending.isEmpty();
+                }
+                if (idle) {
+                    receiver.flush(); // nothing more is coming soon: land what is in flight now
+                }
             }
         } catch (IOException | RuntimeException e) {
             TransferException cause = e instanceof java.nio.channels.AsynchronousCloseException
                     ? new TransferException("stream " + index + " to " + peer + " was closed")
                     : new TransferException("stream " + index + " to " + peer + ": " + e.getMessage(), e);
+            if (receiver != null) {
+                try {
+                    receiver.flush(); // copies in flight land (and count) before anything is failed
+                } catch (RuntimeException flushFailed) {
+                    log.warn("stream {} to {}: waiting for device copies failed: {}", index, peer,
+                            flushFailed.toString());
+                }
+            }
             if (current != null) {
-                // Only now, with this thread out of the read, may the batch complete.
+                // Only now, with this thread out of the read and no copy of it in flight, may the batch complete.
                 current.batch().pieceFailed(cause);
             }
             breakStream(cause);
+        } finally {
+            if (receiver != null) {
+                try {
+                    receiver.close();
+                } catch (RuntimeException e) {
+                    log.warn("stream {} to {}: releasing staging buffers failed: {}", index, peer, e.toString());
+                }
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 package io.distserve.kv.tcp;
 
+import io.distserve.kv.device.DeviceRegion;
 import io.distserve.kv.transfer.Connection;
 import io.distserve.kv.transfer.EndpointInfo;
 import io.distserve.kv.transfer.KvTransport;
@@ -16,8 +17,9 @@ import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 
 /**
- * The {@code tcp} transport: works everywhere, one-sided reads over plain sockets. See kv-transfer/README.md for the
- * wire protocol and the threading model. Threads are named {@code kv-tcp-...}; {@link #close()} joins all of them.
+ * The {@code tcp} transport: works everywhere, one-sided reads over plain sockets, out of and into host memory or
+ * GPU memory (a {@link DeviceRegion}, staged through pinned buffers). See kv-transfer/README.md for the wire protocol
+ * and the threading model. Threads are named {@code kv-tcp-...}; {@link #close()} joins all of them.
  */
 public final class TcpTransport implements KvTransport {
 
@@ -44,9 +46,10 @@ public final class TcpTransport implements KvTransport {
 
     @Override
     public void register(MemoryRegion region) {
-        if (!region.isHostAccessible()) {
-            throw new IllegalArgumentException("tcp needs host-accessible memory; " + region + " is not");
+        if (!region.isHostAccessible() && !(region instanceof DeviceRegion)) {
+            throw new IllegalArgumentException("tcp serves host memory or a DeviceRegion; " + region + " is neither");
         }
+        StagingOptions.from(options); // a bad staging setting fails here, not in a serving thread
         synchronized (lock) {
             checkOpen();
             if (this.region != null) {

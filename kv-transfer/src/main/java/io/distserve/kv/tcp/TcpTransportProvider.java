@@ -1,6 +1,8 @@
 package io.distserve.kv.tcp;
 
+import io.distserve.kv.device.DeviceRegion;
 import io.distserve.kv.transfer.KvTransport;
+import io.distserve.kv.transfer.MemoryRegion;
 import io.distserve.kv.transfer.TransportOptions;
 import io.distserve.kv.transfer.TransportProvider;
 import java.util.Optional;
@@ -21,6 +23,14 @@ public final class TcpTransportProvider implements TransportProvider {
     @Override
     public Optional<String> unavailableReason() {
         return Optional.empty();
+    }
+
+    @Override
+    public Optional<String> unsupportedReason(MemoryRegion region) {
+        if (region.isHostAccessible() || region instanceof DeviceRegion) {
+            return Optional.empty();
+        }
+        return Optional.of("tcp serves host memory or GPU memory (a DeviceRegion), not " + region);
     }
 
     @Override

@@ -20,6 +20,14 @@ public interface TransportProvider {
     Optional<String> unavailableReason();
 
     /**
+     * Why this transport cannot serve {@code region} (e.g. nvlink and a host-memory pool), or empty when it can.
+     * Engines offer a transport only for a region it can serve.
+     */
+    default Optional<String> unsupportedReason(MemoryRegion region) {
+        return Optional.empty();
+    }
+
+    /**
      * A new, not yet started transport.
      *
      * @throws TransportUnavailableException if {@link #isAvailable()} is false
