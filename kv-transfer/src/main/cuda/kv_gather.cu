@@ -1,50 +1,55 @@
 // KV migration on the device: ONE launch copies every run of a migration (a list of byte ranges, src -> dst).
-// A run is cut into pieces of `piece_bytes`; thread blocks stride over the pieces of all runs, so a migration of
-// a few large runs and one of many small runs both spread over every SM. The run table (CopyRuns.encoded) is
-// 4n + 1 longs: src offsets[n] | dst offsets[n] | lengths[n] | piece starts[n + 1].
+// A run is cut into pieces of `piece_bytes` (CopyRuns: 32 KiB = 256 threads x 8 x 16 bytes). Each thread block
+// takes an equal, contiguous share of all pieces: it finds its first run once (binary search) and then walks
+// forward, so the share streams through consecutive memory and no piece pays for a search. The run table
+// (CopyRuns.encoded) is 4n + 1 longs: src offsets[n] | dst offsets[n] | lengths[n] | piece starts[n + 1].
 //
-// 16-byte loads and stores when a piece is 16-byte aligned on both sides (KV blocks always are), four of them in
-// flight per thread; a byte loop otherwise, so that any run is copied right.
+// 16-byte streaming loads and stores when a piece is 16-byte aligned on both sides (KV blocks always are), eight
+// of them in flight per thread; a byte loop otherwise, so that any run is copied right.
 
 #include <stdint.h>
 
-extern "C" __global__ void __launch_bounds__(256)
+#define KV_GATHER_THREADS 256
+#define KV_GATHER_DEPTH 8
+
+extern "C" __global__ void __launch_bounds__(KV_GATHER_THREADS)
 kv_gather(const unsigned char* __restrict__ src, unsigned char* __restrict__ dst,
           const long long* __restrict__ runs, int n, long long piece_bytes, long long pieces) {
     const long long* src_off = runs;
     const long long* dst_off = runs + n;
     const long long* len = runs + 2 * (long long)n;
     const long long* first = runs + 3 * (long long)n;
-    for (long long p = blockIdx.x; p < pieces; p += gridDim.x) {
-        int lo = 0, hi = n - 1;  // the run r with first[r] <= p < first[r + 1]
-        while (lo < hi) {
-            int mid = (lo + hi + 1) >> 1;
-            if (first[mid] <= p) lo = mid; else hi = mid - 1;
-        }
-        long long off = (p - first[lo]) * piece_bytes;
-        long long bytes = len[lo] - off;
+    const long long share = (pieces + gridDim.x - 1) / gridDim.x;
+    long long p = (long long)blockIdx.x * share;
+    long long end = p + share < pieces ? p + share : pieces;
+    if (p >= end) return;
+    int r = 0, hi = n - 1;  // the run r with first[r] <= p < first[r + 1]
+    while (r < hi) {
+        int mid = (r + hi + 1) >> 1;
+        if (first[mid] <= p) r = mid; else hi = mid - 1;
+    }
+    for (; p < end; ++p) {
+        while (first[r + 1] <= p) ++r;
+        long long off = (p - first[r]) * piece_bytes;
+        long long bytes = len[r] - off;
         if (bytes > piece_bytes) bytes = piece_bytes;
-        const unsigned char* s = src + src_off[lo] + off;
-        unsigned char* d = dst + dst_off[lo] + off;
+        const unsigned char* s = src + src_off[r] + off;
+        unsigned char* d = dst + dst_off[r] + off;
         if ((((uintptr_t)s | (uintptr_t)d | (uintptr_t)bytes) & 15) == 0) {
             const uint4* s4 = reinterpret_cast<const uint4*>(s);
             uint4* d4 = reinterpret_cast<uint4*>(d);
-            long long n4 = bytes >> 4;
+            const long long n4 = bytes >> 4;
             long long i = threadIdx.x;
-            const long long step = blockDim.x;
-            for (; i + 3 * step < n4; i += 4 * step) {
-                uint4 a = __ldg(s4 + i);
-                uint4 b = __ldg(s4 + i + step);
-                uint4 c = __ldg(s4 + i + 2 * step);
-                uint4 e = __ldg(s4 + i + 3 * step);
-                d4[i] = a;
-                d4[i + step] = b;
-                d4[i + 2 * step] = c;
-                d4[i + 3 * step] = e;
+            for (; i + (KV_GATHER_DEPTH - 1) * KV_GATHER_THREADS < n4; i += KV_GATHER_DEPTH * KV_GATHER_THREADS) {
+                uint4 v[KV_GATHER_DEPTH];
+#pragma unroll
+                for (int k = 0; k < KV_GATHER_DEPTH; ++k) v[k] = __ldcs(s4 + i + k * KV_GATHER_THREADS);
+#pragma unroll
+                for (int k = 0; k < KV_GATHER_DEPTH; ++k) __stcs(d4 + i + k * KV_GATHER_THREADS, v[k]);
             }
-            for (; i < n4; i += step) d4[i] = __ldg(s4 + i);
+            for (; i < n4; i += KV_GATHER_THREADS) __stcs(d4 + i, __ldcs(s4 + i));
         } else {
-            for (long long i = threadIdx.x; i < bytes; i += blockDim.x) d[i] = s[i];
+            for (long long i = threadIdx.x; i < bytes; i += KV_GATHER_THREADS) d[i] = s[i];
         }
     }
 }

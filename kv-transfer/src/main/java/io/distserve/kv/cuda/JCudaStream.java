@@ -18,10 +18,10 @@ import jcuda.driver.JCudaDriver;
  */
 final class JCudaStream implements GpuStream {
 
-    /** Threads per gather block: 256 threads x 16-byte loads x 4 in flight = 16 KiB in flight per block. */
+    /** Threads per gather block: 256 threads x 8 16-byte loads in flight = 32 KiB in flight per block. */
     private static final int GATHER_THREADS = 256;
-    /** Resident blocks per SM the gather launches at most (it loops over pieces): enough to saturate HBM. */
-    private static final int GATHER_BLOCKS_PER_SM = 8;
+    /** Blocks per SM: one wave (62 registers x 256 threads lets 4 reside), each with an equal share of the pieces. */
+    private static final int GATHER_BLOCKS_PER_SM = 4;
 
     private final JCudaGpuDevice device;
     private final CUstream stream = new CUstream();

@@ -5,8 +5,8 @@ import java.util.List;
 
 /**
  * The copies of one gather launch, in the form the kernel reads them (kv_gather.cu). Each run is cut into pieces of
- * {@link #pieceBytes()} (the last one shorter); thread blocks take pieces, so that a few large runs and many small
- * ones spread over the GPU alike. Pure arithmetic: built and checked on the host.
+ * {@link #pieceBytes()} (the last one shorter); each thread block takes an equal contiguous share of the pieces, so
+ * that a few large runs and many small ones spread over the GPU alike. Pure arithmetic: built and checked on the host.
  *
  * <p>{@link #encoded()} is {@code 4n + 1} longs: the n source offsets, the n destination offsets, the n lengths,
  * then the n + 1 piece starts (run i owns pieces {@code [start[i], start[i+1])}).
@@ -14,10 +14,10 @@ import java.util.List;
 public final class CopyRuns {
 
     /**
-     * Bytes one thread block copies per piece: 64 KiB is 16 16-byte loads for each of 256 threads, enough in flight
-     * per block, and small enough that a 9 MiB KV block gives 144 pieces to spread.
+     * Bytes of a piece: 32 KiB is one round of the kernel's 256 threads x 8 16-byte loads in flight, and a 9 MiB KV
+     * block gives 288 pieces to spread over the GPU.
      */
-    public static final long DEFAULT_PIECE_BYTES = 64L << 10;
+    public static final long DEFAULT_PIECE_BYTES = 32L << 10;
 
     private final long[] src;
     private final long[] dst;

@@ -1,23 +1,23 @@
 package io.distserve.kv.nvlink;
 
 import io.distserve.kv.device.GpuDevice;
-import io.distserve.kv.device.GpuEvent;
 import java.util.concurrent.LinkedBlockingQueue;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The one thread of an nvlink transport: waits for each gather's event, in launch order, and completes its batch.
- * Callers never block on the GPU to find out; {@link #close()} lets every queued gather finish first.
+ * The one thread of an nvlink transport: waits for each gather's event, in launch order, completes its batch (unless
+ * a caller polling in {@code await} was first) and frees the event. {@link #close()} lets every queued gather finish
+ * first.
  */
 final class GatherCompleter implements AutoCloseable {
 
     private static final Logger log = LoggerFactory.getLogger(GatherCompleter.class);
 
-    private record Watch(GpuEvent event, GatherBatch batch, Runnable after) {
+    private record Watch(GatherBatch batch, Runnable after) {
     }
 
-    private static final Watch STOP = new Watch(null, null, null);
+    private static final Watch STOP = new Watch(null, null);
 
     private final GpuDevice device;
     private final LinkedBlockingQueue<Watch> queue = new LinkedBlockingQueue<>();
@@ -30,9 +30,9 @@ final class GatherCompleter implements AutoCloseable {
         this.thread.start();
     }
 
-    /** Completes {@code batch} once {@code event} has; then runs {@code after} (bookkeeping of the connection). */
-    void watch(GpuEvent event, GatherBatch batch, Runnable after) {
-        queue.add(new Watch(event, batch, after));
+    /** Completes {@code batch} once its event has; then runs {@code after} (bookkeeping of the connection). */
+    void watch(GatherBatch batch, Runnable after) {
+        queue.add(new Watch(batch, after));
     }
 
     private void run() {
@@ -52,13 +52,11 @@ final class GatherCompleter implements AutoCloseable {
                     device.bind();
                     bound = true;
                 }
-                w.event().await();
-                w.batch().done();
+                w.batch().settleAndRelease();
             } catch (RuntimeException e) {
-                log.warn("gather failed on the device: {}", e.toString());
+                log.warn("waiting for a gather failed: {}", e.toString());
                 w.batch().failed(e);
             } finally {
-                w.event().close();
                 w.after().run();
             }
         }

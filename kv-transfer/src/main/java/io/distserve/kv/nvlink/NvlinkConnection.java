@@ -77,8 +77,9 @@ final class NvlinkConnection implements Connection {
                 batch.failed(e);
                 return batch;
             }
+            batch.launched(done);
             inFlight++;
-            completer.watch(done, batch, this::landed);
+            completer.watch(batch, this::landed);
         }
         return batch;
     }
