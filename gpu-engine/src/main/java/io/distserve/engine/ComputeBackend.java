@@ -81,6 +81,14 @@ public interface ComputeBackend extends AutoCloseable {
         return List.of();
     }
 
+    /**
+     * The KV pool as device memory, for the KV-transfer layer (nvlink, and tcp staged through pinned buffers); empty
+     * when the pool is in host memory ({@link #hostKvChunks}).
+     */
+    default java.util.Optional<io.distserve.engine.cuda.DeviceKvPool> deviceKvPool() {
+        return java.util.Optional.empty();
+    }
+
     /** Releases native memory and threads. Idempotent. */
     @Override
     void close();

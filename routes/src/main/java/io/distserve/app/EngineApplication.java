@@ -8,9 +8,12 @@ import io.distserve.registry.consul.ConsulApi;
 import io.distserve.registry.consul.ConsulRegistration;
 import io.distserve.registry.consul.ConsulSettings;
 import io.distserve.processors.disagg.ControlEndpoints;
+import io.distserve.processors.disagg.KvPool;
 import io.distserve.processors.disagg.MigrationService;
+import io.distserve.processors.disagg.MigrationTransports;
 import io.distserve.processors.disagg.PullKv;
 import io.distserve.processors.metrics.LeaseGauges;
+import io.distserve.processors.metrics.MigrationMetrics;
 import io.distserve.kv.transfer.TransportOptions;
 import io.distserve.kv.transfer.TransportRegistry;
 import io.distserve.processors.engine.EngineManagement;
@@ -74,15 +77,27 @@ public final class EngineApplication {
         this.node = engineNode;
 
         ObjectMapper json = new ObjectMapper();
-        MigrationService migration = new MigrationService(engineNode.engineId(), model.backend().kvLayout(),
-                model.engine().blockManager(), model.backend().hostKvChunks(),
-                TransportRegistry.discover().create(settings.migrationBackend(), TransportOptions.defaults()
-                        .withBind(settings.host(), settings.migrationPort())
-                        .withAdvertisedHost(AdvertisedAddress.host(settings.host(), settings.towards()))),
-                model.config().vocabSize(), model.config().maxPositions(), MigrationService.Settings.defaults(),
-                settings.apiKeys().isEmpty() ? null : settings.apiKeys().get(0), json);
-        OpenAiResponses responses = new OpenAiResponses(json);
         PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+        // The KV pool as the transfer layer sees it (host chunks, or the CUDA pool on the engine's context), served
+        // over every transport --migration-backend allows.
+        KvPool kvPool = KvPool.of(model.backend());
+        MigrationService migration;
+        try {
+            migration = new MigrationService(engineNode.engineId(), model.backend().kvLayout(),
+                    model.engine().blockManager(), kvPool.region(),
+                    MigrationTransports.offered(TransportRegistry.discover(), kvPool.region(),
+                            settings.migrationBackend(), TransportOptions.defaults()
+                                    .withBind(settings.host(), settings.migrationPort())
+                                    .withAdvertisedHost(AdvertisedAddress.host(settings.host(), settings.towards()))),
+                    model.config().vocabSize(), model.config().maxPositions(), MigrationService.Settings.defaults(),
+                    settings.apiKeys().isEmpty() ? null : settings.apiKeys().get(0), json,
+                    new MigrationMetrics(registry));
+        } catch (RuntimeException | java.io.IOException e) {
+            kvPool.close();
+            model.close();
+            throw e;
+        }
+        OpenAiResponses responses = new OpenAiResponses(json);
         RequestMetrics metrics = new RequestMetrics(registry);
         EngineGauges.register(registry, engineNode);
         LeaseGauges.register(registry, engineNode.leases());
@@ -91,7 +106,7 @@ public final class EngineApplication {
                 CamelServers.routes(settings.routes(), settings.extraRoutes(), EngineServerSettings.DEFAULT_ROUTES),
                 settings.propertiesFile());
         EngineBeans.bind(m::bind, engineNode, migration, settings.apiKeys(), json, registry, metrics);
-        m.addMainListener(new Lifecycle(model, migration, json, responses));
+        m.addMainListener(new Lifecycle(model, kvPool, migration, json, responses));
         this.main = m;
         m.run();
         return m.getExitCode();
@@ -112,6 +127,7 @@ public final class EngineApplication {
     /** Start: JMX bean, serving, proxy registration. Stop: drain, deregister, free. */
     private final class Lifecycle extends MainListenerSupport {
         private final LoadedModel model;
+        private final KvPool kvPool;
         private final MigrationService migration;
         private final ObjectMapper json;
         private final OpenAiResponses responses;
@@ -119,8 +135,10 @@ public final class EngineApplication {
         private ConsulApi consulApi;
         private ConsulRegistration consulRegistration;
 
-        Lifecycle(LoadedModel model, MigrationService migration, ObjectMapper json, OpenAiResponses responses) {
+        Lifecycle(LoadedModel model, KvPool kvPool, MigrationService migration, ObjectMapper json,
+                  OpenAiResponses responses) {
             this.model = model;
+            this.kvPool = kvPool;
             this.migration = migration;
             this.json = json;
             this.responses = responses;
@@ -162,7 +180,7 @@ public final class EngineApplication {
             consulApi = ConsulApi.create(context, settings.consul(), consul.requestTimeout(), consul.blockingWait());
             consulRegistration = new ConsulRegistration(consulApi, new ConsulRegistration.Engine(host, port,
                     node.role(), List.of(node.modelName()), model.backend().kvLayout().blockSize(),
-                    List.of(settings.migrationBackend()), node.engineId()), consul);
+                    migration.transportNames(), node.engineId()), consul);
             consulRegistration.start();
         }
 
@@ -214,6 +232,7 @@ public final class EngineApplication {
                 consulApi.close();
             }
             migration.close();
+            kvPool.close();
             node.leases().close();
             model.close();
             LOG.info("engine {} stopped", node.engineId());

@@ -21,7 +21,7 @@ import java.util.List;
  * @param routes       Camel route files (replacing the built-in engine routes when given)
  * @param extraRoutes  Camel route files added beside them
  * @param propertiesFile an extra application.properties, or null
- * @param migrationBackend KV transfer transport (tcp)
+ * @param migrationBackend the KV transports to offer: auto (every one that works here) or one name
  * @param migrationPort  port of the KV transfer endpoint (0: any free port)
  * @param leaseTtl       how long a Prefill engine holds KV blocks nobody has pulled
  * @param consul         the Consul agent and service to register with ({@code --consul-url}), or null

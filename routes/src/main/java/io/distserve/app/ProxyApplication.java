@@ -113,7 +113,7 @@ public final class ProxyApplication {
             NodeRouter router = new NodeRouter(registry, RoutingStrategies.byName(settings.routingStrategy()));
             NodeClient client = new NodeClient(connect, key, json);
             pairs = new PairConnections(client, control,
-                    (int) number(props, "distserve.proxy.pairConnectAttempts", 3));
+                    (int) number(props, "distserve.proxy.pairConnectAttempts", 3), settings.migrationProtocol());
             learner = new ConnectedPairsLearner(registry, client, pairs, control);
             InFlightMigrations migrations = new InFlightMigrations();
             background = Executors.newFixedThreadPool(4, r -> {
@@ -165,7 +165,7 @@ public final class ProxyApplication {
             m.bind("prefill", new PrefillCall(client, prefillTimeout, migrations));
             m.bind("respondFromPrefill", new RespondFromPrefill(client, metrics));
             m.bind("connectPair", new ConnectPair(pairs));
-            m.bind("decode", new DecodeCall(client, pairs, firstByte, settings.migrationProtocol(), metrics));
+            m.bind("decode", new DecodeCall(client, pairs, firstByte, metrics));
             m.bind("releaseCall", new ReleaseCall(client, control, migrations, background));
             m.bind("proxyAdmin", new ProxyAdmin(registry, pairs, client, migrations, control, background));
             m.bind("prometheusScrape", new PrometheusScrape(meters));

@@ -9,7 +9,8 @@ import java.util.List;
  *
  * @param servingStrategy   Hybrid or DistServe
  * @param routingStrategy   random, min_expected_latency or min_observed_latency
- * @param migrationProtocol TCP, NVLINK or RDMA
+ * @param migrationProtocol AUTO, TCP, NVLINK or RDMA: the KV transport of each (prefill, decode) pair
+ *                          ({@link io.distserve.processors.proxy.MigrationProtocolChoice})
  * @param nodeTable         where the node table is kept across restarts
  * @param consul            the Consul agent and service whose passing instances join the node table
  *                          ({@code --consul-url}), or null: the table holds only nodes added through the API

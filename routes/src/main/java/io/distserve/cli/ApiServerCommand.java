@@ -25,9 +25,13 @@ import picocli.CommandLine.Spec;
                 + "/health and /metrics, as a Camel application.")
 final class ApiServerCommand implements Callable<Integer> {
 
-    enum Backend { cuda, cpu }
+    /** Ours (cuda, cpu), and LMDeploy's engine names (pytorch, turbomind): the GPU engine where a GPU is. */
+    enum Backend { cuda, cpu, pytorch, turbomind }
 
-    enum MigrationBackend { tcp, nvlink, rdma }
+    /** Ours (auto: every transport that works here; or one), and LMDeploy's transfer engines (as auto). */
+    enum MigrationBackend { auto, tcp, nvlink, rdma, DLSlime, Mooncake }
+
+    private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(ApiServerCommand.class);
 
     @Spec
     CommandSpec spec;
@@ -57,11 +61,15 @@ final class ApiServerCommand implements Callable<Integer> {
     @Mixin
     ConsulOptions consul;
 
-    @Option(names = "--backend", defaultValue = "cpu", description = "cpu or cuda (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--backend", defaultValue = "cpu",
+            description = "cpu or cuda; LMDeploy's pytorch and turbomind mean cuda where a GPU is, else cpu "
+                    + "(default: ${DEFAULT-VALUE}).")
     Backend backend;
 
-    @Option(names = "--migration-backend", defaultValue = "tcp",
-            description = "KV migration transport: tcp, nvlink or rdma (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--migration-backend", defaultValue = "auto",
+            description = "KV transports this engine offers: auto (every one that works here: nvlink and tcp for "
+                    + "cuda, tcp for cpu), or only tcp, nvlink or rdma; LMDeploy's DLSlime and Mooncake mean auto. "
+                    + "The proxy's --migration-protocol picks one per pair (default: ${DEFAULT-VALUE}).")
     MigrationBackend migrationBackend;
 
     @Option(names = "--migration-port", defaultValue = "0",
@@ -113,6 +121,22 @@ final class ApiServerCommand implements Callable<Integer> {
             description = "An application.properties whose settings override the defaults.")
     Path properties;
 
+    /** cuda or cpu: LMDeploy's pytorch and turbomind become the GPU engine where a GPU is, said in one line. */
+    private String engineBackend() {
+        if (backend == Backend.cuda || backend == Backend.cpu) {
+            return backend.name();
+        }
+        String why = io.distserve.engine.cuda.CudaDevice.unavailableReason();
+        if (why == null) {
+            LOG.info("--backend {}: LMDeploy's engine name; this engine runs the CUDA backend (a GPU is here)",
+                    backend);
+            return "cuda";
+        }
+        LOG.info("--backend {}: LMDeploy's engine name; no usable GPU here ({}), so this engine runs the CPU backend",
+                backend, why);
+        return "cpu";
+    }
+
     @Override
     public Integer call() throws Exception {
         logging.apply();
@@ -126,10 +150,24 @@ final class ApiServerCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw new ParameterException(spec.commandLine(), "--role: " + e.getMessage());
         }
-        if (migrationBackend != MigrationBackend.tcp) {
-            throw new ParameterException(spec.commandLine(), "--migration-backend " + migrationBackend
-                    + " is not supported by this build yet (only tcp)");
-        }
+        String engineBackend = engineBackend();
+        String transports = switch (migrationBackend) {
+            case DLSlime, Mooncake -> {
+                LOG.info("--migration-backend {}: LMDeploy's transfer engine maps to ours, offering every KV transport "
+                        + "that works here; the proxy's --migration-protocol picks one per pair", migrationBackend);
+                yield "auto";
+            }
+            case nvlink -> {
+                if (!engineBackend.equals("cuda")) {
+                    throw new ParameterException(spec.commandLine(), "--migration-backend nvlink moves GPU memory; "
+                            + "it needs --backend cuda");
+                }
+                yield "nvlink";
+            }
+            case rdma -> throw new ParameterException(spec.commandLine(), "--migration-backend rdma: the rdma "
+                    + "transport (DiSNI) is not part of this build yet; use auto, tcp or nvlink");
+            default -> migrationBackend.name();
+        };
         if (!Files.isDirectory(modelPath)) {
             throw new ParameterException(spec.commandLine(), "MODEL_PATH " + modelPath + " is not a folder");
         }
@@ -158,14 +196,14 @@ final class ApiServerCommand implements Callable<Integer> {
         }
         EngineOptions engine;
         try {
-            engine = new EngineOptions(backend.name(), cacheBlockSeqLen, cacheMaxEntryCount, 0,
+            engine = new EngineOptions(engineBackend, cacheBlockSeqLen, cacheMaxEntryCount, 0,
                     threads != null ? threads : Math.max(1, Runtime.getRuntime().availableProcessors()),
                     new EngineConfig(maxPrefillTokens, maxBatchSize, maxQueue));
         } catch (IllegalArgumentException e) {
             throw new ParameterException(spec.commandLine(), e.getMessage());
         }
         return new EngineServerSettings(modelPath, modelName, serverName, serverPort, nodeRole, proxy, apiKeys,
-                engine, routes, extraRoutes, properties, migrationBackend.name(), migrationPort,
+                engine, routes, extraRoutes, properties, transports, migrationPort,
                 java.time.Duration.ofSeconds(leaseSeconds), consul.target(spec));
     }
 }

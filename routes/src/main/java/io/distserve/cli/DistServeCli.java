@@ -40,6 +40,8 @@ public final class DistServeCli implements Runnable {
 
     static CommandLine newCommandLine() {
         CommandLine cl = new CommandLine(new DistServeCli());
+        // LMDeploy's commands write enum values in several cases (NVLINK, NVLink; DistServe; pytorch): all accepted
+        cl.setCaseInsensitiveEnumValuesAllowed(true);
         cl.setParameterExceptionHandler((ex, args) -> {
             PrintWriter err = ex.getCommandLine().getErr();
             err.println("distserve: " + ex.getMessage() + " (try '"

@@ -23,7 +23,11 @@ final class ProxyCommand implements Callable<Integer> {
 
     enum RoutingStrategy { random, min_expected_latency, min_observed_latency }
 
-    enum MigrationProtocol { TCP, NVLINK, RDMA }
+    enum MigrationProtocol { AUTO, TCP, NVLINK, RDMA }
+
+    enum LinkType { RoCE, IB }
+
+    private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(ProxyCommand.class);
 
     @Spec
     CommandSpec spec;
@@ -45,9 +49,18 @@ final class ProxyCommand implements Callable<Integer> {
             description = "Hybrid or DistServe (default: ${DEFAULT-VALUE}).")
     ServingStrategy servingStrategy;
 
-    @Option(names = "--migration-protocol", defaultValue = "TCP",
-            description = "KV migration transport: TCP, NVLINK or RDMA (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--migration-protocol", defaultValue = "AUTO",
+            description = "KV transport of each (prefill, decode) pair: AUTO (NVLink when both engines offer it and "
+                    + "run on one host, else TCP), or forced TCP, NVLINK or RDMA; any case (default: ${DEFAULT-VALUE}).")
     MigrationProtocol migrationProtocol;
+
+    @Option(names = "--link-type", description = "RDMA link type, RoCE or IB (LMDeploy's flag; for the rdma "
+            + "transport, which this build does not have yet).")
+    LinkType linkType;
+
+    @Option(names = "--disable-gdr", description = "No GPUDirect RDMA (LMDeploy's flag; for the rdma transport, which "
+            + "this build does not have yet).")
+    boolean disableGdr;
 
     @Option(names = "--api-keys", arity = "1..*", paramLabel = "KEY",
             description = "Require 'Authorization: Bearer KEY' from clients; the first key is also sent to the nodes.")
@@ -79,9 +92,14 @@ final class ProxyCommand implements Callable<Integer> {
         if (serverPort < 1 || serverPort > 65535) {
             throw new ParameterException(spec.commandLine(), "--server-port must be in [1, 65535]");
         }
-        if (migrationProtocol != MigrationProtocol.TCP) {
-            throw new ParameterException(spec.commandLine(), "--migration-protocol " + migrationProtocol
-                    + " is not supported by this build yet (only TCP)");
+        if (linkType != null || disableGdr) {
+            LOG.info("--link-type / --disable-gdr configure RDMA, which this build does not offer yet: they change "
+                    + "nothing; pairs migrate over {}", migrationProtocol == MigrationProtocol.RDMA ? "nothing"
+                    : migrationProtocol == MigrationProtocol.AUTO ? "NVLink or TCP" : migrationProtocol.name());
+        }
+        if (migrationProtocol == MigrationProtocol.RDMA) {
+            LOG.warn("--migration-protocol RDMA: no engine of this build offers rdma yet, so DistServe requests will "
+                    + "get 503 naming what the engines offer; AUTO picks NVLink or TCP");
         }
         if (properties != null && !Files.isRegularFile(properties)) {
             throw new ParameterException(spec.commandLine(), "--properties " + properties + " is not a file");

@@ -110,9 +110,10 @@ class EngineRoutesTest extends CamelMainTestSupport {
     protected void bindToRegistry(Registry registry) throws Exception {
         PrometheusMeterRegistry prometheus = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
         migration = new MigrationService(node.engineId(), model.backend().kvLayout(), model.engine().blockManager(),
-                model.backend().hostKvChunks(), TransportRegistry.discover().create("tcp", TransportOptions.defaults()),
+                io.distserve.processors.disagg.KvPool.of(model.backend()).region(),
+                List.of(TransportRegistry.discover().create("tcp", TransportOptions.defaults())),
                 model.config().vocabSize(), model.config().maxPositions(), MigrationService.Settings.defaults(), null,
-                JSON);
+                JSON, new io.distserve.processors.metrics.MigrationMetrics(prometheus));
         EngineBeans.bind(registry::bind, node, migration, List.of(), JSON, prometheus, new RequestMetrics(prometheus));
     }
 

@@ -121,7 +121,6 @@ public final class CudaBackend implements ComputeBackend {
             down.add(layer.down());
         }
         long t0 = System.nanoTime();
-        java.util.Set<String> done = new java.util.HashSet<>();
         // (name, N, K, fp32 out, weights): the GEMMs of runLayers and lmHead; a shape met twice is tuned once
         Object[][] shapes = {
                 {"qkv", qkvDim, hidden, false, qkv},
@@ -129,21 +128,37 @@ public final class CudaBackend implements ComputeBackend {
                 {"gate_up", 2 * inter, hidden, false, gateUp},
                 {"down", hidden, inter, true, down},
                 {"lm_head", config.vocabSize(), hidden, true, List.of(w.lmHead)}};
-        for (Object[] sh : shapes) {
-            int n = (Integer) sh[1];
-            int kk = (Integer) sh[2];
-            boolean f32 = (Boolean) sh[3];
-            if (done.add(n + "x" + kk + (f32 ? "f" : "b"))) {
+        int[] tunedHere = {0};
+        java.util.function.Function<java.util.Map<String, String>, java.util.Map<String, String>> tune = cached -> {
+            java.util.Set<String> done = new java.util.HashSet<>();
+            for (Object[] sh : shapes) {
+                int n = (Integer) sh[1];
+                int kk = (Integer) sh[2];
+                boolean f32 = (Boolean) sh[3];
+                if (!done.add(n + "x" + kk + (f32 ? "f" : "b")) || k.adoptPicks((String) sh[0], n, kk, f32, cached)) {
+                    continue;
+                }
                 try {
                     k.tuneDecodeAll((String) sh[0], n, kk, f32, (List<?>) sh[4]);
+                    tunedHere[0]++;
                 } catch (RuntimeException e) {
                     LOG.warn("decode GEMM tuning of {} ({}x{}) failed, the shape keeps the default kernel: {}",
                             sh[0], n, kk, e.toString());
                 }
             }
+            java.util.Map<String, String> all = new java.util.TreeMap<>(cached);
+            all.putAll(k.tunedPicks());
+            return all;
+        };
+        DecodeTuningCache cache = DecodeTuningCache.forDevice(ctx.deviceName(), ctx.smCount(), ctx.fatbinCrc());
+        if (cache == null) {
+            tune.apply(java.util.Map.of());
+        } else {
+            cache.withPicks(tune);
         }
-        LOG.info("decode GEMM per bucket, tuned in {} ms: {}", (System.nanoTime() - t0) / 1_000_000,
-                k.decodeSummary());
+        LOG.info("decode GEMM per bucket, {} in {} ms: {}", tunedHere[0] == 0 && cache != null
+                        ? "from the tuning cache " + cache.file() : "tuned" + (cache == null ? "" : " (kept in "
+                        + cache.file() + ")"), (System.nanoTime() - t0) / 1_000_000, k.decodeSummary());
     }
 
     /** The decode GEMM picks of every bucket, M 1 .. 32 (self-check notes). */
@@ -253,6 +268,11 @@ public final class CudaBackend implements ComputeBackend {
     @Override
     public KvCacheLayout kvLayout() {
         return layout;
+    }
+
+    @Override
+    public java.util.Optional<DeviceKvPool> deviceKvPool() {
+        return java.util.Optional.of(new DeviceKvPool(ctx.context(), kv.ptr(), kv.bytes()));
     }
 
     /** The KV pool in device memory (for the KV-transfer layer: block b at byte b * bytesPerBlock). */

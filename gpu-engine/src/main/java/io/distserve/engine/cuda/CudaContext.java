@@ -30,11 +30,15 @@ public final class CudaContext implements AutoCloseable {
     private final int maxSharedOptin;
     private final int ccMajor;
     private final int ccMinor;
+    private final long fatbinCrc;
     private volatile String lastKernel = "(none)";
     private boolean closed;
 
     CudaContext(int ordinal, byte[] fatbin) {
         this.ordinal = ordinal;
+        java.util.zip.CRC32 crc = new java.util.zip.CRC32();
+        crc.update(fatbin);
+        this.fatbinCrc = crc.getValue();
         Cuda.check(JCudaDriver.cuDeviceGet(device, ordinal), "cuDeviceGet(" + ordinal + ")");
         byte[] name = new byte[256];
         Cuda.check(JCudaDriver.cuDeviceGetName(name, name.length, device), "cuDeviceGetName");
@@ -123,6 +127,11 @@ public final class CudaContext implements AutoCloseable {
         lastKernel = name;
     }
 
+    /** The context itself, for the KV-transfer layer's threads (they make it current to reach the KV pool). */
+    CUcontext context() {
+        return context;
+    }
+
     CUstream stream() {
         return stream;
     }
@@ -150,6 +159,11 @@ public final class CudaContext implements AutoCloseable {
             JCudaDriver.cuEventDestroy(start);
             JCudaDriver.cuEventDestroy(stop);
         }
+    }
+
+    /** CRC-32 of the loaded kernels: which build of them this is (the tuning cache is per build). */
+    long fatbinCrc() {
+        return fatbinCrc;
     }
 
     public String deviceName() {

@@ -827,6 +827,48 @@ public final class CudaKernels {
         return out;
     }
 
+    /** The cache key of a tuned shape: "bucket&lt;TAB&gt;N&lt;TAB&gt;K&lt;TAB&gt;f32|bf16". */
+    static String pickKey(int bucket, int n, int k, boolean f32Out) {
+        return bucket + "\t" + n + "\t" + k + "\t" + (f32Out ? "f32" : "bf16");
+    }
+
+    /** The tuner's picks as {@link DecodeTuningCache} keeps them: key -> "variant:param". */
+    public Map<String, String> tunedPicks() {
+        Map<String, String> out = new java.util.TreeMap<>();
+        tuned32.forEach((key, t) -> out.put(pickKey(key.bucket(), key.n(), key.k(), key.f32Out()),
+                t.choice().variant().label + ":" + t.choice().slices()));
+        return out;
+    }
+
+    /**
+     * Takes a shape's picks from {@code picks} (a cache's) for every bucket; true when all were there and valid,
+     * false (nothing adopted) otherwise, and the shape is tuned instead.
+     */
+    public boolean adoptPicks(String name, int n, int k, boolean f32Out, Map<String, String> picks) {
+        Gemm32Choice[] choices = new Gemm32Choice[DECODE_BUCKET_M.length];
+        for (int b = 0; b < choices.length; b++) {
+            String v = picks.get(pickKey(b, n, k, f32Out));
+            if (v == null) {
+                return false;
+            }
+            try {
+                String[] parts = v.split(":");
+                choices[b] = parseDecodeChoice("tuning cache", parts[0] + (parts.length > 1 && !parts[1].equals("0")
+                        ? ":" + parts[1] : ""));
+            } catch (RuntimeException e) {
+                return false;
+            }
+            if (choices[b] == null || !decodeCandidates(b).contains(choices[b])) {
+                return false; // a kernel this build does not offer for the bucket
+            }
+        }
+        for (int b = 0; b < choices.length; b++) {
+            tuned32.put(new Gemm32Key(b, n, k, f32Out), new Gemm32Tuning(name, n, k, f32Out, choices[b],
+                    Map.of(choices[b], Double.NaN), DECODE_BUCKET_M[b]));
+        }
+        return true;
+    }
+
     /** {@link #tuneDecode} of every bucket (M 1, 2..8, 9..16, 17..32). */
     public List<Gemm32Tuning> tuneDecodeAll(String name, int n, int k, boolean f32Out, List<?> weights) {
         List<Integer> all = new ArrayList<>();

@@ -49,11 +49,19 @@ public final class ControlEndpoints {
         Replies.json(exchange, 200, json.writeValueAsString(out));
     }
 
-    /** {@code POST /distserve/p2p_initialize {"remote_engine_id"}}: our endpoint and layout for that peer. */
+    /**
+     * {@code POST /distserve/p2p_initialize {"remote_engine_id", "protocol"?}}: our endpoint for that transport (no
+     * protocol: our preferred one) and our layout, for that peer.
+     */
     public void p2pInitialize(Exchange exchange) throws IOException {
         JsonNode body = body(exchange);
         String remote = text(body, "remote_engine_id");
-        Replies.json(exchange, 200, json.writeValueAsString(migration.initialize(remote)));
+        JsonNode protocol = body.get("protocol");
+        if (protocol != null && !protocol.isNull() && !protocol.isTextual()) {
+            throw OpenAiException.badRequest("protocol", "'protocol' must be a transport name such as tcp or nvlink.");
+        }
+        String p = protocol == null || protocol.isNull() || protocol.asText().isBlank() ? null : protocol.asText();
+        Replies.json(exchange, 200, json.writeValueAsString(migration.initialize(remote, p)));
     }
 
     /**
@@ -69,6 +77,7 @@ public final class ControlEndpoints {
         ObjectNode out = json.createObjectNode();
         out.put("engine_id", node.engineId());
         out.put("connected", remote);
+        out.put("protocol", body.path("remote_endpoint").path("transport").asText());
         Replies.json(exchange, 200, json.writeValueAsString(out));
     }
 

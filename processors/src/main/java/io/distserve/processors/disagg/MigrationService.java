@@ -6,26 +6,29 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.distserve.engine.kv.BlockManager;
 import io.distserve.engine.kv.KvCacheLayout;
-import io.distserve.kv.transfer.ByteBufferRegion;
 import io.distserve.kv.transfer.Connection;
+import io.distserve.kv.transfer.EndpointRefusedException;
+import io.distserve.kv.transfer.HostIdentity;
+import io.distserve.kv.transfer.MemoryRegion;
 import io.distserve.kv.transfer.EndpointInfo;
 import io.distserve.kv.transfer.KvTransport;
 import io.distserve.kv.transfer.ReadOp;
 import io.distserve.kv.transfer.TransferException;
 import io.distserve.kv.transfer.TransferFuture;
+import io.distserve.processors.metrics.MigrationMetrics;
 import io.distserve.processors.openai.OpenAiException;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
-import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.TreeMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Optional;
-import java.util.TreeSet;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CompletionException;
@@ -35,12 +38,13 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * An engine's side of KV migration. Every engine serves its KV pool through the transfer layer (the prefill side
- * of a pull); a decode engine also keeps connections to prefill engines ({@code p2p_connect}) and pulls a
- * migrated prompt's blocks into blocks of its own.
+ * An engine's side of KV migration. Every engine serves its KV pool through each transport it offers (the prefill
+ * side of a pull: host memory, or GPU memory for the CUDA backend); a decode engine also keeps connections to
+ * prefill engines ({@code p2p_connect}), one per (peer, transport), and pulls a migrated prompt's blocks into blocks
+ * of its own over the transport the proxy chose for the pair.
  *
  * <p>Connections live here, in the engines, not in the proxy: a proxy restart does not drop them, and
- * {@code engine_info} tells a new proxy which pairs are connected.
+ * {@code engine_info} tells a new proxy which pairs are connected, and over what.
  */
 public final class MigrationService implements AutoCloseable {
 
@@ -58,43 +62,64 @@ public final class MigrationService implements AutoCloseable {
     private final String engineId;
     private final KvCacheLayout layout;
     private final BlockManager blocks;
-    private final KvTransport transport;
+    private final MemoryRegion pool;
+    private final Map<String, KvTransport> transports; // offered, in preference order
     private final int vocabSize;
     private final int contextLength;
     private final Settings settings;
     private final String apiKey;
     private final ObjectMapper json;
+    private final MigrationMetrics metrics;
+    private final String hostId = HostIdentity.local();
     private final HttpClient http;
-    private final Map<String, CompletableFuture<KvPeer>> peers = new ConcurrentHashMap<>();
+    private final Map<PeerKey, CompletableFuture<KvPeer>> peers = new ConcurrentHashMap<>();
     private final Semaphore waitingMigrations;
     private final Object blocksFreed = new Object();
 
+    /** A connection is per prefill engine and transport: a pair may be connected over nvlink and tcp at once. */
+    private record PeerKey(String engineId, String transport) {
+    }
+
     /**
-     * @param hostKvChunks the KV pool (block b at absolute byte b * bytesPerBlock)
-     * @param apiKey       the key this engine presents to peers (the cluster shares keys), or null
+     * Registers {@code pool} with every transport and starts them.
+     *
+     * @param pool       the KV pool (block b at absolute byte b * bytesPerBlock)
+     * @param transports the transports to offer, unstarted, in preference order (see {@link MigrationTransports})
+     * @param apiKey     the key this engine presents to peers (the cluster shares keys), or null
      */
-    public MigrationService(String engineId, KvCacheLayout layout, BlockManager blocks, List<ByteBuffer> hostKvChunks,
-                            KvTransport transport, int vocabSize, int contextLength, Settings settings, String apiKey,
-                            ObjectMapper json) throws TransferException {
-        if (hostKvChunks.isEmpty()) {
-            throw new IllegalStateException("this backend's KV pool is not in host memory; the " + transport.name()
-                    + " transport cannot serve it");
+    public MigrationService(String engineId, KvCacheLayout layout, BlockManager blocks, MemoryRegion pool,
+                            List<KvTransport> transports, int vocabSize, int contextLength, Settings settings,
+                            String apiKey, ObjectMapper json, MigrationMetrics metrics) throws TransferException {
+        if (transports.isEmpty()) {
+            throw new IllegalArgumentException("an engine offers at least one KV transport");
         }
         this.engineId = engineId;
         this.layout = layout;
         this.blocks = blocks;
-        this.transport = transport;
+        this.pool = pool;
         this.vocabSize = vocabSize;
         this.contextLength = contextLength;
         this.settings = settings;
         this.apiKey = apiKey;
         this.json = json;
+        this.metrics = metrics;
         this.http = HttpClient.newBuilder().connectTimeout(settings.ackTimeout()).build();
         this.waitingMigrations = new Semaphore(settings.maxWaitingMigrations(), true);
-        transport.register(new ByteBufferRegion(hostKvChunks));
-        transport.start();
-        LOG.info("KV transfer: {} serving {} blocks of {} bytes on {}", transport.name(), layout.numBlocks(),
-                layout.bytesPerBlock(), transport.localEndpoint().address());
+        Map<String, KvTransport> offered = new LinkedHashMap<>();
+        try {
+            for (KvTransport t : transports) {
+                t.register(pool);
+                t.start();
+                offered.put(t.name().toLowerCase(Locale.ROOT), t);
+                metrics.offer(t.name());
+                LOG.info("KV transfer: {} serving {} blocks of {} bytes at {}", t.name(), layout.numBlocks(),
+                        layout.bytesPerBlock(), t.localEndpoint().address());
+            }
+        } catch (TransferException | RuntimeException e) {
+            transports.forEach(KvTransport::close);
+            throw e;
+        }
+        this.transports = java.util.Collections.unmodifiableMap(offered);
     }
 
     public String engineId() {
@@ -105,67 +130,109 @@ public final class MigrationService implements AutoCloseable {
         return layout;
     }
 
-    public String transportName() {
-        return transport.name();
+    /** The transports this engine offers, in preference order. */
+    public List<String> transportNames() {
+        return List.copyOf(transports.keySet());
     }
 
-    /** Engine ids of the prefill engines this engine is connected to. */
+    /** Engine ids of the prefill engines this engine is connected to (over any transport). */
     public List<String> connectedPeers() {
-        List<String> out = new ArrayList<>();
-        peers.forEach((id, f) -> {
+        return new ArrayList<>(connectedTransports().keySet());
+    }
+
+    /** Prefill engine id -> the transports this engine is connected to it over. */
+    public Map<String, List<String>> connectedTransports() {
+        Map<String, List<String>> out = new TreeMap<>();
+        peers.forEach((key, f) -> {
             if (f.isDone() && !f.isCompletedExceptionally()) {
-                out.add(id);
+                out.computeIfAbsent(key.engineId(), k -> new ArrayList<>()).add(key.transport());
             }
         });
-        out.sort(null);
-        return out;
-    }
-
-    /** {@code GET /distserve/engine_info}'s layout, transports and peers (no secrets). */
-    public void describe(ObjectNode into) {
-        KvLayouts.write(layout, into);
-        into.putArray("transports").add(transport.name());
-        ArrayNode list = into.putArray("peers");
-        connectedPeers().forEach(list::add);
-    }
-
-    /** {@code p2p_initialize}: this engine's endpoint (with the token a peer needs) and layout. */
-    public ObjectNode initialize(String remoteEngineId) {
-        ObjectNode out = json.createObjectNode();
-        out.put("engine_id", engineId);
-        Endpoints.write(transport.localEndpoint(), out.putObject("endpoint"));
-        KvLayouts.write(layout, out.putObject("kv_layout"));
-        LOG.debug("p2p_initialize from {}", remoteEngineId);
+        out.values().forEach(l -> l.sort(null));
         return out;
     }
 
     /**
-     * {@code p2p_connect}: connects to a prefill engine's endpoint. Idempotent; concurrent callers for the same peer
-     * wait on one attempt; a peer whose endpoint changed (it restarted) is reconnected.
+     * {@code GET /distserve/engine_info}'s layout, transports and peers (no secrets): {@code transports} in preference
+     * order, {@code host_id} (nvlink pairs only engines of one host), {@code gpu} (the pool's GPU, if any),
+     * {@code peers} (ids) and {@code peer_transports} (id -> transports).
+     */
+    public void describe(ObjectNode into) {
+        KvLayouts.write(layout, into);
+        ArrayNode offered = into.putArray("transports");
+        transports.keySet().forEach(offered::add);
+        into.put("host_id", hostId);
+        if (pool instanceof io.distserve.kv.device.DeviceRegion d) {
+            into.put("gpu", d.device().pciBusId());
+        }
+        Map<String, List<String>> connected = connectedTransports();
+        ArrayNode list = into.putArray("peers");
+        connected.keySet().forEach(list::add);
+        ObjectNode byPeer = into.putObject("peer_transports");
+        connected.forEach((id, ts) -> ts.forEach(byPeer.putArray(id)::add));
+    }
+
+    /**
+     * {@code p2p_initialize}: this engine's endpoint for {@code protocol} (with the secret a peer needs: a tcp
+     * token, an nvlink IPC handle) and its layout. No protocol: the engine's first (preferred) transport.
+     */
+    public ObjectNode initialize(String remoteEngineId, String protocol) {
+        KvTransport t = offeredTransport(protocol, "protocol");
+        ObjectNode out = json.createObjectNode();
+        out.put("engine_id", engineId);
+        out.put("protocol", t.name());
+        Endpoints.write(t.localEndpoint(), out.putObject("endpoint"));
+        KvLayouts.write(layout, out.putObject("kv_layout"));
+        LOG.debug("p2p_initialize from {} over {}", remoteEngineId, t.name());
+        return out;
+    }
+
+    /** {@code p2p_initialize} for the preferred transport. */
+    public ObjectNode initialize(String remoteEngineId) {
+        return initialize(remoteEngineId, null);
+    }
+
+    private KvTransport offeredTransport(String protocol, String param) {
+        if (protocol == null) {
+            return transports.values().iterator().next();
+        }
+        KvTransport t = transports.get(protocol.toLowerCase(Locale.ROOT));
+        if (t == null) {
+            throw OpenAiException.badRequest(param, "This engine does not offer the '" + protocol
+                    + "' KV transport; it offers " + transports.keySet() + ".");
+        }
+        return t;
+    }
+
+    /**
+     * {@code p2p_connect}: connects to a prefill engine's endpoint over the endpoint's transport. Idempotent;
+     * concurrent callers for the same (peer, transport) wait on one attempt; a peer whose endpoint changed (it
+     * restarted) is reconnected. A malformed endpoint, or one this engine cannot use (an nvlink handle of another
+     * host, or one the driver does not open), is a 400; the latter with code {@code endpoint_refused}, which a proxy
+     * takes as "use another transport for this pair".
      */
     public void connect(String remoteEngineId, URI remoteUrl, EndpointInfo endpoint, KvCacheLayout remoteLayout) {
         if (!remoteLayout.compatibleWith(layout)) {
             throw OpenAiException.badRequest("kv_layout", "KV layouts differ: ours " + describe(layout)
                     + ", engine " + remoteEngineId + " has " + describe(remoteLayout));
         }
-        if (!transport.name().equalsIgnoreCase(endpoint.transport())) {
-            throw OpenAiException.badRequest("endpoint.transport", "engine " + remoteEngineId + " offers "
-                    + endpoint.transport() + "; this engine migrates over " + transport.name());
+        KvTransport transport = transports.get(endpoint.transport().toLowerCase(Locale.ROOT));
+        if (transport == null) {
+            throw OpenAiException.badRequest("remote_endpoint.transport", "engine " + remoteEngineId + " offers "
+                    + endpoint.transport() + "; this engine migrates over " + transports.keySet());
         }
+        PeerKey key = new PeerKey(remoteEngineId, transport.name());
         while (true) {
             CompletableFuture<KvPeer> mine = new CompletableFuture<>();
-            CompletableFuture<KvPeer> existing = peers.putIfAbsent(remoteEngineId, mine);
+            CompletableFuture<KvPeer> existing = peers.putIfAbsent(key, mine);
             if (existing == null) {
                 try {
-                    Connection c = transport.connect(endpoint, settings.connectTimeout());
-                    mine.complete(new KvPeer(remoteEngineId, remoteUrl, remoteLayout, endpoint, c));
-                    LOG.info("connected to engine {} at {}", remoteEngineId, endpoint.address());
+                    mine.complete(open(transport, remoteEngineId, remoteUrl, endpoint, remoteLayout));
                     return;
-                } catch (Exception e) {
-                    peers.remove(remoteEngineId, mine);
+                } catch (RuntimeException e) {
+                    peers.remove(key, mine);
                     mine.completeExceptionally(e);
-                    throw OpenAiException.unavailable("Could not connect to engine " + remoteEngineId + " at "
-                            + endpoint.address() + ": " + e.getMessage());
+                    throw e;
                 }
             }
             KvPeer peer;
@@ -177,13 +244,55 @@ public final class MigrationService implements AutoCloseable {
             if (peer.endpoint().equals(endpoint)) {
                 return;
             }
-            drop(remoteEngineId); // restarted peer: new endpoint, new connection
+            // Another endpoint for a connected peer: it restarted, or the call is bad. Connect first and replace the
+            // old connection only once the new one works, so that a bad p2p_connect cannot break a good pair.
+            KvPeer fresh = open(transport, remoteEngineId, remoteUrl, endpoint, remoteLayout);
+            if (peers.replace(key, existing, CompletableFuture.completedFuture(fresh))) {
+                peer.connection().close();
+                return;
+            }
+            fresh.connection().close(); // someone else replaced or dropped it meanwhile: look again
         }
     }
 
-    /** {@code p2p_drop_connect}; false when not connected. */
+    private KvPeer open(KvTransport transport, String remoteEngineId, URI remoteUrl, EndpointInfo endpoint,
+                        KvCacheLayout remoteLayout) {
+        try {
+            Connection c = transport.connect(endpoint, settings.connectTimeout());
+            LOG.info("connected to engine {} over {} at {}", remoteEngineId, transport.name(), endpoint.address());
+            return new KvPeer(remoteEngineId, remoteUrl, remoteLayout, endpoint, c);
+        } catch (Exception e) {
+            throw connectFailure(remoteEngineId, endpoint, e);
+        }
+    }
+
+    private static OpenAiException connectFailure(String remoteEngineId, EndpointInfo endpoint, Exception e) {
+        if (e instanceof EndpointRefusedException) {
+            return new OpenAiException(400, "invalid_request_error", "remote_endpoint", "endpoint_refused",
+                    "This engine cannot use engine " + remoteEngineId + "'s " + endpoint.transport() + " endpoint: "
+                            + e.getMessage());
+        }
+        if (e instanceof IllegalArgumentException) {
+            return OpenAiException.badRequest("remote_endpoint", "Engine " + remoteEngineId + "'s "
+                    + endpoint.transport() + " endpoint is not valid: " + e.getMessage());
+        }
+        return OpenAiException.unavailable("Could not connect to engine " + remoteEngineId + " at "
+                + endpoint.address() + ": " + e.getMessage());
+    }
+
+    /** {@code p2p_drop_connect}: every connection to that engine; false when there was none. */
     public boolean drop(String remoteEngineId) {
-        CompletableFuture<KvPeer> f = peers.remove(remoteEngineId);
+        boolean any = false;
+        for (PeerKey k : List.copyOf(peers.keySet())) {
+            if (k.engineId().equals(remoteEngineId)) {
+                any |= drop(k);
+            }
+        }
+        return any;
+    }
+
+    private boolean drop(PeerKey key) {
+        CompletableFuture<KvPeer> f = peers.remove(key);
         if (f == null) {
             return false;
         }
@@ -191,8 +300,8 @@ public final class MigrationService implements AutoCloseable {
         return true;
     }
 
-    private Optional<KvPeer> peer(String remoteEngineId) {
-        CompletableFuture<KvPeer> f = peers.get(remoteEngineId);
+    private Optional<KvPeer> peer(String remoteEngineId, String transport) {
+        CompletableFuture<KvPeer> f = peers.get(new PeerKey(remoteEngineId, transport));
         if (f == null || !f.isDone() || f.isCompletedExceptionally()) {
             return Optional.empty();
         }
@@ -205,13 +314,16 @@ public final class MigrationService implements AutoCloseable {
      * the prefill engine to free its lease. The returned blocks belong to the caller.
      */
     public MigratedKv pull(MigrationRequest req) throws InterruptedException {
-        if (!req.protocol().equalsIgnoreCase(transport.name())) {
+        String protocol = req.protocol().toLowerCase(Locale.ROOT);
+        KvTransport transport = transports.get(protocol);
+        if (transport == null) {
             throw MigrationRequest.bad("protocol", "is '" + req.protocol() + "' but this engine migrates over "
-                    + transport.name());
+                    + transports.keySet());
         }
-        KvPeer peer = peer(req.remoteEngineId()).orElseThrow(() -> MigrationRequest.bad("remote_engine_id",
-                "names engine '" + req.remoteEngineId() + "', which this engine is not connected to "
-                        + "(connected: " + new TreeSet<>(connectedPeers()) + "); call /distserve/p2p_connect first"));
+        KvPeer peer = peer(req.remoteEngineId(), transport.name()).orElseThrow(() -> MigrationRequest.bad(
+                "remote_engine_id", "names engine '" + req.remoteEngineId() + "', which this engine is not "
+                        + "connected to over " + transport.name() + " (connected: " + connectedTransports()
+                        + "); call /distserve/p2p_connect first"));
         int promptLength = req.promptTokenIds().length;
         if (promptLength + 1 > contextLength) {
             throw MigrationRequest.bad("prompt_token_ids", "has " + promptLength + " tokens; the context holds "
@@ -254,21 +366,29 @@ public final class MigrationService implements AutoCloseable {
             transfer = peer.connection().read(ops);
             transfer.await(settings.pullTimeout());
         } catch (InterruptedException e) {
+            metrics.failed(transport.name());
             releaseWhenSettled(transfer, local);
             throw e;
         } catch (Exception e) {
+            metrics.failed(transport.name());
             releaseWhenSettled(transfer, local);
             throw new OpenAiException(503, "service_unavailable", "migration_request", "migration_failed",
-                    "Pulling the KV cache from engine " + peer.engineId() + " failed: " + e.getMessage());
+                    "Pulling the KV cache from engine " + peer.engineId() + " over " + transport.name()
+                            + " failed: " + e.getMessage());
         }
+        long pulledNanos = System.nanoTime() - t0;
         try {
             acknowledge(peer, req.remoteSessionId(), req.remoteBlockIds());
         } catch (RuntimeException | InterruptedException e) {
+            metrics.failed(transport.name());
             release(local);
             throw e;
         }
-        LOG.debug("pulled {} blocks of session {} from {} in {} us", needed, req.remoteSessionId(),
-                peer.engineId(), (System.nanoTime() - t0) / 1000);
+        long bytes = needed * layout.bytesPerBlock();
+        metrics.migrated(transport.name(), bytes, pulledNanos);
+        LOG.debug("migration of session {} from {}: {} bytes, {} blocks over {} in {} us (pull), {} us (with the "
+                        + "acknowledgement)", req.remoteSessionId(), peer.engineId(), bytes, needed, transport.name(),
+                pulledNanos / 1000, (System.nanoTime() - t0) / 1000);
         return new MigratedKv(local, req.remoteTokenId(), peer.engineId(), req.remoteSessionId());
     }
 
@@ -377,9 +497,9 @@ public final class MigrationService implements AutoCloseable {
 
     @Override
     public void close() {
-        for (String id : List.copyOf(peers.keySet())) {
-            drop(id);
+        for (PeerKey k : List.copyOf(peers.keySet())) {
+            drop(k);
         }
-        transport.close();
+        transports.values().forEach(KvTransport::close);
     }
 }

@@ -8,7 +8,6 @@ import io.distserve.processors.metrics.RequestMetrics;
 import io.distserve.processors.openai.RequestKind;
 import java.io.IOException;
 import java.time.Duration;
-import java.util.Locale;
 import org.apache.camel.Exchange;
 import org.apache.camel.Processor;
 
@@ -24,15 +23,12 @@ public final class DecodeCall implements Processor {
     private final NodeClient client;
     private final PairConnections pairs;
     private final Duration firstByteTimeout;
-    private final String protocol;
     private final RequestMetrics metrics;
 
-    public DecodeCall(NodeClient client, PairConnections pairs, Duration firstByteTimeout, String protocol,
-                      RequestMetrics metrics) {
+    public DecodeCall(NodeClient client, PairConnections pairs, Duration firstByteTimeout, RequestMetrics metrics) {
         this.client = client;
         this.pairs = pairs;
         this.firstByteTimeout = firstByteTimeout;
-        this.protocol = protocol.toLowerCase(Locale.ROOT);
         this.metrics = metrics;
     }
 
@@ -78,7 +74,7 @@ public final class DecodeCall implements Processor {
             NodeClient.Reply reply = new NodeClient.Reply(400, text);
             if ("migration_request.remote_engine_id".equals(client.clientError(reply).param())) {
                 pairs.invalidate(call.prefill.url(), node);
-                pairs.ensure(call.prefill.url(), node, null);
+                call.migrationProtocol = pairs.ensure(call.prefill.url(), node, null).protocol();
                 return send(call, false);
             }
             return new NodeClient.Stream(400, new java.io.ByteArrayInputStream(text));
@@ -90,7 +86,7 @@ public final class DecodeCall implements Processor {
         JsonNode handOff = call.prefillAnswer.path("distserve");
         ObjectNode body = call.request.body().deepCopy();
         ObjectNode migration = body.putObject("migration_request");
-        migration.put("protocol", protocol);
+        migration.put("protocol", call.migrationProtocol == null ? "tcp" : call.migrationProtocol);
         migration.put("remote_engine_id", handOff.path("engine_id").asText());
         migration.put("remote_session_id", handOff.path("session_id").asText());
         migration.set("remote_block_ids", handOff.path("block_ids"));

@@ -17,9 +17,12 @@ import org.slf4j.LoggerFactory;
 
 /**
  * The (prefill, decode) connection pool. A pair connects lazily, once: concurrent callers wait on the same attempt,
- * which retries a bounded number of times. The truth lives in the engines (a decode engine's {@code engine_info}
- * lists the prefill engines it is connected to), so a restarted proxy learns existing connections instead of
- * reconnecting them, and a restarted engine (new engine id) is noticed and reconnected.
+ * which retries a bounded number of times. The pair's KV transport is chosen by {@link MigrationProtocolChoice}
+ * from the proxy's {@code --migration-protocol} and what both engines offer; a decode engine that refuses the best
+ * candidate's endpoint ({@code endpoint_refused}: an nvlink handle it cannot open) gets the next one. The truth
+ * lives in the engines (a decode engine's {@code engine_info} lists the prefill engines it is connected to, and over
+ * what), so a restarted proxy learns existing connections instead of reconnecting them, and a restarted engine (new
+ * engine id) is noticed and reconnected.
  */
 public final class PairConnections {
 
@@ -28,28 +31,41 @@ public final class PairConnections {
     public record Pair(String prefillUrl, String decodeUrl) {
     }
 
+    /** A connected pair: the prefill engine's id and the transport its KV migrates over. */
+    public record Link(String prefillEngineId, String protocol) {
+    }
+
     private final NodeClient client;
     private final Duration timeout;
     private final int attempts;
-    private final Map<Pair, CompletableFuture<String>> pairs = new ConcurrentHashMap<>();
+    private final String protocol;
+    private final Map<Pair, CompletableFuture<Link>> pairs = new ConcurrentHashMap<>();
 
-    public PairConnections(NodeClient client, Duration timeout, int attempts) {
+    /** @param protocol {@code --migration-protocol}: auto, tcp, nvlink or rdma (any case) */
+    public PairConnections(NodeClient client, Duration timeout, int attempts, String protocol) {
         this.client = client;
         this.timeout = timeout;
         this.attempts = attempts;
+        this.protocol = MigrationProtocolChoice.normalize(protocol);
+    }
+
+    /** Over tcp only, as before there was a choice (tests). */
+    public PairConnections(NodeClient client, Duration timeout, int attempts) {
+        this(client, timeout, attempts, "tcp");
     }
 
     /**
-     * Makes sure the decode engine is connected to the prefill engine; returns the prefill engine's id.
+     * Makes sure the decode engine is connected to the prefill engine; returns the prefill engine's id and the
+     * pair's transport.
      *
      * @param prefillEngineId the id the prefill engine just answered with, or null; a different id than the one
      *                        the pool connected means the engine restarted, and the pair is connected again
      */
-    public String ensure(String prefillUrl, String decodeUrl, String prefillEngineId) throws InterruptedException {
+    public Link ensure(String prefillUrl, String decodeUrl, String prefillEngineId) throws InterruptedException {
         Pair pair = new Pair(prefillUrl, decodeUrl);
         for (int round = 0; round < 2; round++) {
-            CompletableFuture<String> mine = new CompletableFuture<>();
-            CompletableFuture<String> f = pairs.putIfAbsent(pair, mine);
+            CompletableFuture<Link> mine = new CompletableFuture<>();
+            CompletableFuture<Link> f = pairs.putIfAbsent(pair, mine);
             if (f == null) {
                 f = mine;
                 try {
@@ -59,20 +75,20 @@ public final class PairConnections {
                     mine.completeExceptionally(e);
                 }
             }
-            String id;
+            Link link;
             try {
-                id = f.get(timeout.toMillis() * (attempts + 1), TimeUnit.MILLISECONDS);
+                link = f.get(timeout.toMillis() * (attempts + 1) * 2, TimeUnit.MILLISECONDS);
             } catch (ExecutionException e) {
                 throw e.getCause() instanceof NodeFailure nf ? nf
                         : new NodeFailure(decodeUrl, "connecting to " + prefillUrl + " failed: " + e.getCause(), e);
             } catch (TimeoutException e) {
                 throw new NodeFailure(decodeUrl, "connecting to " + prefillUrl + " timed out", e);
             }
-            if (prefillEngineId == null || prefillEngineId.equals(id)) {
-                return id;
+            if (prefillEngineId == null || prefillEngineId.equals(link.prefillEngineId())) {
+                return link;
             }
-            LOG.info("prefill engine at {} is now {} (was {}): reconnecting {}", prefillUrl, prefillEngineId, id,
-                    decodeUrl);
+            LOG.info("prefill engine at {} is now {} (was {}): reconnecting {}", prefillUrl, prefillEngineId,
+                    link.prefillEngineId(), decodeUrl);
             pairs.remove(pair, f);
         }
         throw new NodeFailure(prefillUrl, "engine id keeps changing; is it restarting?", null);
@@ -90,21 +106,29 @@ public final class PairConnections {
 
     /** Pairs known connected. */
     public List<Pair> connected() {
-        List<Pair> out = new ArrayList<>();
+        return List.copyOf(links().keySet());
+    }
+
+    /** Pairs known connected, with their links. */
+    public Map<Pair, Link> links() {
+        Map<Pair, Link> out = new java.util.LinkedHashMap<>();
         pairs.forEach((p, f) -> {
             if (f.isDone() && !f.isCompletedExceptionally()) {
-                out.add(p);
+                out.put(p, f.join());
             }
         });
         return out;
     }
 
-    private String connect(Pair pair) throws InterruptedException {
+    private Link connect(Pair pair) throws InterruptedException {
         RuntimeException last = null;
         for (int attempt = 1; attempt <= attempts; attempt++) {
             try {
                 return connectOnce(pair);
             } catch (NodeFailure e) {
+                if (e.getCause() instanceof MigrationProtocolChoice.NoCommonTransport) {
+                    throw e; // asking again will not change what the engines offer
+                }
                 last = e;
                 LOG.warn("connecting {} -> {} (attempt {}/{}) failed: {}", pair.decodeUrl(), pair.prefillUrl(),
                         attempt, attempts, e.getMessage());
@@ -116,28 +140,75 @@ public final class PairConnections {
         throw last;
     }
 
-    private String connectOnce(Pair pair) throws InterruptedException {
+    private Link connectOnce(Pair pair) throws InterruptedException {
         ObjectMapper json = client.json();
         JsonNode prefill = client.getJson(pair.prefillUrl(), "/distserve/engine_info", timeout);
         JsonNode decode = client.getJson(pair.decodeUrl(), "/distserve/engine_info", timeout);
         String prefillId = prefill.path("engine_id").asText();
         String decodeId = decode.path("engine_id").asText();
-        for (JsonNode peer : decode.path("peers")) {
-            if (peer.asText().equals(prefillId)) {
-                LOG.debug("{} already connected to {}", pair.decodeUrl(), pair.prefillUrl());
-                return prefillId;
+        List<String> candidates;
+        try {
+            candidates = MigrationProtocolChoice.candidates(protocol, MigrationProtocolChoice.Offer.of(prefill),
+                    MigrationProtocolChoice.Offer.of(decode));
+        } catch (MigrationProtocolChoice.NoCommonTransport e) {
+            throw new NodeFailure(pair.decodeUrl(), e.getMessage(), e);
+        }
+        List<String> connectedOver = connectedOver(decode, prefillId);
+        for (String c : candidates) {
+            if (connectedOver.contains(c)) {
+                LOG.debug("{} already connected to {} over {}", pair.decodeUrl(), pair.prefillUrl(), c);
+                return new Link(prefillId, c);
             }
         }
-        ObjectNode init = json.createObjectNode();
-        init.put("remote_engine_id", decodeId);
-        JsonNode endpoint = client.postJson(pair.prefillUrl(), "/distserve/p2p_initialize", init, timeout);
-        ObjectNode connect = json.createObjectNode();
-        connect.put("remote_engine_id", prefillId);
-        connect.put("remote_url", pair.prefillUrl());
-        connect.set("remote_endpoint", endpoint.path("endpoint"));
-        connect.set("remote_kv_layout", endpoint.path("kv_layout"));
-        client.postJson(pair.decodeUrl(), "/distserve/p2p_connect", connect, timeout);
-        LOG.info("connected {} ({}) -> {} ({})", pair.decodeUrl(), decodeId, pair.prefillUrl(), prefillId);
-        return prefillId;
+        List<String> refused = new ArrayList<>();
+        for (String c : candidates) {
+            ObjectNode init = json.createObjectNode();
+            init.put("remote_engine_id", decodeId);
+            init.put("protocol", c);
+            JsonNode endpoint = client.postJson(pair.prefillUrl(), "/distserve/p2p_initialize", init, timeout);
+            ObjectNode connect = json.createObjectNode();
+            connect.put("remote_engine_id", prefillId);
+            connect.put("remote_url", pair.prefillUrl());
+            connect.set("remote_endpoint", endpoint.path("endpoint"));
+            connect.set("remote_kv_layout", endpoint.path("kv_layout"));
+            NodeClient.Reply r;
+            try {
+                r = client.post(pair.decodeUrl(), "/distserve/p2p_connect", json.writeValueAsBytes(connect), timeout);
+            } catch (java.io.IOException e) {
+                throw new IllegalStateException(e);
+            }
+            if (r.status() == 200) {
+                LOG.info("connected {} ({}) -> {} ({}) over {}", pair.decodeUrl(), decodeId, pair.prefillUrl(),
+                        prefillId, c);
+                return new Link(prefillId, c);
+            }
+            var error = client.clientError(r);
+            if (r.status() == 400 && "endpoint_refused".equals(error.code())) {
+                refused.add(c + ": " + error.getMessage());
+                LOG.info("{} cannot use {}'s {} endpoint ({}); trying the next transport", pair.decodeUrl(),
+                        pair.prefillUrl(), c, error.getMessage());
+                continue;
+            }
+            throw new NodeFailure(pair.decodeUrl(), "HTTP " + r.status() + " from /distserve/p2p_connect: "
+                    + NodeClient.abbreviate(r.body()), null);
+        }
+        throw new NodeFailure(pair.decodeUrl(), "decode engine " + decodeId + " refused every KV transport it "
+                + "shares with prefill engine " + prefillId + ": " + String.join("; ", refused), null);
+    }
+
+    /** The transports the decode's {@code engine_info} says it is connected to the prefill over. */
+    private static List<String> connectedOver(JsonNode decodeInfo, String prefillId) {
+        List<String> out = new ArrayList<>();
+        JsonNode byPeer = decodeInfo.path("peer_transports").path(prefillId);
+        if (byPeer.isArray()) {
+            byPeer.forEach(t -> out.add(t.asText().toLowerCase(java.util.Locale.ROOT)));
+            return out;
+        }
+        for (JsonNode peer : decodeInfo.path("peers")) {
+            if (peer.asText().equals(prefillId)) {
+                out.add("tcp"); // an engine of an older build: tcp was its only transport
+            }
+        }
+        return out;
     }
 }

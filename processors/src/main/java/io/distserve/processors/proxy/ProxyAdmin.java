@@ -102,11 +102,12 @@ public final class ProxyAdmin {
         ObjectNode out = json.createObjectNode();
         out.set("nodes", json.valueToTree(registry.nodes()));
         ArrayNode connected = out.putArray("connected_pairs");
-        for (PairConnections.Pair p : pairs.connected()) {
+        pairs.links().forEach((p, link) -> {
             ObjectNode o = connected.addObject();
             o.put("prefill", p.prefillUrl());
             o.put("decode", p.decodeUrl());
-        }
+            o.put("protocol", link.protocol());
+        });
         out.put("migrations_in_flight", migrations.size());
         Replies.json(exchange, 200, json.writeValueAsString(out));
     }
@@ -140,7 +141,7 @@ public final class ProxyAdmin {
                     r.put("prefill", p.url());
                     r.put("decode", d.url());
                     try {
-                        pairs.ensure(p.url(), d.url(), null);
+                        r.put("protocol", pairs.ensure(p.url(), d.url(), null).protocol());
                         r.put("connected", true);
                     } catch (Exception e) {
                         r.put("connected", false);

@@ -35,6 +35,8 @@ public final class ProxyCall {
     /** The prefill's answer: its OpenAI body with the {@code distserve} hand-off. */
     JsonNode prefillAnswer;
     String prefillText = "";
+    /** The KV transport of the (prefill, decode) pair, set by the connect step. */
+    String migrationProtocol;
     /** True once a decode engine confirmed it took the KV (or the lease was freed): nothing left to free. */
     boolean leaseSettled;
     SseResponse sse;

@@ -133,8 +133,11 @@ class MigrationServiceTest {
     }
 
     static MigrationService service(String id, LoadedModel m, KvTransport transport) throws TransferException {
-        return new MigrationService(id, m.backend().kvLayout(), m.engine().blockManager(), m.backend().hostKvChunks(),
-                transport, m.config().vocabSize(), m.config().maxPositions(), SETTINGS, null, JSON);
+        return new MigrationService(id, m.backend().kvLayout(), m.engine().blockManager(),
+                KvPool.of(m.backend()).region(), List.of(transport), m.config().vocabSize(),
+                m.config().maxPositions(), SETTINGS, null, JSON,
+                new io.distserve.processors.metrics.MigrationMetrics(
+                        new io.micrometer.core.instrument.simple.SimpleMeterRegistry()));
     }
 
     /** What a proxy does: p2p_initialize on the prefill side, p2p_connect on the decode side, through JSON. */

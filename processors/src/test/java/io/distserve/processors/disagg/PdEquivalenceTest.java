@@ -13,6 +13,7 @@ import io.distserve.engine.EngineOptions;
 import io.distserve.engine.LoadedModel;
 import io.distserve.engine.model.CheckpointGenerator;
 import io.distserve.engine.model.ModelShape;
+import io.distserve.kv.transfer.KvTransport;
 import io.distserve.kv.transfer.TransportOptions;
 import io.distserve.kv.transfer.TransportRegistry;
 import io.distserve.processors.engine.EngineManagement;
@@ -21,6 +22,7 @@ import io.distserve.processors.engine.GenerateResponse;
 import io.distserve.processors.engine.PrepareGeneration;
 import io.distserve.processors.http.ErrorResponse;
 import io.distserve.processors.metrics.LeaseGauges;
+import io.distserve.processors.metrics.MigrationMetrics;
 import io.distserve.processors.metrics.RequestMetrics;
 import io.distserve.processors.openai.Ingest;
 import io.distserve.processors.openai.OpenAiRequestParser;
@@ -85,15 +87,29 @@ class PdEquivalenceTest {
         final ErrorResponse errors;
 
         Node(Path modelDir, NodeRole role) throws Exception {
+            this(modelDir, role, new PoolSetup() {
+                @Override
+                public KvPool pool(LoadedModel m) {
+                    return KvPool.of(m.backend());
+                }
+
+                @Override
+                public List<KvTransport> transports() {
+                    return List.of(TransportRegistry.discover().create("tcp", TransportOptions.defaults()));
+                }
+            });
+        }
+
+        /** With the KV pool and the transports the setup gives (e.g. a device double over the CPU pool). */
+        Node(Path modelDir, NodeRole role, PoolSetup setup) throws Exception {
             model = LoadedModel.load(modelDir, new EngineOptions("cpu", BLOCK, 0.8, BLOCKS, 1,
                     EngineConfig.defaults()));
             node = new EngineNode("tiny", role, model.tokenizer(), model.engine(), model.config().maxPositions(),
                     model.config().vocabSize(), Clock.systemUTC(), Duration.ofSeconds(60));
             migration = new MigrationService(node.engineId(), model.backend().kvLayout(),
-                    model.engine().blockManager(), model.backend().hostKvChunks(),
-                    TransportRegistry.discover().create("tcp", TransportOptions.defaults()),
+                    model.engine().blockManager(), setup.pool(model).region(), setup.transports(),
                     model.config().vocabSize(), model.config().maxPositions(), MigrationService.Settings.defaults(),
-                    null, JSON);
+                    null, JSON, new MigrationMetrics(registry));
             control = new ControlEndpoints(node, migration, node.leases(), JSON);
             OpenAiResponses responses = new OpenAiResponses(JSON);
             OpenAiRequestParser parser = new OpenAiRequestParser(JSON);
@@ -147,6 +163,13 @@ class PdEquivalenceTest {
             node.close(); // leases, engine, tokenizer
             model.close();
         }
+    }
+
+    /** Where a test node's KV pool lives and which transports serve it. */
+    interface PoolSetup {
+        KvPool pool(LoadedModel model);
+
+        List<KvTransport> transports();
     }
 
     interface ControlCall {
