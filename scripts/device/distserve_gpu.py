@@ -75,7 +75,10 @@ def http_json(port, method, path, body=None, timeout=300):
                   headers={"Content-Type": "application/json"})
         r = c.getresponse()
         data = r.read()
-        return r.status, (json.loads(data) if data else None)
+        try:
+            return r.status, (json.loads(data) if data else None)
+        except ValueError:
+            return r.status, {"raw": data[:300].decode(errors="replace")}
     finally:
         c.close()
 
@@ -149,8 +152,11 @@ def completion(port, path, body, stream):
     return text, usage, ttft, second, total, events, error
 
 
+VOCAB = [1000, 100000]  # token ids drawn for completions prompts; narrowed to the model's vocabulary in main()
+
+
 def prompts(length, rnd):
-    ids = [rnd.randrange(1000, 100000) for _ in range(length)]
+    ids = [rnd.randrange(VOCAB[0], VOCAB[1]) for _ in range(length)]
     words = " ".join(rnd.choice(WORDS) for _ in range(max(1, length - 10)))
     return ids, words
 
@@ -164,14 +170,26 @@ def request_body(name, kind, length, rnd, max_tokens=NEW_TOKENS):
 
 
 def main():
+    global LENGTHS
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--name", default="m")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--backend", default="cuda", help="cpu: a dry run of this script on a machine without a GPU")
+    ap.add_argument("--lengths", default="1,63,64,65,2048,8000")
+    ap.add_argument("--protocols", default="nvlink,tcp", help="the proxies to run: nvlink and/or tcp")
+    ap.add_argument("--bench-prompt", type=int, default=2048)
     ap.add_argument("ds", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     ds = a.ds[1:] if a.ds and a.ds[0] == "--" else a.ds
+    LENGTHS = [int(x) for x in a.lengths.split(",")]
+    with open(os.path.join(a.model, "config.json")) as f:
+        vocab = json.load(f)["vocab_size"]
+    VOCAB[1] = min(VOCAB[1], int(vocab * 0.9))  # special tokens sit at the top of the vocabulary
+    VOCAB[0] = min(VOCAB[0], VOCAB[1] // 4)
+    protocols = a.protocols.split(",")
+    gpu = a.backend == "cuda"
     shape = os.path.basename(a.model.rstrip("/"))
     cl = Cluster(ds, a.model, a.name, a.out)
     ports = {k: free_port() for k in ("hybrid", "prefill", "decode", "proxy_nvlink", "proxy_tcp")}
@@ -179,11 +197,11 @@ def main():
     t_start = time.time()
     try:
         # one after another: each engine takes its share of the memory the previous ones left free
-        cl.engine("hybrid", ports["hybrid"], "Hybrid", ["--backend", "cuda", "--cache-max-entry-count", "0.12"])
+        cl.engine("hybrid", ports["hybrid"], "Hybrid", ["--backend", a.backend, "--cache-max-entry-count", "0.12"])
         wait_healthy(ports["hybrid"], cl.procs, "hybrid engine")
         cl.start("proxy_nvlink", ["serve", "proxy", "--server-name", "127.0.0.1", "--server-port",
                                   str(ports["proxy_nvlink"]), "--routing-strategy", "min_expected_latency",
-                                  "--serving-strategy", "DistServe", "--migration-protocol", "NVLink",
+                                  "--serving-strategy", "DistServe", "--migration-protocol", "NVLink" if gpu else "AUTO",
                                   "--log-level", "INFO", "--node-table", os.path.join(a.out, "nodes-nv.json")],
                  f"{shape}-proxy-nvlink.log")
         cl.start("proxy_tcp", ["serve", "proxy", "--server-name", "127.0.0.1", "--server-port", str(ports["proxy_tcp"]),
@@ -192,11 +210,11 @@ def main():
                                "--log-level", "INFO", "--node-table", os.path.join(a.out, "nodes-tcp.json")],
                  f"{shape}-proxy-tcp.log")
         proxy_url = f"http://127.0.0.1:{ports['proxy_nvlink']}"
-        cl.engine("prefill", ports["prefill"], "Prefill", ["--proxy-url", proxy_url, "--backend", "pytorch",
+        cl.engine("prefill", ports["prefill"], "Prefill", ["--proxy-url", proxy_url, "--backend", "pytorch" if gpu else "cpu",
                                                             "--migration-backend", "Mooncake",
                                                             "--cache-max-entry-count", "0.12"])
         wait_healthy(ports["prefill"], cl.procs, "prefill engine")
-        cl.engine("decode", ports["decode"], "Decode", ["--proxy-url", proxy_url, "--backend", "cuda",
+        cl.engine("decode", ports["decode"], "Decode", ["--proxy-url", proxy_url, "--backend", a.backend,
                                                          "--migration-backend", "DLSlime",
                                                          "--cache-max-entry-count", "0.15"])
         wait_healthy(ports["decode"], cl.procs, "decode engine")
@@ -227,7 +245,7 @@ def main():
                 path, body = request_body(a.name, kind, length, rnd)
                 for stream in (False, True):
                     reference[(kind, length, stream)] = (path, body, completion(ports["hybrid"], path, body, stream))
-        for proto in ("nvlink", "tcp"):
+        for proto in protocols:
             port = ports["proxy_" + proto]
             for (kind, length, stream), (path, body, ref) in reference.items():
                 got = completion(port, path, body, stream)
@@ -247,7 +265,7 @@ def main():
 
         # --- the end-to-end price: 2,048-token prompt, 128 new tokens, DistServe (nvlink) vs Hybrid
         rnd = random.Random("bench")
-        path, body = request_body(a.name, "completions", 2048, rnd, max_tokens=128)
+        path, body = request_body(a.name, "completions", a.bench_prompt, rnd, max_tokens=128)
         for label, port in (("hybrid", ports["hybrid"]), ("distserve_nvlink", ports["proxy_nvlink"]),
                             ("distserve_tcp", ports["proxy_tcp"])):
             completion(port, path, body, True)  # warm-up
@@ -311,7 +329,7 @@ def main():
           f"{NEW_TOKENS} new tokens")
     print("| transport | request | stream | " + " | ".join(f"{n} tok" for n in LENGTHS) + " |")
     print("|---|---|---|" + "---:|" * len(LENGTHS))
-    for proto in ("nvlink", "tcp"):
+    for proto in protocols:
         for kind in ("completions", "chat"):
             for stream in (False, True):
                 cells = []
@@ -324,7 +342,8 @@ def main():
     print(f"\n{same} of {len(m)} DistServe answers equal Hybrid's (cells: result (prompt tokens)); Hybrid's stream "
           f"equals its whole answer: {results['hybrid_stream_equals_whole']}")
     b = results["bench"]
-    print("\n| 2,048-token prompt, 128 new tokens (median of %d) | TTFT ms | 2nd token ms | total ms |" % a.runs)
+    print("\n| %d-token prompt, 128 new tokens (median of %d) | TTFT ms | 2nd token ms | total ms |"
+          % (a.bench_prompt, a.runs))
     print("|---|---:|---:|---:|")
     for label in ("hybrid", "distserve_nvlink", "distserve_tcp"):
         print(f"| {label} | {b[label]['ttft_ms']:.1f} | {b[label]['second_token_ms']:.1f} | {b[label]['total_ms']:.1f} |")
