@@ -192,7 +192,7 @@ def main():
     gpu = a.backend == "cuda"
     shape = os.path.basename(a.model.rstrip("/"))
     cl = Cluster(ds, a.model, a.name, a.out)
-    ports = {k: free_port() for k in ("hybrid", "prefill", "decode", "proxy_nvlink", "proxy_tcp")}
+    ports = {k: free_port() for k in ("hybrid", "prefill", "decode", "proxy_nvlink", "proxy_tcp", "proxy_hybrid")}
     results = {"shape": shape, "matrix": [], "bench": {}, "kill": {}}
     t_start = time.time()
     try:
@@ -209,6 +209,15 @@ def main():
                                "--migration-protocol", "TCP", "--link-type", "RoCE", "--disable-gdr",
                                "--log-level", "INFO", "--node-table", os.path.join(a.out, "nodes-tcp.json")],
                  f"{shape}-proxy-tcp.log")
+        # the Hybrid engine behind a proxy of its own: the same hop as DistServe's, for a fair latency comparison
+        cl.start("proxy_hybrid", ["serve", "proxy", "--server-name", "127.0.0.1", "--server-port",
+                                  str(ports["proxy_hybrid"]), "--serving-strategy", "Hybrid",
+                                  "--node-table", os.path.join(a.out, "nodes-h.json")], f"{shape}-proxy-hybrid.log")
+        wait_healthy(ports["proxy_hybrid"], cl.procs, "hybrid proxy")
+        status, body = http_json(ports["proxy_hybrid"], "POST", "/nodes/add",
+                                 {"url": f"http://127.0.0.1:{ports['hybrid']}",
+                                  "status": {"role": "Hybrid", "models": [a.name]}})
+        assert status == 200, body
         proxy_url = f"http://127.0.0.1:{ports['proxy_nvlink']}"
         cl.engine("prefill", ports["prefill"], "Prefill", ["--proxy-url", proxy_url, "--backend", "pytorch" if gpu else "cpu",
                                                             "--migration-backend", "Mooncake",
@@ -266,8 +275,21 @@ def main():
         # --- the end-to-end price: 2,048-token prompt, 128 new tokens, DistServe (nvlink) vs Hybrid
         rnd = random.Random("bench")
         path, body = request_body(a.name, "completions", a.bench_prompt, rnd, max_tokens=128)
-        for label, port in (("hybrid", ports["hybrid"]), ("distserve_nvlink", ports["proxy_nvlink"]),
-                            ("distserve_tcp", ports["proxy_tcp"])):
+        one = dict(body, max_tokens=1)
+        times = []
+        for i in range(a.runs + 1):
+            t0 = time.perf_counter()
+            status, answer = http_json(ports["prefill"], "POST", path, dict(one, stream=False))
+            times.append(time.perf_counter() - t0)
+            hand_off = answer["distserve"]  # nobody pulls this one: end its lease as a decode engine would
+            http_json(ports["prefill"], "POST", "/distserve/free_cache",
+                      {"remote_engine_id": hand_off["engine_id"], "remote_session_id": hand_off["session_id"]})
+        results["bench"]["prefill_direct_whole_max1_ms"] = statistics.median(times[1:]) * 1e3
+        completion(ports["hybrid"], path, one, False)
+        results["bench"]["hybrid_direct_whole_max1_ms"] = statistics.median(
+            completion(ports["hybrid"], path, one, False)[4] for _ in range(a.runs)) * 1e3
+        for label, port in (("hybrid", ports["hybrid"]), ("hybrid_via_proxy", ports["proxy_hybrid"]),
+                            ("distserve_nvlink", ports["proxy_nvlink"]), ("distserve_tcp", ports["proxy_tcp"])):
             completion(port, path, body, True)  # warm-up
             runs = [completion(port, path, body, True) for _ in range(a.runs)]
             results["bench"][label] = {
@@ -325,7 +347,8 @@ def main():
             json.dump(results, f, indent=1)
 
     m = results["matrix"]
-    print(f"\n## {shape}: DistServe (proxy + Prefill + Decode, cuda, one GPU) vs Hybrid (cuda), temperature 0, "
+    print(f"\n## {shape}: DistServe (proxy + Prefill + Decode, {a.backend}, one machine) vs Hybrid ({a.backend}), "
+          f"temperature 0, "
           f"{NEW_TOKENS} new tokens")
     print("| transport | request | stream | " + " | ".join(f"{n} tok" for n in LENGTHS) + " |")
     print("|---|---|---|" + "---:|" * len(LENGTHS))
@@ -345,11 +368,15 @@ def main():
     print("\n| %d-token prompt, 128 new tokens (median of %d) | TTFT ms | 2nd token ms | total ms |"
           % (a.bench_prompt, a.runs))
     print("|---|---:|---:|---:|")
-    for label in ("hybrid", "distserve_nvlink", "distserve_tcp"):
+    for label in ("hybrid", "hybrid_via_proxy", "distserve_nvlink", "distserve_tcp"):
         print(f"| {label} | {b[label]['ttft_ms']:.1f} | {b[label]['second_token_ms']:.1f} | {b[label]['total_ms']:.1f} |")
-    h, d = b["hybrid"], b["distserve_nvlink"]
-    print(f"DistServe (nvlink) TTFT {100 * (d['ttft_ms'] / h['ttft_ms'] - 1):+.1f}% vs Hybrid; to the 2nd token "
-          f"(first token + migration) {100 * (d['second_token_ms'] / h['second_token_ms'] - 1):+.1f}%")
+    print(f"whole answers of max_tokens 1 (the prefill's share): prefill engine {b['prefill_direct_whole_max1_ms']:.1f} "
+          f"ms, hybrid engine {b['hybrid_direct_whole_max1_ms']:.1f} ms")
+    for ref in ("hybrid", "hybrid_via_proxy"):
+        h, d = b[ref], b["distserve_nvlink"]
+        print(f"DistServe (nvlink) vs {ref}: TTFT {100 * (d['ttft_ms'] / h['ttft_ms'] - 1):+.1f}%, 2nd token "
+              f"(first token + migration) {100 * (d['second_token_ms'] / h['second_token_ms'] - 1):+.1f}%, total "
+              f"{100 * (d['total_ms'] / h['total_ms'] - 1):+.1f}%")
     print("decode engine metrics:", "; ".join(results.get("decode_metrics", [])))
     k = results["kill"]
     print(f"kill decode mid-stream: {'OK' if k.get('ok') else 'FAILED'} (stream ended {k.get('stream_end')}, "

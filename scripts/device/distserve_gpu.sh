@@ -2,7 +2,8 @@
 # On the device machine, issue 13 in one call: GPU DistServe on ONE GPU (Prefill, Decode and a Hybrid reference as
 # three CUDA engine processes on it, two proxies: NVLink and TCP).
 #   Here: scripts/device/pack.sh. There: `bash scripts/device/distserve_gpu.sh [stages] [shapes]` with carry
-#   [".carry"]; stages kv,e2e (default both), shapes qwen3-0.6b,qwen3-8b (default both).
+#   [".carry"]; stages sweep,kv,e2e (default kv,e2e), shapes qwen3-0.6b,qwen3-8b (default both).
+#   sweep: kv-transfer's GatherSweep: the gather kernel's configurations against bulk copies, one process
 #   kv:  kv-transfer's KvGpuBenchmark: nvlink and tcp-from-device vs a bulk DtoD copy and host tcp (2k/8k/32k tokens)
 #   e2e: scripts/device/distserve_gpu.py per shape: DistServe == Hybrid matrix, TTFT price, kill-decode test
 # Writes $OUT/distserve_gpu.txt (everything printed), per-shape results JSON and the engines' log tails.
@@ -15,6 +16,10 @@ logs=/tmp/distserve-gpu-logs; mkdir -p "$logs"
 set +e
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv,noheader; } | tee "$log"
 rc=0
+if [[ ",$stages," == *",sweep,"* ]]; then
+  echo "== the gather kernel's configurations, one process (picks the production one)" | tee -a "$log"
+  "$JAVA" -Xmx2g -cp /tmp/distserve-app io.distserve.kv.cuda.GatherSweep 2>&1 | grep -v " INFO " | tee -a "$log"
+fi
 if [[ ",$stages," == *",kv,"* ]]; then
   echo "== kv-transfer: migration out of device memory (two processes, one GPU)" | tee -a "$log"
   "$JAVA" -Xmx4g -XX:MaxDirectMemorySize=8g -cp /tmp/distserve-app io.distserve.kv.bench.KvGpuBenchmark 10 3 2>&1 \
@@ -31,7 +36,8 @@ if [[ ",$stages," == *",e2e,"* ]]; then
   done
   # the engines' logs: their last lines, and every WARN/ERROR, in one file (a call brings back at most 8 files)
   for f in "$logs"/*.log; do
-    echo "=== $(basename "$f")"; grep -E " (WARN|ERROR) " "$f" | head -40; echo "--- last lines"; tail -15 "$f"
+    echo "=== $(basename "$f")"; grep -E " (WARN|ERROR) |decode GEMM per bucket|KV migration offers|connected .* over|CUDA backend on" "$f" | cut -c1-400 | head -40
+    echo "--- last lines"; tail -8 "$f"
   done > "$out/engine_logs.txt" 2>&1
   cp "$logs"/*-results.json "$out/" 2>/dev/null
 fi

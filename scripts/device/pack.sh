@@ -21,6 +21,7 @@ rm -rf /tmp/distserve-app && mkdir -p /tmp/distserve-app
 # The GPU benchmark mains of kv-transfer live in its test classes (not in the jar).
 mkdir -p /tmp/distserve-app/io/distserve/kv/bench
 cp kv-transfer/target/test-classes/io/distserve/kv/bench/*.class /tmp/distserve-app/io/distserve/kv/bench/
+cp kv-transfer/target/test-classes/io/distserve/kv/cuda/GatherSweep*.class /tmp/distserve-app/io/distserve/kv/cuda/
 tar -C /tmp -cJf .carry/app.tar.xz distserve-app
 if [ ! -f .carry/jre.tar.xz ]; then
   rm -rf /tmp/distserve-jre

@@ -12,9 +12,21 @@
 #define KV_GATHER_THREADS 256
 #define KV_GATHER_DEPTH 8
 
-extern "C" __global__ void __launch_bounds__(KV_GATHER_THREADS)
-kv_gather(const unsigned char* __restrict__ src, unsigned char* __restrict__ dst,
-          const long long* __restrict__ runs, int n, long long piece_bytes, long long pieces) {
+template <bool STREAMING>
+__device__ __forceinline__ uint4 load16(const uint4* p) {
+    if (STREAMING) return __ldcs(p);
+    return __ldg(p);
+}
+
+template <bool STREAMING>
+__device__ __forceinline__ void store16(uint4* p, uint4 v) {
+    if (STREAMING) __stcs(p, v); else *p = v;
+}
+
+template <bool STREAMING>
+__device__ __forceinline__ void gather(const unsigned char* __restrict__ src, unsigned char* __restrict__ dst,
+                                       const long long* __restrict__ runs, int n, long long piece_bytes,
+                                       long long pieces) {
     const long long* src_off = runs;
     const long long* dst_off = runs + n;
     const long long* len = runs + 2 * (long long)n;
@@ -43,13 +55,27 @@ kv_gather(const unsigned char* __restrict__ src, unsigned char* __restrict__ dst
             for (; i + (KV_GATHER_DEPTH - 1) * KV_GATHER_THREADS < n4; i += KV_GATHER_DEPTH * KV_GATHER_THREADS) {
                 uint4 v[KV_GATHER_DEPTH];
 #pragma unroll
-                for (int k = 0; k < KV_GATHER_DEPTH; ++k) v[k] = __ldcs(s4 + i + k * KV_GATHER_THREADS);
+                for (int k = 0; k < KV_GATHER_DEPTH; ++k) v[k] = load16<STREAMING>(s4 + i + k * KV_GATHER_THREADS);
 #pragma unroll
-                for (int k = 0; k < KV_GATHER_DEPTH; ++k) __stcs(d4 + i + k * KV_GATHER_THREADS, v[k]);
+                for (int k = 0; k < KV_GATHER_DEPTH; ++k) store16<STREAMING>(d4 + i + k * KV_GATHER_THREADS, v[k]);
             }
-            for (; i < n4; i += KV_GATHER_THREADS) __stcs(d4 + i, __ldcs(s4 + i));
+            for (; i < n4; i += KV_GATHER_THREADS) store16<STREAMING>(d4 + i, load16<STREAMING>(s4 + i));
         } else {
             for (long long i = threadIdx.x; i < bytes; i += KV_GATHER_THREADS) d[i] = s[i];
         }
     }
+}
+
+// The migration's gather: streaming (evict-first) loads and stores, the KV being read once and written once.
+extern "C" __global__ void __launch_bounds__(KV_GATHER_THREADS)
+kv_gather(const unsigned char* __restrict__ src, unsigned char* __restrict__ dst,
+          const long long* __restrict__ runs, int n, long long piece_bytes, long long pieces) {
+    gather<true>(src, dst, runs, n, piece_bytes, pieces);
+}
+
+// The same with default cache policy (read-only path loads), for the benchmark's comparison (GatherSweep).
+extern "C" __global__ void __launch_bounds__(KV_GATHER_THREADS)
+kv_gather_plain(const unsigned char* __restrict__ src, unsigned char* __restrict__ dst,
+                const long long* __restrict__ runs, int n, long long piece_bytes, long long pieces) {
+    gather<false>(src, dst, runs, n, piece_bytes, pieces);
 }

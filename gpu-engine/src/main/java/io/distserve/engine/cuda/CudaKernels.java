@@ -836,8 +836,31 @@ public final class CudaKernels {
     public Map<String, String> tunedPicks() {
         Map<String, String> out = new java.util.TreeMap<>();
         tuned32.forEach((key, t) -> out.put(pickKey(key.bucket(), key.n(), key.k(), key.f32Out()),
-                t.choice().variant().label + ":" + t.choice().slices()));
+                encodePick(t.choice())));
         return out;
+    }
+
+    /** A pick as the cache writes it: "variant:param" (dual:1, skinny:8, pipe:2, ...). */
+    static String encodePick(Gemm32Choice c) {
+        return c.variant().label + ":" + c.slices();
+    }
+
+    /** The inverse of {@link #encodePick}; null for anything else. */
+    static Gemm32Choice decodePick(String v) {
+        int colon = v == null ? -1 : v.indexOf(':');
+        if (colon < 0) {
+            return null;
+        }
+        for (Gemm32Variant g : Gemm32Variant.values()) {
+            if (g.label.equals(v.substring(0, colon))) {
+                try {
+                    return new Gemm32Choice(g, Integer.parseInt(v.substring(colon + 1)));
+                } catch (NumberFormatException e) {
+                    return null;
+                }
+            }
+        }
+        return null;
     }
 
     /**
@@ -851,13 +874,7 @@ public final class CudaKernels {
             if (v == null) {
                 return false;
             }
-            try {
-                String[] parts = v.split(":");
-                choices[b] = parseDecodeChoice("tuning cache", parts[0] + (parts.length > 1 && !parts[1].equals("0")
-                        ? ":" + parts[1] : ""));
-            } catch (RuntimeException e) {
-                return false;
-            }
+            choices[b] = decodePick(v);
             if (choices[b] == null || !decodeCandidates(b).contains(choices[b])) {
                 return false; // a kernel this build does not offer for the bucket
             }

@@ -71,4 +71,18 @@ class DecodeTuningCacheTest {
         Map<String, String> picks = DecodeTuningCache.forDevice("g", 1, 1).withPicks(cached -> Map.of("k", "v"));
         assertThat(picks).containsEntry("k", "v");
     }
+
+    @Test
+    void everyKindOfPickRoundTripsThroughTheCacheText() {
+        // the first cache lost every shape whose pick was "dual": its param 1 did not survive the text form
+        for (CudaKernels.Gemm32Variant v : CudaKernels.Gemm32Variant.values()) {
+            for (int param : new int[] {0, 1, 2, 4, 8, 16}) {
+                CudaKernels.Gemm32Choice c = new CudaKernels.Gemm32Choice(v, param);
+                assertThat(CudaKernels.decodePick(CudaKernels.encodePick(c))).isEqualTo(c);
+            }
+        }
+        assertThat(CudaKernels.decodePick("dual")).isNull();
+        assertThat(CudaKernels.decodePick("warp:2")).isNull();
+        assertThat(CudaKernels.decodePick("pipe:x")).isNull();
+    }
 }

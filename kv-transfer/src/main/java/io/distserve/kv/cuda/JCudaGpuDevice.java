@@ -41,7 +41,7 @@ public final class JCudaGpuDevice implements GpuDevice {
     private final String pciBusId;
     private final int smCount;
     private CUmodule module; // guarded by this
-    private CUfunction gather; // guarded by this
+    private final java.util.Map<String, CUfunction> kernels = new java.util.HashMap<>(); // guarded by this
     private boolean closed; // guarded by this
 
     private JCudaGpuDevice(CUcontext context, boolean ownsContext) {
@@ -161,25 +161,23 @@ public final class JCudaGpuDevice implements GpuDevice {
         return new JCudaMemory(this, JCudaMemory.Kind.IMPORTED, p, size[0]);
     }
 
-    /** The gather kernel, loaded on first use. */
-    synchronized CUfunction gatherKernel() {
+    /** A kernel of this module's fatbin ({@code kv_gather}, ...), the module loaded on first use. */
+    synchronized CUfunction kernel(String name) {
         if (closed) {
             throw new IllegalStateException("device is closed");
         }
-        if (gather == null) {
-            byte[] fatbin = readFatbin();
+        if (module == null) {
             CUmodule m = new CUmodule();
-            Driver.check(JCudaDriver.cuModuleLoadData(m, fatbin), "cuModuleLoadData(kv_transfer_kernels.fatbin)");
-            CUfunction f = new CUfunction();
-            int rc = JCudaDriver.cuModuleGetFunction(f, m, "kv_gather");
-            if (rc != 0) {
-                JCudaDriver.cuModuleUnload(m);
-                Driver.check(rc, "cuModuleGetFunction(kv_gather)");
-            }
+            Driver.check(JCudaDriver.cuModuleLoadData(m, readFatbin()), "cuModuleLoadData(kv_transfer_kernels.fatbin)");
             module = m;
-            gather = f;
         }
-        return gather;
+        CUfunction f = kernels.get(name);
+        if (f == null) {
+            f = new CUfunction();
+            Driver.check(JCudaDriver.cuModuleGetFunction(f, module, name), "cuModuleGetFunction(" + name + ")");
+            kernels.put(name, f);
+        }
+        return f;
     }
 
     static byte[] readFatbin() {
@@ -236,7 +234,7 @@ public final class JCudaGpuDevice implements GpuDevice {
         if (module != null) {
             JCudaDriver.cuModuleUnload(module);
             module = null;
-            gather = null;
+            kernels.clear();
         }
         if (ownsContext) {
             JCudaDriver.cuCtxDestroy(context);

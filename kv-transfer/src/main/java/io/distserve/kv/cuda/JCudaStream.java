@@ -84,6 +84,11 @@ final class JCudaStream implements GpuStream {
 
     @Override
     public void gather(DeviceMemory src, DeviceMemory dst, CopyRuns runs) {
+        gather(src, dst, runs, "kv_gather", GATHER_BLOCKS_PER_SM);
+    }
+
+    /** The gather with another kernel of the module or grid (the benchmark's sweep, GatherSweep). */
+    void gather(DeviceMemory src, DeviceMemory dst, CopyRuns runs, String kernel, int blocksPerSm) {
         if (runs.count() == 0) {
             return;
         }
@@ -103,12 +108,12 @@ final class JCudaStream implements GpuStream {
         Driver.check(JCudaDriver.cuMemcpyHtoDAsync(runsDevice, runsHost.at(0), bytes, stream),
                 "cuMemcpyHtoDAsync(gather runs)");
         runsUploaded = record();
-        long grid = Math.min(runs.pieces(), (long) device.smCount() * GATHER_BLOCKS_PER_SM);
+        long grid = Math.min(runs.pieces(), (long) device.smCount() * blocksPerSm);
         Pointer params = Pointer.to(Pointer.to(mem(src).at(0)), Pointer.to(mem(dst).at(0)), Pointer.to(runsDevice),
                 Pointer.to(new int[] {runs.count()}), Pointer.to(new long[] {runs.pieceBytes()}),
                 Pointer.to(new long[] {runs.pieces()}));
-        Driver.check(JCudaDriver.cuLaunchKernel(device.gatherKernel(), (int) grid, 1, 1, GATHER_THREADS, 1, 1, 0,
-                stream, params, null), "cuLaunchKernel(kv_gather, " + grid + " blocks, " + runs + ")");
+        Driver.check(JCudaDriver.cuLaunchKernel(device.kernel(kernel), (int) grid, 1, 1, GATHER_THREADS, 1, 1, 0,
+                stream, params, null), "cuLaunchKernel(" + kernel + ", " + grid + " blocks, " + runs + ")");
     }
 
     private void ensureRunsCapacity(long bytes) {

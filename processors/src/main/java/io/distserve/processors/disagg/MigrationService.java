@@ -15,12 +15,10 @@ import io.distserve.kv.transfer.KvTransport;
 import io.distserve.kv.transfer.ReadOp;
 import io.distserve.kv.transfer.TransferException;
 import io.distserve.kv.transfer.TransferFuture;
+import io.distserve.processors.http.BlockingHttp;
 import io.distserve.processors.metrics.MigrationMetrics;
 import io.distserve.processors.openai.OpenAiException;
 import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -71,7 +69,7 @@ public final class MigrationService implements AutoCloseable {
     private final ObjectMapper json;
     private final MigrationMetrics metrics;
     private final String hostId = HostIdentity.local();
-    private final HttpClient http;
+    private final BlockingHttp http;
     private final Map<PeerKey, CompletableFuture<KvPeer>> peers = new ConcurrentHashMap<>();
     private final Semaphore waitingMigrations;
     private final Object blocksFreed = new Object();
@@ -103,7 +101,7 @@ public final class MigrationService implements AutoCloseable {
         this.apiKey = apiKey;
         this.json = json;
         this.metrics = metrics;
-        this.http = HttpClient.newBuilder().connectTimeout(settings.ackTimeout()).build();
+        this.http = new BlockingHttp(settings.ackTimeout());
         this.waitingMigrations = new Semaphore(settings.maxWaitingMigrations(), true);
         Map<String, KvTransport> offered = new LinkedHashMap<>();
         try {
@@ -461,23 +459,24 @@ public final class MigrationService implements AutoCloseable {
         for (int b : blockIds) {
             ids.add(b); // the lease must hold exactly these: proves we pulled this session's blocks
         }
-        HttpRequest.Builder req = HttpRequest.newBuilder(peer.url().resolve("/distserve/free_cache"))
-                .timeout(settings.ackTimeout())
-                .header("Content-Type", "application/json")
-                .POST(HttpRequest.BodyPublishers.ofString(body.toString()));
-        if (apiKey != null) {
-            req.header("Authorization", "Bearer " + apiKey);
-        }
-        HttpResponse<String> resp;
+        Map<String, String> headers = apiKey == null ? Map.of("Content-Type", "application/json")
+                : Map.of("Content-Type", "application/json", "Authorization", "Bearer " + apiKey);
+        int status;
+        String answer;
         try {
-            resp = http.send(req.build(), HttpResponse.BodyHandlers.ofString());
+            // kept-alive sockets, written and read by this thread: java.net.http's hand-off to its selector thread
+            // cost ~6 ms per acknowledgement, longer than the pull itself
+            BlockingHttp.Response resp = http.send(peer.url().resolve("/distserve/free_cache"), "POST", headers,
+                    body.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8), settings.ackTimeout());
+            status = resp.status();
+            answer = new String(BlockingHttp.readAll(resp.body()), java.nio.charset.StandardCharsets.UTF_8);
         } catch (java.io.IOException e) {
             throw new OpenAiException(503, "service_unavailable", "migration_request", "migration_failed",
                     "Engine " + peer.engineId() + " did not confirm the KV lease of session " + sessionId + ": " + e);
         }
         boolean freed;
         try {
-            freed = resp.statusCode() == 200 && json.readTree(resp.body()).path("freed").asBoolean(false);
+            freed = status == 200 && json.readTree(answer).path("freed").asBoolean(false);
         } catch (java.io.IOException e) {
             freed = false;
         }
@@ -486,7 +485,7 @@ public final class MigrationService implements AutoCloseable {
             throw new OpenAiException(503, "service_unavailable", "migration_request.remote_session_id",
                     "kv_lease_gone", "Engine " + peer.engineId() + " holds no KV lease for session '" + sessionId
                     + "' with these blocks (expired, already freed, or other blocks named: HTTP "
-                    + resp.statusCode() + " " + resp.body() + "); the pulled KV cannot be used. Prefill again.");
+                    + status + " " + answer + "); the pulled KV cannot be used. Prefill again.");
         }
     }
 

@@ -1,5 +1,6 @@
 package io.distserve.processors.proxy;
 
+import io.distserve.processors.http.BlockingHttp;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.distserve.processors.openai.OpenAiException;

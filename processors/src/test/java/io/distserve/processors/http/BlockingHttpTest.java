@@ -1,4 +1,4 @@
-package io.distserve.processors.proxy;
+package io.distserve.processors.http;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;

@@ -1,4 +1,4 @@
-package io.distserve.processors.proxy;
+package io.distserve.processors.http;
 
 import io.vertx.core.Context;
 import java.io.BufferedInputStream;
@@ -24,7 +24,7 @@ import javax.net.ssl.SSLSocket;
 import javax.net.ssl.SSLSocketFactory;
 
 /**
- * A blocking HTTP/1.1 client for the proxy's calls to its nodes, with kept-alive connections per node. The calling
+ * A blocking HTTP/1.1 client for the proxy's calls to its nodes (and an engine's acknowledgements to its peers), with kept-alive connections per node. The calling
  * thread (a worker: never a Vert.x event loop, which it refuses) writes the request and reads the answer on the
  * socket itself: no hand-off to a selector thread and back, which java.net.http makes on every request (its round
  * trip cost several times what the node took to answer, see it/BENCHMARKS.md).
@@ -33,10 +33,10 @@ import javax.net.ssl.SSLSocketFactory;
  * A kept-alive connection the node closed meanwhile fails before any byte of the answer; such a request is sent
  * again once on a new connection (the node never saw it).
  */
-final class BlockingHttp {
+public final class BlockingHttp {
 
     /** An answer whose headers have arrived; {@link #body} streams the rest. Closing the body ends the exchange. */
-    record Response(int status, Map<String, String> headers, InputStream body) {
+    public record Response(int status, Map<String, String> headers, InputStream body) {
     }
 
     private static final int MAX_IDLE_PER_NODE = 64;
@@ -44,7 +44,7 @@ final class BlockingHttp {
     private final int connectTimeoutMillis;
     private final Map<String, Deque<Conn>> idle = new ConcurrentHashMap<>();
 
-    BlockingHttp(Duration connectTimeout) {
+    public BlockingHttp(Duration connectTimeout) {
         this.connectTimeoutMillis = (int) Math.max(1, connectTimeout.toMillis());
     }
 
@@ -55,7 +55,7 @@ final class BlockingHttp {
      * @param headers extra request headers (name, value); Host, Content-Length and Connection are set here
      * @param body    the request body, or null for none
      */
-    Response send(URI url, String method, Map<String, String> headers, byte[] body, Duration timeout)
+    public Response send(URI url, String method, Map<String, String> headers, byte[] body, Duration timeout)
             throws IOException {
         if (Context.isOnEventLoopThread()) {
             // a route step that blocks must run behind a threads step (proxy.camel.yaml): an event loop that waits
@@ -432,7 +432,7 @@ final class BlockingHttp {
     }
 
     /** Reads a whole body (for small answers). */
-    static byte[] readAll(InputStream body) throws IOException {
+    public static byte[] readAll(InputStream body) throws IOException {
         try (body) {
             ByteArrayOutputStream out = new ByteArrayOutputStream();
             body.transferTo(out);
