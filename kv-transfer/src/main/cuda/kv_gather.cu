@@ -1,10 +1,10 @@
 // KV migration on the device: ONE launch copies every run of a migration (a list of byte ranges, src -> dst).
-// A run is cut into pieces of `piece_bytes` (CopyRuns: 32 KiB = 256 threads x 8 x 16 bytes). Each thread block
+// A run is cut into pieces of `piece_bytes` (CopyRuns: 64 KiB, two rounds of 256 threads x 8 x 16 bytes). Each thread block
 // takes an equal, contiguous share of all pieces: it finds its first run once (binary search) and then walks
 // forward, so the share streams through consecutive memory and no piece pays for a search. The run table
 // (CopyRuns.encoded) is 4n + 1 longs: src offsets[n] | dst offsets[n] | lengths[n] | piece starts[n + 1].
 //
-// 16-byte streaming loads and stores when a piece is 16-byte aligned on both sides (KV blocks always are), eight
+// 16-byte loads and stores when a piece is 16-byte aligned on both sides (KV blocks always are), eight
 // of them in flight per thread; a byte loop otherwise, so that any run is copied right.
 
 #include <stdint.h>
@@ -66,16 +66,18 @@ __device__ __forceinline__ void gather(const unsigned char* __restrict__ src, un
     }
 }
 
-// The migration's gather: streaming (evict-first) loads and stores, the KV being read once and written once.
-extern "C" __global__ void __launch_bounds__(KV_GATHER_THREADS)
+// The migration's gather: read-only-path loads, default stores. On the H200 it beat streaming (evict-first) hints
+// by 2-7% (GatherSweep, kv-transfer/BENCHMARKS.md). Bounded to 4 blocks per SM (the launch's grid): 64 registers
+// and no spills (unbounded, ptxas chose 40 registers and spilled 20 bytes).
+extern "C" __global__ void __launch_bounds__(KV_GATHER_THREADS, 4)
 kv_gather(const unsigned char* __restrict__ src, unsigned char* __restrict__ dst,
           const long long* __restrict__ runs, int n, long long piece_bytes, long long pieces) {
-    gather<true>(src, dst, runs, n, piece_bytes, pieces);
+    gather<false>(src, dst, runs, n, piece_bytes, pieces);
 }
 
-// The same with default cache policy (read-only path loads), for the benchmark's comparison (GatherSweep).
+// The same with streaming (evict-first) loads and stores, for the benchmark's comparison (GatherSweep).
 extern "C" __global__ void __launch_bounds__(KV_GATHER_THREADS)
-kv_gather_plain(const unsigned char* __restrict__ src, unsigned char* __restrict__ dst,
-                const long long* __restrict__ runs, int n, long long piece_bytes, long long pieces) {
-    gather<false>(src, dst, runs, n, piece_bytes, pieces);
+kv_gather_streaming(const unsigned char* __restrict__ src, unsigned char* __restrict__ dst,
+                    const long long* __restrict__ runs, int n, long long piece_bytes, long long pieces) {
+    gather<true>(src, dst, runs, n, piece_bytes, pieces);
 }

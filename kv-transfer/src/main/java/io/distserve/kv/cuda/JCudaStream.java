@@ -20,7 +20,7 @@ final class JCudaStream implements GpuStream {
 
     /** Threads per gather block: 256 threads x 8 16-byte loads in flight = 32 KiB in flight per block. */
     private static final int GATHER_THREADS = 256;
-    /** Blocks per SM: one wave (62 registers x 256 threads lets 4 reside), each with an equal share of the pieces. */
+    /** Blocks per SM: one wave (the kernel's launch bounds), each with an equal share of the pieces (GatherSweep). */
     private static final int GATHER_BLOCKS_PER_SM = 4;
 
     private final JCudaGpuDevice device;

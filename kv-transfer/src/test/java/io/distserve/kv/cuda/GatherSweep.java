@@ -67,7 +67,7 @@ public final class GatherSweep {
                     s.copy(src, op.remoteOffset(), dst, op.localOffset(), op.length());
                 }
             }));
-            for (String kernel : new String[] {"kv_gather", "kv_gather_plain"}) {
+            for (String kernel : new String[] {"kv_gather", "kv_gather_streaming"}) {
                 for (long piece : new long[] {32L << 10, 64L << 10, 256L << 10, 1L << 20}) {
                     CopyRuns runs = CopyRuns.of(ops, 0, piece);
                     for (int bps : new int[] {1, 2, 4, 8}) {
