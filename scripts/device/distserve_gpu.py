@@ -99,6 +99,18 @@ def wait_healthy(port, procs, what, timeout=600):
     raise RuntimeError(f"{what} on :{port} not healthy after {timeout} s")
 
 
+def sse_events(r):
+    """The data events of an SSE answer, as JSON objects, and "[DONE]"; ends at EOF."""
+    while True:
+        line = r.fp.readline()
+        if not line:
+            return
+        line = line.strip()
+        if line.startswith(b"data:"):
+            payload = line[5:].strip()
+            yield "[DONE]" if payload == b"[DONE]" else json.loads(payload)
+
+
 def completion(port, path, body, stream):
     """One request; returns (text, usage, ttft_s, second_s, total_s, events, error)."""
     body = dict(body, stream=stream)
@@ -120,19 +132,10 @@ def completion(port, path, body, stream):
         text = ch["message"]["content"] if "message" in ch else ch["text"]
         return text, data.get("usage"), None, None, total, [], None
     text, usage, times, events, error = "", None, [], [], None
-    buf = b""
-    while True:
-        line = r.fp.readline()
-        if not line:
-            break
-        line = line.strip()
-        if not line.startswith(b"data:"):
-            continue
-        payload = line[5:].strip()
-        if payload == b"[DONE]":
+    for ev in sse_events(r):
+        if ev == "[DONE]":
             events.append("[DONE]")
             break
-        ev = json.loads(payload)
         if "error" in ev:
             events.append("error")
             error = ev["error"].get("message")
@@ -312,24 +315,17 @@ def main():
         cc.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
         r = cc.getresponse()
         events, chunks, killed = [], 0, False
-        while True:
-            line = r.fp.readline()
-            if not line:
-                events.append("EOF")
-                break
-            line = line.strip()
-            if not line.startswith(b"data:"):
-                continue
-            payload = line[5:].strip()
-            if payload == b"[DONE]":
+        for ev in sse_events(r):
+            if ev == "[DONE]":
                 events.append("[DONE]")
                 break
-            ev = json.loads(payload)
             events.append("error" if "error" in ev else "chunk")
             chunks += 1
             if chunks == 30 and not killed:
                 cl.procs["decode"][0].kill()
                 killed = True
+        else:
+            events.append("EOF")
         cc.close()
         tail = [e for e in events if e != "chunk"]
         deadline = time.time() + 15

@@ -21,9 +21,7 @@ import io.distserve.processors.disagg.PdEquivalenceTest.PoolSetup;
 import io.distserve.processors.disagg.PdEquivalenceTest.Reply;
 import io.distserve.processors.openai.RequestKind;
 import io.distserve.registry.NodeRole;
-import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -95,16 +93,7 @@ class DevicePoolPdTest {
         hybrid = new Node(model, NodeRole.Hybrid);
         prefill = new Node(model, NodeRole.Prefill, onDevice(1001));
         decode = new Node(model, NodeRole.Decode, onDevice(1002));
-        prefillHttp = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
-        prefillHttp.createContext("/distserve/free_cache", ex -> {
-            Reply r = prefill.control(new String(ex.getRequestBody().readAllBytes(), StandardCharsets.UTF_8),
-                    prefill.control::freeCache);
-            byte[] out = r.body().toString().getBytes(StandardCharsets.UTF_8);
-            ex.sendResponseHeaders(r.status(), out.length);
-            ex.getResponseBody().write(out);
-            ex.close();
-        });
-        prefillHttp.start();
+        prefillHttp = PdEquivalenceTest.freeCacheServer(prefill);
         for (String protocol : List.of("nvlink", "tcp")) {
             Reply connected = connect(protocol, null);
             assertThat(connected.status()).as(connected.body().toString()).isEqualTo(200);

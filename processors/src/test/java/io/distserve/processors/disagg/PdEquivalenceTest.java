@@ -197,17 +197,7 @@ class PdEquivalenceTest {
         prefill = new Node(model, NodeRole.Prefill);
         decode = new Node(model, NodeRole.Decode);
 
-        // The prefill engine's free_cache over real HTTP: the decode engine acknowledges through it.
-        prefillHttp = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
-        prefillHttp.createContext("/distserve/free_cache", ex -> {
-            Reply r = prefill.control(new String(ex.getRequestBody().readAllBytes(), StandardCharsets.UTF_8),
-                    prefill.control::freeCache);
-            byte[] out = r.body().toString().getBytes(StandardCharsets.UTF_8);
-            ex.sendResponseHeaders(r.status(), out.length);
-            ex.getResponseBody().write(out);
-            ex.close();
-        });
-        prefillHttp.start();
+        prefillHttp = freeCacheServer(prefill);
 
         // The proxy's connection warmup: p2p_initialize on P, p2p_connect on D, as JSON.
         Reply init = prefill.control("{\"remote_engine_id\":\"" + decode.node.engineId() + "\"}",
@@ -246,6 +236,21 @@ class PdEquivalenceTest {
     }
 
     // ------------------------------------------------------------------------------------------------ helpers
+
+    /** The prefill engine's free_cache over real HTTP: the decode engine acknowledges through it. */
+    static HttpServer freeCacheServer(Node prefillNode) throws java.io.IOException {
+        HttpServer server = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
+        server.createContext("/distserve/free_cache", ex -> {
+            Reply r = prefillNode.control(new String(ex.getRequestBody().readAllBytes(), StandardCharsets.UTF_8),
+                    prefillNode.control::freeCache);
+            byte[] out = r.body().toString().getBytes(StandardCharsets.UTF_8);
+            ex.sendResponseHeaders(r.status(), out.length);
+            ex.getResponseBody().write(out);
+            ex.close();
+        });
+        server.start();
+        return server;
+    }
 
     static String idsPrompt(int length, int maxTokens, String extra) {
         StringBuilder ids = new StringBuilder();
