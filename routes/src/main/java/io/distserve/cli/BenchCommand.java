@@ -5,7 +5,7 @@ import picocli.CommandLine.Command;
 
 /** {@code distserve bench ...}: benchmarks that print a table. */
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks that print a table.",
-        subcommands = {BenchEngineCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {BenchEngineCommand.class, BenchServingCommand.class, CommandLine.HelpCommand.class})
 final class BenchCommand implements Runnable {
 
     @CommandLine.Spec
