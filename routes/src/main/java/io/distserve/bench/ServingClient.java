@@ -14,7 +14,6 @@ import io.vertx.core.http.RequestOptions;
 import java.net.URI;
 import java.time.Duration;
 import java.util.ArrayDeque;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
@@ -274,17 +273,5 @@ public final class ServingClient implements AutoCloseable {
         } catch (ExecutionException e) {
             // closing is best effort
         }
-    }
-
-    static List<byte[]> encode(ObjectMapper json, List<com.fasterxml.jackson.databind.node.ObjectNode> bodies) {
-        List<byte[]> out = new ArrayList<>(bodies.size());
-        for (var b : bodies) {
-            try {
-                out.add(json.writeValueAsBytes(b));
-            } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
-                throw new IllegalStateException(e);
-            }
-        }
-        return out;
     }
 }
