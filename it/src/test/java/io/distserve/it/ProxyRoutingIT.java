@@ -214,7 +214,10 @@ class ProxyRoutingIT {
         add(OBSERVED_SLOW, null);   // 250 ms
         add(OBSERVED_MEDIUM, null); // 50 ms (wide gaps: one sample each decides, on a busy machine)
         complete(2); // both untried: one each
-        assertThat(completed()).containsEntry(OBSERVED_SLOW, 1L).containsEntry(OBSERVED_MEDIUM, 1L);
+        // on a failure, the nodes' view: a forward that failed on one node (its last_request_error says why) is
+        // retried on the other, which then completes both (seen once on 2026-12-04, not reproduced since)
+        assertThat(completed()).as(() -> nodeStatus()).containsEntry(OBSERVED_SLOW, 1L)
+                .containsEntry(OBSERVED_MEDIUM, 1L);
         complete(20);
         assertThat(completed()).as(Http.getJson(proxy.base + "/nodes/status", null).toString())
                 .containsEntry(OBSERVED_SLOW, 1L).containsEntry(OBSERVED_MEDIUM, 21L);
