@@ -2,7 +2,6 @@ package io.distserve.bench;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
@@ -149,7 +148,7 @@ public final class ServingBenchmark {
         if (parent != null) {
             Files.createDirectories(parent);
         }
-        json.enable(SerializationFeature.INDENT_OUTPUT).writeValue(c.resultJson().toFile(), root);
+        json.writerWithDefaultPrettyPrinter().writeValue(c.resultJson().toFile(), root);
     }
 
     /** A sweep from an earlier --result-json. */

@@ -14,7 +14,6 @@ final class SseTimings {
 
     private final ObjectMapper json;
     private final long sentNanos;
-    private final StringBuilder line = new StringBuilder();
     private byte[] pending = new byte[0];
     private long firstNanos = -1;
     private long lastNanos = -1;
@@ -37,25 +36,28 @@ final class SseTimings {
         int start = 0;
         for (int i = 0; i < bytes.length; i++) {
             if (bytes[i] == '\n') {
-                appendLine(bytes, start, i);
-                onLine(line.toString().strip(), nowNanos);
-                line.setLength(0);
-                pending = new byte[0];
+                onLine(text(bytes, start, i).strip(), nowNanos);
                 start = i + 1;
             }
         }
-        if (start < bytes.length) { // an incomplete line (maybe a cut UTF-8 character): keep its bytes
-            byte[] rest = Arrays.copyOfRange(bytes, start, bytes.length);
-            byte[] all = Arrays.copyOf(pending, pending.length + rest.length);
-            System.arraycopy(rest, 0, all, pending.length, rest.length);
-            pending = all;
-        }
+        // an incomplete line (maybe a cut UTF-8 character): keep its bytes for the next feed
+        pending = start < bytes.length ? join(bytes, start, bytes.length) : new byte[0];
     }
 
-    private void appendLine(byte[] bytes, int from, int to) {
+    /** The line ending at {@code to}: what is pending from earlier feeds, then bytes[from, to). */
+    private String text(byte[] bytes, int from, int to) {
+        if (pending.length == 0) {
+            return new String(bytes, from, to - from, StandardCharsets.UTF_8);
+        }
+        String s = new String(join(bytes, from, to), StandardCharsets.UTF_8);
+        pending = new byte[0];
+        return s;
+    }
+
+    private byte[] join(byte[] bytes, int from, int to) {
         byte[] all = Arrays.copyOf(pending, pending.length + (to - from));
         System.arraycopy(bytes, from, all, pending.length, to - from);
-        line.append(new String(all, StandardCharsets.UTF_8));
+        return all;
     }
 
     private void onLine(String l, long now) {

@@ -48,11 +48,6 @@ public final class KvPool implements AutoCloseable {
         return region;
     }
 
-    /** The GPU's PCI bus id when the pool is in device memory. */
-    public Optional<String> gpu() {
-        return region instanceof DeviceRegion d ? Optional.of(d.device().pciBusId()) : Optional.empty();
-    }
-
     @Override
     public void close() {
         if (device != null) {

@@ -59,10 +59,13 @@ public final class MigrationTransports {
             Optional<TransportProvider> p = registry.provider(name);
             if (p.isEmpty()) {
                 skipped.add(name + ": not in this build");
-            } else if (!p.get().isAvailable()) {
+                continue;
+            }
+            Optional<String> unsupported = p.get().unsupportedReason(region);
+            if (!p.get().isAvailable()) {
                 skipped.add(name + ": " + p.get().unavailableReason().orElse("unavailable"));
-            } else if (p.get().unsupportedReason(region).isPresent()) {
-                skipped.add(name + ": " + p.get().unsupportedReason(region).get());
+            } else if (unsupported.isPresent()) {
+                skipped.add(name + ": " + unsupported.get());
             } else {
                 out.add(p.get().create(options));
             }
