@@ -11,9 +11,11 @@ package io.distserve.engine;
  * @param maxBlocks         upper bound on KV blocks whatever the fraction gives (0: none)
  * @param threads           compute threads (CPU backend)
  * @param engine            scheduler limits
+ * @param prefixCaching     keep full blocks' K/V after use and reuse it for requests with the same prefix
+ *                          ({@code --enable-prefix-caching}, on by default)
  */
 public record EngineOptions(String backend, int blockSize, double cacheFraction, int maxBlocks, int threads,
-                            EngineConfig engine) {
+                            EngineConfig engine, boolean prefixCaching) {
 
     public EngineOptions {
         if (!backend.equals("cpu") && !backend.equals("cuda")) {
@@ -30,12 +32,22 @@ public record EngineOptions(String backend, int blockSize, double cacheFraction,
         }
     }
 
+    /** Options with prefix caching on. */
+    public EngineOptions(String backend, int blockSize, double cacheFraction, int maxBlocks, int threads,
+                         EngineConfig engine) {
+        this(backend, blockSize, cacheFraction, maxBlocks, threads, engine, true);
+    }
+
     public static EngineOptions cpuDefaults() {
         return new EngineOptions("cpu", 64, 0.8, 0, Math.max(1, Runtime.getRuntime().availableProcessors()),
                 EngineConfig.defaults());
     }
 
     public EngineOptions withMaxBlocks(int n) {
-        return new EngineOptions(backend, blockSize, cacheFraction, n, threads, engine);
+        return new EngineOptions(backend, blockSize, cacheFraction, n, threads, engine, prefixCaching);
+    }
+
+    public EngineOptions withPrefixCaching(boolean on) {
+        return new EngineOptions(backend, blockSize, cacheFraction, maxBlocks, threads, engine, on);
     }
 }

@@ -12,6 +12,10 @@ package io.distserve.engine;
  * @param requestsFailed   requests failed
  * @param preemptions      sequences preempted (recompute) since start
  * @param steps            forward steps run
+ * @param prefixQueriedTokens prompt tokens looked up in the prefix cache (first admissions; 0 without a cache)
+ * @param prefixHitTokens  of those, the tokens whose K/V the cache held
+ * @param cachedBlocks     blocks whose K/V is in the prefix cache (referenced or not)
+ * @param evictions        cached blocks reused for other contents since start
  */
 public record EngineStats(
         int waiting,
@@ -24,5 +28,9 @@ public record EngineStats(
         long requestsAborted,
         long requestsFailed,
         long preemptions,
-        long steps) {
+        long steps,
+        long prefixQueriedTokens,
+        long prefixHitTokens,
+        int cachedBlocks,
+        long evictions) {
 }

@@ -16,6 +16,7 @@ import io.distserve.engine.sched.FinishReason;
  *                         {@link LlmEngine#submitKeepingBlocks(GenerationRequest, GenerationListener)} that ended
  *                         normally: the KV blocks of its prompt, whose ownership now lies with the receiver (free them
  *                         through the engine's {@link io.distserve.engine.kv.BlockManager})
+ * @param cachedTokens     prompt tokens whose K/V came from the prefix cache (not computed for this request)
  */
 public record FinishEvent(
         String requestId,
@@ -26,5 +27,6 @@ public record FinishEvent(
         String text,
         RequestTiming timing,
         int preemptions,
-        int[] keptBlocks) {
+        int[] keptBlocks,
+        int cachedTokens) {
 }

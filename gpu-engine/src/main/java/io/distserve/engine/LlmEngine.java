@@ -133,6 +133,8 @@ public final class LlmEngine implements AutoCloseable {
     private final AtomicLong requestsFailed = new AtomicLong();
     private final AtomicLong steps = new AtomicLong();
     private volatile long preemptions;
+    private volatile long prefixQueried;
+    private volatile long prefixHits;
 
     /**
      * @param blockManager the pool of this backend's KV blocks (at most {@code backend.kvLayout().numBlocks()})
@@ -297,7 +299,8 @@ public final class LlmEngine implements AutoCloseable {
     public EngineStats stats() {
         return new EngineStats(waitingSnapshot + pendingSubmits.get(), runningSnapshot, blockManager.usedCount(),
                 blockManager.freeCount(), blockManager.totalBlocks(), tokensGenerated.get(), requestsFinished.get(),
-                requestsAborted.get(), requestsFailed.get(), preemptions, steps.get());
+                requestsAborted.get(), requestsFailed.get(), preemptions, steps.get(), prefixQueried, prefixHits,
+                blockManager.cachedCount(), blockManager.evictions());
     }
 
     public BlockManager blockManager() {
@@ -531,6 +534,7 @@ public final class LlmEngine implements AutoCloseable {
             }
             try {
                 seq.advanceComputed(c.length());
+                scheduler.cacheComputed(seq);
                 if (sampleRow >= 0) {
                     int token;
                     if (greedyIds != null) {
@@ -653,13 +657,16 @@ public final class LlmEngine implements AutoCloseable {
         RequestTiming timing = new RequestTiming(ttft, end - seq.arrivalNanos(), seq.interTokenNanos());
         FinishReason reason = seq.finishReason() == null ? FinishReason.ERROR : seq.finishReason();
         return new FinishEvent(seq.requestId(), reason, seq.promptLength(), seq.generatedCount(),
-                seq.generatedTokens(), seq.text(), timing, seq.preemptions(), keptBlocks);
+                seq.generatedTokens(), seq.text(), timing, seq.preemptions(), keptBlocks,
+                seq.cachedPromptTokens());
     }
 
     private void publishSnapshot() {
         waitingSnapshot = scheduler.waitingCount();
         runningSnapshot = scheduler.runningCount();
         preemptions = scheduler.preemptions();
+        prefixQueried = scheduler.prefixQueriedTokens();
+        prefixHits = scheduler.prefixHitTokens();
     }
 
     private void checkDrained() {

@@ -2,6 +2,8 @@ package io.distserve.engine;
 
 import io.distserve.engine.cpu.CpuBackend;
 import io.distserve.engine.kv.BlockManager;
+import io.distserve.engine.kv.KvCacheLayout;
+import io.distserve.engine.kv.PrefixHasher;
 import io.distserve.engine.model.Checkpoint;
 import io.distserve.engine.model.ModelConfig;
 import io.distserve.engine.tokenizer.ModelTokenizer;
@@ -49,14 +51,15 @@ public final class LoadedModel implements AutoCloseable {
         ModelTokenizer tokenizer = null;
         try {
             tokenizer = ModelTokenizer.load(folder);
-            BlockManager blocks = new BlockManager(backend.kvLayout().numBlocks());
+            BlockManager blocks = new BlockManager(backend.kvLayout().numBlocks(),
+                    options.prefixCaching() ? prefixHasher(config, backend) : null);
             LlmEngine engine = new LlmEngine(backend, blocks, tokenizer.tokenizer(), tokenizer.eosTokenIds(),
                     options.engine());
             engine.start();
             LOG.info("loaded {} ({} layers, hidden {}, vocab {}) on {} in {} ms: {} KV blocks of {} tokens",
                     folder.getFileName(), config.numLayers(), config.hiddenSize(), config.vocabSize(), backend.name(),
                     (System.nanoTime() - t0) / 1_000_000, backend.kvLayout().numBlocks(),
-                    backend.kvLayout().blockSize());
+                    backend.kvLayout().blockSize() + (blocks.cachesPrefixes() ? ", prefix caching on" : ""));
             return new LoadedModel(folder, config, tokenizer, backend, engine);
         } catch (RuntimeException e) {
             backend.close();
@@ -65,6 +68,15 @@ public final class LoadedModel implements AutoCloseable {
             }
             throw e;
         }
+    }
+
+    /**
+     * Block keys salted with everything the K/V of a block depends on besides its tokens: the model's shape and
+     * numbers, the cache's dtype and block size (engines with the same salt can share and compare prefixes).
+     */
+    static PrefixHasher prefixHasher(ModelConfig config, ComputeBackend backend) {
+        KvCacheLayout kv = backend.kvLayout();
+        return new PrefixHasher(PrefixHasher.salt(config + "|" + kv.dtype() + "|" + kv.blockSize()), kv.blockSize());
     }
 
     private static ComputeBackend createBackend(Checkpoint checkpoint, EngineOptions options) {

@@ -102,6 +102,11 @@ final class ApiServerCommand implements Callable<Integer> {
             description = "Requests waiting at most; more get HTTP 429 (default: ${DEFAULT-VALUE}).")
     int maxQueue;
 
+    @Option(names = "--enable-prefix-caching", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "Reuse the KV cache of repeated prompt prefixes (system prompts, earlier turns); "
+                    + "--no-enable-prefix-caching turns it off (default: on).")
+    boolean enablePrefixCaching = true;
+
     @Option(names = "--threads", description = "CPU backend compute threads (default: all cores).")
     Integer threads;
 
@@ -198,7 +203,7 @@ final class ApiServerCommand implements Callable<Integer> {
         try {
             engine = new EngineOptions(engineBackend, cacheBlockSeqLen, cacheMaxEntryCount, 0,
                     threads != null ? threads : Math.max(1, Runtime.getRuntime().availableProcessors()),
-                    new EngineConfig(maxPrefillTokens, maxBatchSize, maxQueue));
+                    new EngineConfig(maxPrefillTokens, maxBatchSize, maxQueue), enablePrefixCaching);
         } catch (IllegalArgumentException e) {
             throw new ParameterException(spec.commandLine(), e.getMessage());
         }

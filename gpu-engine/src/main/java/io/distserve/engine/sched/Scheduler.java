@@ -26,7 +26,8 @@ import java.util.Set;
  *       budget, {@code maxRunning} and the free blocks allow. Admission reserves blocks for all of a sequence's
  *       current tokens, so a prefill admitted is a prefill that can finish; its first chunk is whatever budget is
  *       left (chunked prefill). The head of the queue blocks the rest (no overtaking), and nothing is admitted in a
- *       step that had to preempt.</li>
+ *       step that had to preempt. With a prefix cache, a sequence's table starts with the cached blocks of its
+ *       longest known prefix, which count as computed ({@link PrefixCaching}).</li>
  * </ol>
  * Decodes go first so that a long prompt never stalls the sequences that are already streaming.
  */
@@ -39,6 +40,8 @@ public final class Scheduler {
     private final ArrayDeque<Sequence> waiting = new ArrayDeque<>();
     /** Sorted by arrival order: the last one is the youngest, the first to be preempted. */
     private final List<Sequence> running = new ArrayList<>();
+    /** Null when the block manager keeps no prefix cache. */
+    private final PrefixCaching prefixCaching;
     private long preemptions;
 
     public Scheduler(BlockManager blocks, int blockSize, int maxBatchedTokens, int maxRunning) {
@@ -49,6 +52,11 @@ public final class Scheduler {
         this.blockSize = blockSize;
         this.maxBatchedTokens = maxBatchedTokens;
         this.maxRunning = maxRunning;
+        this.prefixCaching = blocks.cachesPrefixes() ? new PrefixCaching(blocks) : null;
+        if (prefixCaching != null && blocks.prefixHasher().get().blockSize() != blockSize) {
+            throw new IllegalArgumentException("the prefix cache keys blocks of "
+                    + blocks.prefixHasher().get().blockSize() + " tokens, the scheduler's are " + blockSize);
+        }
     }
 
     /** Queues a new (or prefilled) sequence at the back of the waiting queue. */
@@ -96,16 +104,23 @@ public final class Scheduler {
         if (preempted.isEmpty()) {
             while (budget > 0 && running.size() < maxRunning && !waiting.isEmpty()) {
                 Sequence seq = waiting.peekFirst();
+                int cached = prefixCaching == null ? 0 : prefixCaching.adopt(seq);
                 int need = blocksFor(seq.length()) - seq.blockTable().size();
                 if (need > 0) {
                     Optional<int[]> got = blocks.allocate(need);
                     if (got.isEmpty()) {
+                        if (cached > 0) {
+                            prefixCaching.giveBack(seq);
+                        }
                         break; // head-of-line: later arrivals do not overtake it
                     }
                     seq.blockTable().append(got.get());
                 }
                 waiting.pollFirst();
                 seq.markRunning();
+                if (prefixCaching != null) {
+                    prefixCaching.admitted(seq, cached);
+                }
                 insertByArrival(seq);
                 budget -= scheduleChunk(seq, budget, chunks, scheduled);
             }
@@ -196,6 +211,26 @@ public final class Scheduler {
         }
         blocks.free(held);
         return new int[0];
+    }
+
+    /**
+     * After a forward step advanced the sequence: its blocks that are now completely computed join the prefix
+     * cache (no-op without one).
+     */
+    public void cacheComputed(Sequence seq) {
+        if (prefixCaching != null && seq.status() == SequenceStatus.RUNNING) {
+            prefixCaching.registerComputed(seq);
+        }
+    }
+
+    /** Prompt tokens of first admissions since start (the prefix cache's queries; 0 without a cache). */
+    public long prefixQueriedTokens() {
+        return prefixCaching == null ? 0 : prefixCaching.queriedTokens();
+    }
+
+    /** Of {@link #prefixQueriedTokens()}, those whose K/V came from the cache. */
+    public long prefixHitTokens() {
+        return prefixCaching == null ? 0 : prefixCaching.hitTokens();
     }
 
     /** True when the scheduler holds the sequence (waiting or running). */

@@ -1,6 +1,7 @@
 package io.distserve.engine.sched;
 
 import io.distserve.engine.kv.BlockTable;
+import io.distserve.engine.kv.PrefixHasher;
 import io.distserve.engine.sampling.SamplingParams;
 import io.distserve.engine.sampling.StopChecker;
 import io.distserve.engine.tokenizer.IncrementalDetokenizer;
@@ -48,6 +49,17 @@ public final class Sequence {
     private long finishNanos = -1;
     private long[] interTokenNanos = new long[16];
     private int interTokenCount;
+
+    // Prefix caching (see PrefixCaching): the keys of the full blocks computed so far (they depend only on the
+    // tokens, which only grow), how many leading blocks of the table are registered in the cache, the serial to
+    // chain the next one to, and whether a key collision ended caching for this sequence.
+    private long[] blockKeys = new long[0];
+    private int blockKeyCount;
+    private int registeredBlocks;
+    private long chainSerial;
+    private boolean uncacheable;
+    /** Prompt tokens whose K/V came from the cache at the first admission (what usage reports). */
+    private int cachedPromptTokens;
 
     private Sequence(long id, String requestId, int[] prompt, SamplingParams params, long arrivalOrder,
             long arrivalNanos, boolean keepBlocksOnFinish, TextTokenizer tokenizer, Collection<Integer> eosIds,
@@ -168,7 +180,84 @@ public final class Sequence {
         requireStatus(SequenceStatus.RUNNING);
         status = SequenceStatus.WAITING;
         numComputed = 0;
+        registeredBlocks = 0;
+        chainSerial = 0;
         preemptions++;
+    }
+
+    // --- prefix caching, by the scheduler ---
+
+    /** The key of full block {@code i} (computing the keys before it as needed). */
+    long blockKey(int i, PrefixHasher hasher) {
+        if (i >= blockKeyCount) {
+            if ((long) (i + 1) * hasher.blockSize() > length) {
+                throw new IllegalArgumentException("block " + i + " of " + this + " is not full");
+            }
+            if (i >= blockKeys.length) {
+                blockKeys = Arrays.copyOf(blockKeys, Math.max(i + 1, blockKeys.length * 2));
+            }
+            long parent = blockKeyCount == 0 ? hasher.salt() : blockKeys[blockKeyCount - 1];
+            for (int b = blockKeyCount; b <= i; b++) {
+                parent = hasher.next(parent, tokens, b * hasher.blockSize());
+                blockKeys[b] = parent;
+            }
+            blockKeyCount = i + 1;
+        }
+        return blockKeys[i];
+    }
+
+    /** The keys of the first {@code n} full blocks. */
+    long[] blockKeys(int n, PrefixHasher hasher) {
+        if (n > 0) {
+            blockKey(n - 1, hasher);
+        }
+        return Arrays.copyOf(blockKeys, n);
+    }
+
+    /** Starts the (empty) block table with cached blocks: their {@code tokens} positions count as computed. */
+    void adoptCachedPrefix(int[] blocks, long lastSerial, int tokens) {
+        requireStatus(SequenceStatus.WAITING);
+        if (!blockTable.isEmpty() || numComputed != 0 || tokens >= length) {
+            throw new IllegalStateException("cannot adopt a cached prefix of " + tokens + " tokens into " + this);
+        }
+        blockTable.append(blocks);
+        numComputed = tokens;
+        registeredBlocks = blocks.length;
+        chainSerial = lastSerial;
+    }
+
+    /** Undoes {@link #adoptCachedPrefix}: returns the table's blocks (the caller frees them). */
+    int[] dropAdoptedPrefix() {
+        requireStatus(SequenceStatus.WAITING);
+        numComputed = 0;
+        registeredBlocks = 0;
+        chainSerial = 0;
+        return blockTable.clear();
+    }
+
+    void recordCachedPromptTokens(int tokens) {
+        cachedPromptTokens = Math.min(tokens, promptLength);
+    }
+
+    int registeredBlocks() {
+        return registeredBlocks;
+    }
+
+    long chainSerial() {
+        return chainSerial;
+    }
+
+    void markRegistered(int blocks, long serial) {
+        registeredBlocks = blocks;
+        chainSerial = serial;
+    }
+
+    boolean uncacheable() {
+        return uncacheable;
+    }
+
+    void markUncacheable() {
+        uncacheable = true;
     }
 
     void markFinished(FinishReason reason, long nowNanos) {
@@ -274,6 +363,11 @@ public final class Sequence {
 
     public int preemptions() {
         return preemptions;
+    }
+
+    /** Prompt tokens whose K/V came from the prefix cache when the sequence was first admitted. */
+    public int cachedPromptTokens() {
+        return cachedPromptTokens;
     }
 
     public long arrivalNanos() {
