@@ -24,6 +24,12 @@ import io.distserve.processors.proxy.ReleaseCall;
 import io.distserve.processors.proxy.RespondFromPrefill;
 import io.distserve.processors.routing.NodeRouter;
 import io.distserve.processors.routing.RoutingStrategies;
+import io.distserve.processors.routing.RoutingStrategy;
+import io.distserve.processors.routing.kv.KvAwareStrategy;
+import io.distserve.processors.routing.kv.PrefixIndex;
+import io.distserve.processors.routing.kv.ProxyTokenizers;
+import io.distserve.processors.proxy.PrefixIndexPoller;
+import java.util.Random;
 import io.distserve.registry.HealthCheckSettings;
 import io.distserve.registry.HealthChecker;
 import io.distserve.registry.HttpHealthProbe;
@@ -96,6 +102,8 @@ public final class ProxyApplication {
         private ConnectedPairsLearner learner;
         private ConsulApi consulApi;
         private ConsulDiscovery discovery;
+        private PrefixIndexPoller prefixPoller;
+        private ProxyTokenizers tokenizers;
 
         @Override
         public void beforeConfigure(BaseMainSupport mainSupport) {
@@ -110,8 +118,23 @@ public final class ProxyApplication {
             registry = new NodeRegistry(new NodeTableFile(settings.nodeTable()), TimeSource.system(),
                     NodeRegistry.DEFAULT_LATENCY_WINDOW,
                     Duration.ofSeconds(number(props, "distserve.proxy.latencyMaxAgeSeconds", 30)));
-            NodeRouter router = new NodeRouter(registry, RoutingStrategies.byName(settings.routingStrategy()));
             NodeClient client = new NodeClient(connect, key, json);
+            PrometheusMeterRegistry meters = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+            RoutingStrategy strategy;
+            if (RoutingStrategies.isKvAware(settings.routingStrategy())) {
+                // engines' prefix caches, polled into an index; the models' tokenizers fetched from the engines
+                PrefixIndex prefixIndex = new PrefixIndex();
+                tokenizers = new ProxyTokenizers();
+                strategy = new KvAwareStrategy(prefixIndex, tokenizers::forModel, new KvAwareStrategy.Weights(
+                        decimal(props, "distserve.proxy.kvAware.prefillTokenWeight", 1.0),
+                        decimal(props, "distserve.proxy.kvAware.inFlightWeight", 256),
+                        decimal(props, "distserve.proxy.kvAware.kvUsageTokenWeight", 0.05)), new Random(), meters);
+                prefixPoller = new PrefixIndexPoller(registry, client, prefixIndex, tokenizers,
+                        Duration.ofMillis(number(props, "distserve.proxy.kvAware.pollIntervalMillis", 500)), control);
+            } else {
+                strategy = RoutingStrategies.byName(settings.routingStrategy());
+            }
+            NodeRouter router = new NodeRouter(registry, strategy);
             pairs = new PairConnections(client, control,
                     (int) number(props, "distserve.proxy.pairConnectAttempts", 3), settings.migrationProtocol());
             learner = new ConnectedPairsLearner(registry, client, pairs, control);
@@ -129,7 +152,6 @@ public final class ProxyApplication {
                             .withUnhealthyAfter((int) number(props, "distserve.proxy.unhealthyAfterFailures", 2)),
                     TimeSource.system());
 
-            PrometheusMeterRegistry meters = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
             RequestMetrics metrics = new RequestMetrics(meters);
             Gauge.builder("distserve.proxy.nodes", registry, NodeRegistry::size).description("Nodes in the table")
                     .register(meters);
@@ -174,6 +196,9 @@ public final class ProxyApplication {
         @Override
         public void afterStart(BaseMainSupport mainSupport) {
             health.start();
+            if (prefixPoller != null) {
+                prefixPoller.start();
+            }
             if (settings.consul() != null) {
                 discoverThroughConsul(mainSupport.getCamelContext());
             }
@@ -224,9 +249,19 @@ public final class ProxyApplication {
             if (health != null) {
                 health.close();
             }
+            if (prefixPoller != null) {
+                prefixPoller.close();
+            }
+            if (tokenizers != null) {
+                tokenizers.close();
+            }
             if (background != null) {
                 background.shutdownNow();
             }
+        }
+
+        private double decimal(PropertiesComponent props, String key, double dflt) {
+            return props.resolveProperty(key).map(Double::parseDouble).orElse(dflt);
         }
 
         private long number(PropertiesComponent props, String key, long dflt) {

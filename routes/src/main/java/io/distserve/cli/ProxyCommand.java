@@ -21,7 +21,7 @@ final class ProxyCommand implements Callable<Integer> {
 
     enum ServingStrategy { Hybrid, DistServe }
 
-    enum RoutingStrategy { random, min_expected_latency, min_observed_latency }
+    enum RoutingStrategy { random, min_expected_latency, min_observed_latency, kv_aware }
 
     enum MigrationProtocol { AUTO, TCP, NVLINK, RDMA }
 
@@ -42,7 +42,8 @@ final class ProxyCommand implements Callable<Integer> {
     int serverPort;
 
     @Option(names = "--routing-strategy", defaultValue = "min_expected_latency",
-            description = "random, min_expected_latency or min_observed_latency (default: ${DEFAULT-VALUE}).")
+            description = "random, min_expected_latency, min_observed_latency, or kv_aware: where most of the "
+                    + "prompt's prefix is already cached, against load (default: ${DEFAULT-VALUE}).")
     RoutingStrategy routingStrategy;
 
     @Option(names = "--serving-strategy", defaultValue = "Hybrid",

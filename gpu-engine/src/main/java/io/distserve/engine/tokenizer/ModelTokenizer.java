@@ -26,9 +26,15 @@ public final class ModelTokenizer implements AutoCloseable {
     private final TokenizerConfig config;
     private final Optional<ChatTemplate> chatTemplate;
     private final Set<Integer> eosTokenIds;
+    private final Path folder;
+
+    /** The files {@link #load} reads (those present), in the order a copy should be written. */
+    public static final List<String> FILES = List.of(HfTokenizer.FILE_NAME, TokenizerConfig.FILE_NAME,
+            CHAT_TEMPLATE_FILE, GENERATION_CONFIG_FILE);
 
     private ModelTokenizer(HfTokenizer tokenizer, TokenizerConfig config, Optional<ChatTemplate> chatTemplate,
-                           Set<Integer> eosTokenIds) {
+                           Set<Integer> eosTokenIds, Path folder) {
+        this.folder = folder;
         this.tokenizer = tokenizer;
         this.config = config;
         this.chatTemplate = chatTemplate;
@@ -50,7 +56,7 @@ public final class ModelTokenizer implements AutoCloseable {
                 source -> new ChatTemplate(source, config.specialTokenVariables()));
         HfTokenizer tokenizer = HfTokenizer.load(modelDir.resolve(HfTokenizer.FILE_NAME), config);
         try {
-            return new ModelTokenizer(tokenizer, config, template, eosTokenIds(modelDir, config, tokenizer));
+            return new ModelTokenizer(tokenizer, config, template, eosTokenIds(modelDir, config, tokenizer), modelDir);
         } catch (RuntimeException e) {
             tokenizer.close();
             throw e;
@@ -72,6 +78,11 @@ public final class ModelTokenizer implements AutoCloseable {
         ChatTemplate template = chatTemplate.orElseThrow(() -> new ChatTemplateException(
                 "this model has no chat template; use /v1/completions"));
         return template.render(messages, addGenerationPrompt, extraKwargs);
+    }
+
+    /** The folder the tokenizer was loaded from (its {@link #FILES} are there). */
+    public Path folder() {
+        return folder;
     }
 
     /** Encodes a raw completion prompt as is (no special tokens added). */

@@ -2,13 +2,19 @@ package io.distserve.processors.disagg;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.distserve.engine.kv.PrefixCacheDelta;
+import io.distserve.engine.tokenizer.ModelTokenizer;
 import io.distserve.processors.engine.EngineNode;
 import io.distserve.processors.http.JsonBodies;
 import io.distserve.processors.http.Replies;
 import io.distserve.processors.openai.OpenAiException;
 import java.io.IOException;
 import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import org.apache.camel.Exchange;
 
 /**
@@ -118,6 +124,72 @@ public final class ControlEndpoints {
         }
         ObjectNode out = json.createObjectNode();
         out.put("freed", leases.free(session, blocks));
+        Replies.json(exchange, 200, json.writeValueAsString(out));
+    }
+
+    /**
+     * {@code GET /distserve/prefix_cache?epoch=E&since=N}: the prefix cache's changes since a reader's cursor, for
+     * a router that sends requests where their prefix is (the proxy's {@code kv_aware} strategy). Keys are the
+     * chained block hashes as 16-digit hex; {@code epoch} is this engine's id, so a reader whose epoch is another
+     * one's (a restarted engine, or a first call) gets a full snapshot ({@code reset: true}). Also the load a router
+     * weighs: blocks referenced and in total.
+     */
+    public void prefixCache(Exchange exchange) throws IOException {
+        String epoch = exchange.getIn().getHeader("epoch", String.class);
+        String sinceParam = exchange.getIn().getHeader("since", String.class);
+        long since = -1;
+        if (sinceParam != null && !sinceParam.isBlank()) {
+            try {
+                since = Long.parseLong(sinceParam.trim());
+            } catch (NumberFormatException e) {
+                throw OpenAiException.badRequest("since", "'since' must be an integer cursor, got '" + sinceParam
+                        + "'.");
+            }
+        }
+        var blocks = node.engine().blockManager();
+        ObjectNode out = json.createObjectNode();
+        out.put("epoch", node.engineId());
+        out.put("enabled", blocks.cachesPrefixes());
+        out.put("blocks_used", blocks.usedCount());
+        out.put("blocks_total", blocks.totalBlocks());
+        blocks.prefixHasher().ifPresent(h -> {
+            out.put("block_size", h.blockSize());
+            out.put("hash_salt", hex(h.salt()));
+        });
+        PrefixCacheDelta delta = blocks.cacheChangesSince(node.engineId().equals(epoch) ? since : -1);
+        out.put("next", delta.next());
+        out.put("reset", delta.reset());
+        ArrayNode stored = out.putArray("stored");
+        for (long k : delta.stored()) {
+            stored.add(hex(k));
+        }
+        ArrayNode removed = out.putArray("removed");
+        for (long k : delta.removed()) {
+            removed.add(hex(k));
+        }
+        Replies.json(exchange, 200, json.writeValueAsString(out));
+    }
+
+    /** A block key as the prefix-cache feed writes it: 16 hex digits. */
+    public static String hex(long key) {
+        String h = Long.toHexString(key);
+        return "0".repeat(16 - h.length()) + h;
+    }
+
+    /**
+     * {@code GET /distserve/tokenizer}: the model's tokenizer files (those present of {@link ModelTokenizer#FILES}),
+     * so that a router can compute a request's block keys exactly as this engine does.
+     */
+    public void tokenizerFiles(Exchange exchange) throws IOException {
+        ObjectNode out = json.createObjectNode();
+        out.put("model", node.modelName());
+        ObjectNode files = out.putObject("files");
+        for (String name : ModelTokenizer.FILES) {
+            Path f = node.tokenizer().folder().resolve(name);
+            if (Files.isRegularFile(f)) {
+                files.put(name, Files.readString(f, StandardCharsets.UTF_8));
+            }
+        }
         Replies.json(exchange, 200, json.writeValueAsString(out));
     }
 

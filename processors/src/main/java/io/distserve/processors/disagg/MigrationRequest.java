@@ -11,7 +11,7 @@ import java.util.Set;
  * 400, never reach the engine (LMDeploy's decode loop died on one, their #4965).
  */
 public record MigrationRequest(String protocol, String remoteEngineId, String remoteSessionId, int[] remoteBlockIds,
-                               int remoteTokenId, int[] promptTokenIds) {
+                               int remoteTokenId, int[] promptTokenIds, int cachedTokens) {
 
     private static final String P = "migration_request";
 
@@ -41,7 +41,13 @@ public record MigrationRequest(String protocol, String remoteEngineId, String re
         if (prompt.length == 0) {
             throw bad("prompt_token_ids", "must not be empty");
         }
-        return new MigrationRequest(protocol, engineId, sessionId, blocks, token.asInt(), prompt);
+        JsonNode cached = node.get("cached_tokens"); // optional: the prefill engine's prefix-cache reuse, for usage
+        if (cached != null && (!cached.isIntegralNumber() || !cached.canConvertToInt() || cached.asInt() < 0
+                || cached.asInt() > prompt.length)) {
+            throw bad("cached_tokens", "must be an integer in [0, " + prompt.length + "]");
+        }
+        return new MigrationRequest(protocol, engineId, sessionId, blocks, token.asInt(), prompt,
+                cached == null ? 0 : cached.asInt());
     }
 
     private static String text(JsonNode node, String field) {

@@ -352,17 +352,29 @@ public final class MigrationService implements AutoCloseable {
             throw MigrationRequest.bad("remote_block_ids", "needs " + needed + " blocks; this engine has "
                     + blocks.totalBlocks());
         }
-        int[] local = admit(needed);
+        // The prompt's leading full blocks this engine's prefix cache holds (a conversation's earlier turns, a
+        // shared system prompt) are not pulled: only the tail is.
+        BlockManager.PrefixHit cached = cachedPrefix(req.promptTokenIds());
+        int reused = cached.blocks().length;
+        int[] local;
+        try {
+            local = concat(cached.blocks(), admit(needed - reused));
+        } catch (RuntimeException | InterruptedException e) {
+            blocks.free(cached.blocks());
+            throw e;
+        }
         long t0 = System.nanoTime();
         TransferFuture transfer = null;
         try {
             long bpb = layout.bytesPerBlock();
-            List<ReadOp> ops = new ArrayList<>(needed);
-            for (int i = 0; i < needed; i++) {
+            List<ReadOp> ops = new ArrayList<>(needed - reused);
+            for (int i = reused; i < needed; i++) {
                 ops.add(new ReadOp(req.remoteBlockIds()[i] * bpb, local[i] * bpb, bpb));
             }
-            transfer = peer.connection().read(ops);
-            transfer.await(settings.pullTimeout());
+            if (!ops.isEmpty()) {
+                transfer = peer.connection().read(ops);
+                transfer.await(settings.pullTimeout());
+            }
         } catch (InterruptedException e) {
             metrics.failed(transport.name());
             releaseWhenSettled(transfer, local);
@@ -382,12 +394,26 @@ public final class MigrationService implements AutoCloseable {
             release(local);
             throw e;
         }
-        long bytes = needed * layout.bytesPerBlock();
-        metrics.migrated(transport.name(), bytes, pulledNanos);
-        LOG.debug("migration of session {} from {}: {} bytes, {} blocks over {} in {} us (pull), {} us (with the "
-                        + "acknowledgement)", req.remoteSessionId(), peer.engineId(), bytes, needed, transport.name(),
-                pulledNanos / 1000, (System.nanoTime() - t0) / 1000);
+        long bytes = (long) (needed - reused) * layout.bytesPerBlock();
+        metrics.migrated(transport.name(), bytes, pulledNanos, reused);
+        LOG.debug("migration of session {} from {}: {} bytes, {} blocks over {} ({} more from the prefix cache) in "
+                        + "{} us (pull), {} us (with the acknowledgement)", req.remoteSessionId(), peer.engineId(),
+                bytes, needed - reused, transport.name(), reused, pulledNanos / 1000,
+                (System.nanoTime() - t0) / 1000);
         return new MigratedKv(local, req.remoteTokenId(), peer.engineId(), req.remoteSessionId());
+    }
+
+    /** The leading full blocks of the prompt in this engine's prefix cache, each with a reference for the caller. */
+    private BlockManager.PrefixHit cachedPrefix(int[] prompt) {
+        return blocks.prefixHasher()
+                .map(h -> blocks.acquirePrefix(h.keys(prompt), prompt, prompt.length / h.blockSize()))
+                .orElse(BlockManager.PrefixHit.NONE);
+    }
+
+    private static int[] concat(int[] a, int[] b) {
+        int[] out = java.util.Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
     }
 
     /** Blocks for a migration: at once when free, else waiting in arrival order (flow control), bounded in time. */

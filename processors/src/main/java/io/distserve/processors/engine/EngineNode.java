@@ -3,7 +3,6 @@ package io.distserve.processors.engine;
 import io.distserve.engine.EngineStats;
 import io.distserve.engine.GenerationRequest;
 import io.distserve.engine.LlmEngine;
-import io.distserve.engine.tokenizer.ChatTemplateException;
 import io.distserve.engine.tokenizer.ModelTokenizer;
 import io.distserve.processors.disagg.MigrationRequest;
 import io.distserve.processors.disagg.PrefillLeases;
@@ -11,7 +10,7 @@ import io.distserve.registry.NodeRole;
 import io.distserve.processors.openai.InferenceRequest;
 import io.distserve.processors.openai.OpenAiException;
 import io.distserve.processors.openai.OpenAiRequestParser;
-import io.distserve.processors.openai.RequestKind;
+import io.distserve.processors.openai.PromptTokens;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.time.Clock;
 import java.util.Arrays;
@@ -114,7 +113,7 @@ public final class EngineNode implements AutoCloseable {
         if (request.model() != null && !request.model().equals(modelName)) {
             throw OpenAiException.modelNotFound(request.model(), "this server serves '" + modelName + "'.");
         }
-        int[] prompt = tokenize(request);
+        int[] prompt = PromptTokens.of(request, tokenizer, vocabSize);
         PreparedGeneration.Mode mode = PreparedGeneration.Mode.NORMAL;
         MigrationRequest migration = null;
         JsonNode migrationJson = request.body().get("migration_request");
@@ -149,38 +148,6 @@ public final class EngineNode implements AutoCloseable {
         String id = request.kind().idPrefix() + UUID.randomUUID().toString().replace("-", "");
         GenerationRequest generation = new GenerationRequest(id, prompt, request.sampling().withMaxTokens(max));
         return new PreparedGeneration(request, id, clock.millis() / 1000, generation, mode, migration, null);
-    }
-
-    private int[] tokenize(InferenceRequest request) {
-        if (request.kind() == RequestKind.CHAT) {
-            if (!tokenizer.hasChatTemplate()) {
-                throw OpenAiException.badRequest("messages",
-                        "This model has no chat template; use /v1/completions.");
-            }
-            try {
-                return tokenizer.encodeChat(request.messages(), true, request.chatTemplateKwargs());
-            } catch (ChatTemplateException e) {
-                throw OpenAiException.badRequest("messages", "The chat template failed: " + e.getMessage());
-            }
-        }
-        if (request.promptTokenIds() != null) {
-            int[] ids = request.promptTokenIds();
-            // The model's vocabulary is often padded beyond the tokenizer's (TINY: 448 vs 444; Qwen3: 151936 vs
-            // 151669): an id in the padding has an embedding but no text, and fails the engine's detokenizer.
-            int known = Math.min(vocabSize, tokenizer.tokenizer().vocabSize());
-            for (int i = 0; i < ids.length; i++) {
-                if (ids[i] >= known) {
-                    throw OpenAiException.badRequest("prompt", "Token id " + ids[i] + " at position " + i
-                            + " is outside the vocabulary (size " + known + ").");
-                }
-            }
-            return ids;
-        }
-        int[] ids = tokenizer.encodePrompt(request.promptText());
-        if (ids.length == 0) {
-            throw OpenAiException.badRequest("prompt", "The prompt encodes to no tokens.");
-        }
-        return ids;
     }
 
     private OpenAiException contextOverflow(int promptTokens, int maxTokens) {

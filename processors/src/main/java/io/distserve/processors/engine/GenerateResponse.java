@@ -30,8 +30,8 @@ public final class GenerateResponse implements Processor {
 
     /**
      * What a decode engine needs to take over: beside the OpenAI fields, {@code distserve} names this engine, the
-     * session (the id {@code free_cache} takes: the same as the response id), the leased blocks, the first token
-     * and the prompt's token ids.
+     * session (the id {@code free_cache} takes: the same as the response id), the leased blocks, the first token,
+     * the prompt's token ids, and how many of them came from the prefix cache.
      */
     private void prefillHandOff(ObjectNode response, PreparedGeneration p, FinishEvent f) {
         ObjectNode d = response.putObject("distserve");
@@ -45,6 +45,7 @@ public final class GenerateResponse implements Processor {
             }
         }
         d.put("first_token_id", f.tokenIds().length > 0 ? f.tokenIds()[0] : -1);
+        d.put("cached_tokens", f.cachedTokens());
         ArrayNode prompt = d.putArray("prompt_token_ids");
         for (int t : p.generation().promptTokens()) {
             prompt.add(t);
@@ -74,7 +75,8 @@ public final class GenerateResponse implements Processor {
             metrics.generationFinished(f);
             RequestLog.finished(node, p, f, false);
             ObjectNode response = responses.response(p.request().kind(), p.id(), p.createdEpochSeconds(),
-                    node.modelName(), f.text(), f.reason().openAiName(), f.promptTokens(), f.completionTokens());
+                    node.modelName(), f.text(), f.reason().openAiName(), f.promptTokens(), f.completionTokens(),
+                    p.cachedTokens(f));
             if (p.mode() == PreparedGeneration.Mode.PREFILL) {
                 prefillHandOff(response, p, f);
             }

@@ -31,6 +31,15 @@ public record PreparedGeneration(InferenceRequest request, String id, long creat
         return generation.promptTokens().length;
     }
 
+    /**
+     * The prompt tokens whose KV was not computed for this request: from this engine's prefix cache, or for a
+     * migrated request, from the prefill engine's (what usage reports; the decode side's own reuse only saves
+     * transfer).
+     */
+    public int cachedTokens(io.distserve.engine.FinishEvent finish) {
+        return mode == Mode.MIGRATED ? migration.cachedTokens() : finish.cachedTokens();
+    }
+
     public PreparedGeneration withMigrated(MigratedKv kv) {
         return new PreparedGeneration(request, id, createdEpochSeconds, generation, mode, migration, kv);
     }

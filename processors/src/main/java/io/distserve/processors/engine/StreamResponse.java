@@ -84,7 +84,7 @@ public final class StreamResponse implements Processor {
                         f.reason().openAiName()));
                 if (p.request().includeUsage()) {
                     send(sse, responses.usageChunk(kind, p.id(), p.createdEpochSeconds(), model, f.promptTokens(),
-                            f.completionTokens()));
+                            f.completionTokens(), p.cachedTokens(f)));
                 }
                 return;
             } else if (e instanceof Submission.Failed failed) {

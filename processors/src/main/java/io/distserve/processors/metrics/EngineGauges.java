@@ -26,6 +26,15 @@ public final class EngineGauges {
                 .description("Sequences preempted for lack of KV blocks").register(registry);
         FunctionCounter.builder("distserve.engine.steps", node, n -> n.stats().steps())
                 .description("Engine forward steps").register(registry);
+        // Prefix cache: hit rate = hit tokens / queried tokens (rate() both in PromQL for a recent rate).
+        FunctionCounter.builder("distserve.prefix.cache.queried.tokens", node, n -> n.stats().prefixQueriedTokens())
+                .description("Prompt tokens looked up in the prefix cache").register(registry);
+        FunctionCounter.builder("distserve.prefix.cache.hit.tokens", node, n -> n.stats().prefixHitTokens())
+                .description("Prompt tokens whose KV the prefix cache held (not computed)").register(registry);
+        FunctionCounter.builder("distserve.prefix.cache.evictions", node, n -> n.stats().evictions())
+                .description("Cached KV blocks reused for other contents").register(registry);
+        gauge(registry, "distserve.prefix.cache.blocks", "KV blocks whose contents the prefix cache holds", node,
+                EngineStats::cachedBlocks);
     }
 
     private static void gauge(MeterRegistry registry, String name, String description, EngineNode node,

@@ -10,11 +10,12 @@ import java.util.concurrent.ConcurrentHashMap;
 /**
  * KV migrations as a decode engine pulls them, by transport: Prometheus {@code kv_migration_bytes_total},
  * {@code kv_migration_seconds} (a histogram of pull time: from the read to the last byte in the local pool) and
- * {@code kv_migration_failures_total}.
+ * {@code kv_migration_failures_total}, and {@code kv_migration_cached_blocks_total} (blocks the decode engine's
+ * prefix cache already held, so not pulled).
  */
 public final class MigrationMetrics {
 
-    private record Meters(Counter bytes, Timer seconds, Counter failures) {
+    private record Meters(Counter bytes, Timer seconds, Counter failures, Counter cachedBlocks) {
     }
 
     private final MeterRegistry registry;
@@ -33,6 +34,9 @@ public final class MigrationMetrics {
                         .minimumExpectedValue(Duration.ofNanos(10_000)).maximumExpectedValue(Duration.ofSeconds(60))
                         .register(registry),
                 Counter.builder("kv.migration.failures").description("KV migrations that failed")
+                        .tag("transport", t).register(registry),
+                Counter.builder("kv.migration.cached.blocks")
+                        .description("Blocks of migrated prompts not pulled: this engine's prefix cache had them")
                         .tag("transport", t).register(registry)));
     }
 
@@ -41,10 +45,11 @@ public final class MigrationMetrics {
         meters(transport);
     }
 
-    public void migrated(String transport, long bytes, long nanos) {
+    public void migrated(String transport, long bytes, long nanos, int cachedBlocks) {
         Meters m = meters(transport);
         m.bytes().increment(bytes);
         m.seconds().record(Duration.ofNanos(nanos));
+        m.cachedBlocks().increment(cachedBlocks);
     }
 
     public void failed(String transport) {

@@ -22,7 +22,7 @@ public final class OpenAiResponses {
 
     /** A whole (non-streamed) completion or chat response. */
     public ObjectNode response(RequestKind kind, String id, long created, String model, String text,
-                               String finishReason, int promptTokens, int completionTokens) {
+                               String finishReason, int promptTokens, int completionTokens, int cachedTokens) {
         ObjectNode root = header(id, kind.objectName(), created, model);
         ObjectNode choice = root.putArray("choices").addObject();
         choice.put("index", 0);
@@ -35,7 +35,7 @@ public final class OpenAiResponses {
         }
         choice.putNull("logprobs");
         choice.put("finish_reason", finishReason);
-        root.set("usage", usage(promptTokens, completionTokens));
+        root.set("usage", usage(promptTokens, completionTokens, cachedTokens));
         return root;
     }
 
@@ -70,18 +70,23 @@ public final class OpenAiResponses {
 
     /** The final usage chunk of stream_options.include_usage: no choices, only usage. */
     public ObjectNode usageChunk(RequestKind kind, String id, long created, String model, int promptTokens,
-                                 int completionTokens) {
+                                 int completionTokens, int cachedTokens) {
         ObjectNode root = header(id, kind.chunkObjectName(), created, model);
         root.putArray("choices");
-        root.set("usage", usage(promptTokens, completionTokens));
+        root.set("usage", usage(promptTokens, completionTokens, cachedTokens));
         return root;
     }
 
-    public ObjectNode usage(int promptTokens, int completionTokens) {
+    /**
+     * OpenAI's usage object; {@code prompt_tokens_details.cached_tokens} counts the prompt tokens whose KV came from
+     * the prefix cache (OpenAI's field for the same thing).
+     */
+    public ObjectNode usage(int promptTokens, int completionTokens, int cachedTokens) {
         ObjectNode usage = json.createObjectNode();
         usage.put("prompt_tokens", promptTokens);
         usage.put("completion_tokens", completionTokens);
         usage.put("total_tokens", promptTokens + completionTokens);
+        usage.putObject("prompt_tokens_details").put("cached_tokens", Math.max(0, cachedTokens));
         return usage;
     }
 

@@ -31,7 +31,7 @@ public final class ChooseNode implements Processor {
             case Decode -> call.triedDecode;
             case Hybrid -> call.triedHybrid;
         };
-        NodeLease lease = router.acquire(call.model(), role, tried).orElseThrow(() -> router.knows(call.model())
+        NodeLease lease = router.acquire(call.model(), role, tried, call.prompt()).orElseThrow(() -> router.knows(call.model())
                 ? OpenAiException.unavailable((tried.isEmpty() ? "No healthy " : "No other healthy ") + role
                         + " node serves " + (call.model() == null ? "any model" : "model '" + call.model() + "'") + ".")
                 : OpenAiException.modelNotFound(call.model(), "no node of this proxy serves it (GET /v1/models "

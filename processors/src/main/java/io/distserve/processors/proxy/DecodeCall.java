@@ -92,6 +92,7 @@ public final class DecodeCall implements Processor {
         migration.set("remote_block_ids", handOff.path("block_ids"));
         migration.put("remote_token_id", handOff.path("first_token_id").asInt());
         migration.set("prompt_token_ids", handOff.path("prompt_token_ids"));
+        migration.put("cached_tokens", handOff.path("cached_tokens").asInt(0));
         if (call.request.stream()) {
             // the decode engine's usage chunk gives the request's log line its token count; relay drops it again
             // when the client did not ask for it

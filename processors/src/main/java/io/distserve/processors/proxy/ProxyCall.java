@@ -3,6 +3,7 @@ package io.distserve.processors.proxy;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.distserve.processors.http.SseResponse;
 import io.distserve.processors.openai.InferenceRequest;
+import io.distserve.processors.routing.PromptPrefix;
 import io.distserve.registry.NodeLease;
 import java.util.HashSet;
 import java.util.Set;
@@ -44,6 +45,7 @@ public final class ProxyCall {
     /** Token counts as the nodes reported them; -1 while unknown (a Hybrid stream whose node sent no usage). */
     int promptTokens = -1;
     int completionTokens = -1;
+    private PromptPrefix prompt;
 
     ProxyCall(InferenceRequest request, String id, long created) {
         this.request = request;
@@ -78,5 +80,13 @@ public final class ProxyCall {
 
     String model() {
         return request.model();
+    }
+
+    /** The prompt as routing strategies that weigh prefix overlap see it (tokenized on their first look). */
+    PromptPrefix prompt() {
+        if (prompt == null) {
+            prompt = new PromptPrefix(request);
+        }
+        return prompt;
     }
 }

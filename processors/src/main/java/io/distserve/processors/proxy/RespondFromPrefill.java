@@ -48,7 +48,8 @@ public final class RespondFromPrefill implements Processor {
                 model, call.prefillText.isEmpty() ? "" : null, call.prefillText.isEmpty(), finish)));
         if (call.request.includeUsage()) {
             sse.send(client.json().writeValueAsString(responses.usageChunk(call.request.kind(), call.id,
-                    call.created, model, usage.path("prompt_tokens").asInt(), call.completionTokens)));
+                    call.created, model, usage.path("prompt_tokens").asInt(), call.completionTokens,
+                    usage.path("prompt_tokens_details").path("cached_tokens").asInt())));
         }
         sse.end();
         metrics.requestEnded(exchange.getFromRouteId(), 200);

@@ -8,12 +8,12 @@ import java.util.List;
  * declared none gets the mean of the declared ones (as LMDeploy does), not an arbitrary constant that would be
  * huge or tiny next to them; when no node declared a speed, all count as 1.
  */
-final class EffectiveSpeeds {
+public final class EffectiveSpeeds {
 
     private EffectiveSpeeds() {
     }
 
-    static double[] of(List<NodeView> candidates) {
+    public static double[] of(List<NodeView> candidates) {
         double sum = 0;
         int declared = 0;
         for (NodeView node : candidates) {

@@ -49,11 +49,17 @@ public final class NodeRouter {
      * (the node that just failed, when retrying elsewhere).
      */
     public Optional<NodeLease> acquire(String model, NodeRole role, Set<String> excluded) {
+        return acquire(model, role, excluded, null);
+    }
+
+    /** As {@link #acquire(String, NodeRole, Set)}, for a request whose prompt the strategy may weigh (or null). */
+    public Optional<NodeLease> acquire(String model, NodeRole role, Set<String> excluded, PromptPrefix prompt) {
         List<NodeView> candidates = new ArrayList<>(registry.candidates(model, role));
         candidates.removeIf(node -> excluded.contains(node.url()));
         // A chosen node can leave the table before it is leased; choose again among the others.
         while (!candidates.isEmpty()) {
-            Optional<NodeView> chosen = strategy.select(candidates);
+            Optional<NodeView> chosen = prompt == null ? strategy.select(candidates)
+                    : strategy.select(candidates, prompt);
             if (chosen.isEmpty()) {
                 return Optional.empty();
             }

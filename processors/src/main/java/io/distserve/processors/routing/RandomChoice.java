@@ -1,16 +1,15 @@
 package io.distserve.processors.routing;
 
-import io.distserve.registry.NodeView;
 import java.util.List;
 import java.util.Random;
 
 /** Picks uniformly among tied candidates, so equal nodes share the load instead of the first one taking it all. */
-final class RandomChoice {
+public final class RandomChoice {
 
     private RandomChoice() {
     }
 
-    static NodeView among(List<NodeView> tied, Random random) {
+    public static <T> T among(List<T> tied, Random random) {
         return tied.size() == 1 ? tied.get(0) : tied.get(random.nextInt(tied.size()));
     }
 }

@@ -11,6 +11,14 @@ public final class RoutingStrategies {
     public static final List<String> NAMES =
             List.of(RandomStrategy.NAME, MinExpectedLatencyStrategy.NAME, MinObservedLatencyStrategy.NAME);
 
+    /**
+     * {@code kv_aware} is not among them: it needs the proxy's prefix index and tokenizers, so the proxy builds it
+     * ({@link io.distserve.processors.routing.kv.KvAwareStrategy}).
+     */
+    public static boolean isKvAware(String name) {
+        return name != null && name.trim().equalsIgnoreCase(io.distserve.processors.routing.kv.KvAwareStrategy.NAME);
+    }
+
     private RoutingStrategies() {
     }
 

@@ -16,4 +16,12 @@ public interface RoutingStrategy {
 
     /** The chosen node; empty only when there are no candidates. */
     Optional<NodeView> select(List<NodeView> candidates);
+
+    /**
+     * The chosen node for a request whose prompt the strategy may weigh (prefix-cache overlap); strategies that do
+     * not look at the prompt choose as {@link #select(List)} does, and never tokenize it.
+     */
+    default Optional<NodeView> select(List<NodeView> candidates, PromptPrefix prompt) {
+        return select(candidates);
+    }
 }

@@ -157,7 +157,7 @@ class MigrationServiceTest {
     }
 
     static MigrationRequest request(String engine, String session, int[] remoteBlocks, int promptLength) {
-        return new MigrationRequest("tcp", engine, session, remoteBlocks, 42, prompt(promptLength));
+        return new MigrationRequest("tcp", engine, session, remoteBlocks, 42, prompt(promptLength), 0);
     }
 
     static ByteBuffer pool(LoadedModel m) {
@@ -271,7 +271,7 @@ class MigrationServiceTest {
         int vocab = decodeModel.config().vocabSize();
         int context = decodeModel.config().maxPositions();
         assertBadRequest(request("nobody", "s", new int[] {0, 1, 2}, 40), "migration_request.remote_engine_id");
-        assertBadRequest(new MigrationRequest("rdma", "P", "s", new int[] {0, 1, 2}, 42, prompt(40)),
+        assertBadRequest(new MigrationRequest("rdma", "P", "s", new int[] {0, 1, 2}, 42, prompt(40), 0),
                 "migration_request.protocol");
         assertBadRequest(request("P", "s", new int[] {0, BLOCKS, 2}, 40), "migration_request.remote_block_ids");
         assertBadRequest(request("P", "s", new int[] {0, 1, Integer.MAX_VALUE}, 40),
@@ -279,11 +279,11 @@ class MigrationServiceTest {
         assertBadRequest(request("P", "s", new int[] {0, 1}, 40), "migration_request.remote_block_ids");
         assertBadRequest(request("P", "s", new int[] {0, 1, 2, 3}, 40), "migration_request.remote_block_ids");
         assertBadRequest(request("P", "s", new int[] {0, 1}, 16), "migration_request.remote_block_ids");
-        assertBadRequest(new MigrationRequest("tcp", "P", "s", new int[] {0, 1, 2}, vocab, prompt(40)),
+        assertBadRequest(new MigrationRequest("tcp", "P", "s", new int[] {0, 1, 2}, vocab, prompt(40), 0),
                 "migration_request.remote_token_id");
         int[] outside = prompt(40);
         outside[7] = vocab;
-        assertBadRequest(new MigrationRequest("tcp", "P", "s", new int[] {0, 1, 2}, 42, outside),
+        assertBadRequest(new MigrationRequest("tcp", "P", "s", new int[] {0, 1, 2}, 42, outside, 0),
                 "migration_request.prompt_token_ids");
         int[] all = new int[layout.blocksFor(context)];
         for (int i = 0; i < all.length; i++) {

@@ -284,6 +284,7 @@ class PdEquivalenceTest {
         mr.set("remote_block_ids", d.path("block_ids"));
         mr.put("remote_token_id", d.path("first_token_id").asInt());
         mr.set("prompt_token_ids", d.path("prompt_token_ids"));
+        mr.put("cached_tokens", d.path("cached_tokens").asInt());
         ObjectNode second = (ObjectNode) JSON.readTree(body);
         second.set("migration_request", mr);
         Reply r = decode.post(kind, second.toString());
@@ -296,12 +297,60 @@ class PdEquivalenceTest {
         assertThat(actual.text()).isEqualTo(expected.text());
         assertThat(actual.body().path("choices").path(0).path("finish_reason"))
                 .isEqualTo(expected.body().path("choices").path(0).path("finish_reason"));
-        assertThat(actual.body().path("usage")).isEqualTo(expected.body().path("usage"));
+        // the counts, not prompt_tokens_details: how much each engine had cached depends on what it served before
+        for (String count : new String[] {"prompt_tokens", "completion_tokens", "total_tokens"}) {
+            assertThat(actual.body().path("usage").path(count)).as(count)
+                    .isEqualTo(expected.body().path("usage").path(count));
+        }
+        assertThat(actual.body().path("usage").path("prompt_tokens_details").path("cached_tokens").isInt()).isTrue();
         assertThat(actual.body().path("object")).isEqualTo(expected.body().path("object"));
         assertThat(actual.body().has("distserve")).isFalse();
     }
 
     // ------------------------------------------------------------------------------------------------ equivalence
+
+    static String ids(int[] ids, int maxTokens) {
+        StringBuilder sb = new StringBuilder();
+        for (int i = 0; i < ids.length; i++) {
+            sb.append(i == 0 ? "" : ",").append(ids[i]);
+        }
+        return "{\"model\":\"tiny\",\"prompt\":[" + sb + "],\"max_tokens\":" + maxTokens
+                + ",\"temperature\":0,\"ignore_eos\":true}";
+    }
+
+    static double cachedBlocksPulled(Node n) {
+        return n.registry.find("kv.migration.cached.blocks").counters().stream()
+                .mapToDouble(io.micrometer.core.instrument.Counter::count).sum();
+    }
+
+    /**
+     * A conversation's next turn: the prefill engine computes only the new tokens, the decode engine pulls only
+     * the blocks its own prefix cache lacks, the client hears the prefill's reuse in usage, and the text is still
+     * Hybrid's.
+     */
+    @Test
+    void theNextTurnPullsOnlyTheBlocksTheDecodeEngineLacks() throws Exception {
+        int[] turn1 = new int[40];
+        for (int i = 0; i < turn1.length; i++) {
+            turn1[i] = 1 + (i * 41 + 3) % 250;
+        }
+        Reply[] first = disaggregated(RequestKind.COMPLETION, ids(turn1, 12));
+        assertSameCompletion(hybrid.post(RequestKind.COMPLETION, ids(turn1, 12)), first[1]);
+        assertThat(first[1].body().path("usage").path("prompt_tokens_details").path("cached_tokens").asInt())
+                .isZero();
+        int[] turn2 = java.util.Arrays.copyOf(turn1, 70);
+        for (int i = 40; i < 70; i++) {
+            turn2[i] = 1 + (i * 13 + 5) % 250;
+        }
+        double before = cachedBlocksPulled(decode);
+        Reply[] second = disaggregated(RequestKind.COMPLETION, ids(turn2, 12));
+        assertSameCompletion(hybrid.post(RequestKind.COMPLETION, ids(turn2, 12)), second[1]);
+        // blocks 0 and 1 (tokens 0..31) were turn 1's prompt on both engines; block 2 held turn 1's answer
+        assertThat(second[0].body().path("distserve").path("cached_tokens").asInt()).isEqualTo(32);
+        assertThat(second[1].body().path("usage").path("prompt_tokens_details").path("cached_tokens").asInt())
+                .isEqualTo(32);
+        assertThat(cachedBlocksPulled(decode) - before).as("blocks not pulled").isEqualTo(2);
+    }
 
     @ParameterizedTest(name = "{0}-token prompt")
     @ValueSource(ints = {5, 15, 16, 17, 40})
@@ -330,7 +379,9 @@ class PdEquivalenceTest {
      */
     @Test
     void theDecodeEngineContinuesFromThePulledKv() throws Exception {
-        String body = idsPrompt(40, 12, "\"ignore_eos\":true");
+        // A prompt of its own: the zeroed blocks are in the prefill engine's prefix cache afterwards (nothing but
+        // this test writes a cached block), and no other test may find them there.
+        String body = idsPrompt(40, 12, "\"ignore_eos\":true").replace("\"prompt\":[41,", "\"prompt\":[7,");
         Reply h = hybrid.post(RequestKind.COMPLETION, body);
         long freedBefore = prefill.node.leases().freedCount();
 
@@ -583,6 +634,7 @@ class PdEquivalenceTest {
         mr.set("remote_block_ids", d.path("block_ids"));
         mr.put("remote_token_id", d.path("first_token_id").asInt());
         mr.set("prompt_token_ids", d.path("prompt_token_ids"));
+        mr.put("cached_tokens", d.path("cached_tokens").asInt());
         if (field != null) {
             mr.set(field, JSON.readTree(raw));
         }
