@@ -168,6 +168,8 @@ class ControlEndpointsHttpTest {
                 {"POST", "/distserve/p2p_connect", "{\"remote_engine_id\":\"x\"}"},
                 {"POST", "/distserve/p2p_drop_connect", "{\"remote_engine_id\":\"x\"}"},
                 {"POST", "/distserve/free_cache", "{\"remote_engine_id\":\"x\",\"remote_session_id\":\"y\"}"},
+                {"GET", "/distserve/prefix_cache", null},
+                {"GET", "/distserve/tokenizer", null},
         };
         for (String[] c : calls) {
             HttpResponse<String> r = prefill.send(c[0], c[1], c[2], false);
@@ -190,6 +192,47 @@ class ControlEndpointsHttpTest {
                 .isEqualTo("{\"freed\":false}");
         assertThat(prefill.send("POST", "/distserve/engine_info", null, true).statusCode())
                 .as("GET only").isNotEqualTo(200);
+    }
+
+    /**
+     * The prefix-cache feed: a snapshot for a reader without this epoch, then only the changes since its cursor;
+     * a repeated prompt reports cached tokens; the tokenizer files are the model folder's.
+     */
+    @Test
+    void thePrefixCacheFeedAndTheTokenizerFiles() throws Exception {
+        JsonNode first = prefill.ok("GET", "/distserve/prefix_cache", null);
+        assertThat(first.path("epoch").asText()).isEqualTo(prefill.engineId());
+        assertThat(first.path("enabled").asBoolean()).isTrue();
+        assertThat(first.path("block_size").asInt()).isEqualTo(16);
+        assertThat(first.path("hash_salt").asText()).hasSize(16);
+        assertThat(first.path("reset").asBoolean()).isTrue();
+        long cursor = first.path("next").asLong();
+        StringBuilder ids = new StringBuilder();
+        for (int i = 0; i < 40; i++) {
+            ids.append(i == 0 ? "" : ",").append(5 + (i * 17) % 300);
+        }
+        String body = "{\"model\":\"tiny\",\"prompt\":[" + ids + "],\"max_tokens\":1,\"temperature\":0}";
+        JsonNode a = prefill.ok("POST", "/v1/completions", body);
+        JsonNode delta = prefill.ok("GET", "/distserve/prefix_cache?epoch=" + prefill.engineId() + "&since=" + cursor,
+                null);
+        assertThat(delta.path("reset").asBoolean()).isFalse();
+        assertThat(delta.path("stored").size()).as(delta.toString()).isEqualTo(2); // 40 tokens: 2 full blocks
+        JsonNode b = prefill.ok("POST", "/v1/completions", body);
+        assertThat(a.path("usage").path("prompt_tokens_details").path("cached_tokens").asInt()).isZero();
+        assertThat(b.path("usage").path("prompt_tokens_details").path("cached_tokens").asInt()).isEqualTo(32);
+        assertThat(b.path("distserve").path("cached_tokens").asInt()).isEqualTo(32);
+        assertThat(prefill.metric("distserve_prefix_cache_hit_tokens_total")).isGreaterThanOrEqualTo(32);
+        assertThat(prefill.metric("distserve_prefix_cache_blocks")).isGreaterThanOrEqualTo(2);
+        for (JsonNode session : new JsonNode[] {a, b}) {
+            prefill.ok("POST", "/distserve/free_cache", "{\"remote_engine_id\":\"" + prefill.engineId()
+                    + "\",\"remote_session_id\":\"" + session.path("distserve").path("session_id").asText() + "\"}");
+        }
+        assertThat(prefill.send("GET", "/distserve/prefix_cache?since=x", null, true).statusCode()).isEqualTo(400);
+
+        JsonNode tok = prefill.ok("GET", "/distserve/tokenizer", null);
+        assertThat(tok.path("model").asText()).isEqualTo("tiny");
+        assertThat(tok.path("files").path("tokenizer.json").asText())
+                .isEqualTo(java.nio.file.Files.readString(dir.resolve("tiny").resolve("tokenizer.json")));
     }
 
     @Test

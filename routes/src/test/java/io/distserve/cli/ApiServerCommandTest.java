@@ -43,6 +43,13 @@ class ApiServerCommandTest {
         assertThat(s.engine().engine().maxWaiting()).isEqualTo(1024);
         assertThat(s.apiKeys()).isEmpty();
         assertThat(s.proxyUrl()).isNull();
+        assertThat(s.engine().prefixCaching()).as("prefix caching is on by default").isTrue();
+    }
+
+    @Test
+    void prefixCachingFlagsInVllmAndLmdeploySpelling() {
+        assertThat(parse(model.toString(), "--enable-prefix-caching").engine().prefixCaching()).isTrue();
+        assertThat(parse(model.toString(), "--no-enable-prefix-caching").engine().prefixCaching()).isFalse();
     }
 
     @Test

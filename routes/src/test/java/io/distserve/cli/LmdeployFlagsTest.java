@@ -38,6 +38,12 @@ class LmdeployFlagsTest {
         return ((ApiServerCommand) parsed(args)).settings();
     }
 
+    @Test
+    void kvAwareIsARoutingStrategyBesideLmdeploysThree() {
+        assertThat(proxy("--routing-strategy", "kv_aware").routingStrategy()).isEqualTo("kv_aware");
+        assertThat(proxy("--routing-strategy", "KV_AWARE").routingStrategy()).isEqualTo("kv_aware");
+    }
+
     private ProxyServerSettings proxy(String... flags) {
         String[] args = new String[flags.length + 2];
         args[0] = "serve";
