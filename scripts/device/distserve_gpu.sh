@@ -6,6 +6,8 @@
 #   sweep: kv-transfer's GatherSweep: the gather kernel's configurations against bulk copies, one process
 #   kv:  kv-transfer's KvGpuBenchmark: nvlink and tcp-from-device vs a bulk DtoD copy and host tcp (2k/8k/32k tokens)
 #   e2e: scripts/device/distserve_gpu.py per shape: DistServe == Hybrid matrix, TTFT price, kill-decode test
+#   prefix: issue 15 on qwen3-8b: it/bench/prefix_cache.sh with two CUDA Hybrid engines on the GPU (caching off /
+#        on + min_expected_latency / on + kv_aware), at PREFIX_RATES (default 1,4) req/s
 # Writes $OUT/distserve_gpu.txt (everything printed), per-shape results JSON and the engines' log tails.
 source scripts/device/env.sh
 out=${OUT:-/tmp/out}; mkdir -p "$out"
@@ -40,5 +42,20 @@ if [[ ",$stages," == *",e2e,"* ]]; then
     echo "--- last lines"; tail -8 "$f"
   done > "$out/engine_logs.txt" 2>&1
   cp "$logs"/*-results.json "$out/" 2>/dev/null
+fi
+if [[ ",$stages," == *",prefix,"* ]]; then
+  s=qwen3-8b
+  [ -f "/tmp/$s/config.json" ] || "${DS[@]}" model generate --shape "$s" --seed 1 --tokenizer "$TOKENIZER" \
+    --out "/tmp/$s" --log-level WARNING | tee -a "$log"
+  for r in ${PREFIX_RATES:-1,4}; do
+    r=${r//,/ }
+    for rate in $r; do
+      echo "== $s: prefix caching and kv_aware routing, 2 Hybrid engines on one GPU, $rate req/s" | tee -a "$log"
+      DS="${DS[*]}" MODEL="/tmp/$s" ENGINE_FLAGS="--backend cuda --cache-max-entry-count 0.4" OUT="$out" \
+        RATE="$rate" NUM=64 PREFIXES=16 PREFIX_LEN=1024 INPUT_LEN=64 OUTPUT_LEN=64 \
+        bash it/bench/prefix_cache.sh 2>&1 | tee -a "$log"
+      [ "${PIPESTATUS[0]}" = 0 ] || rc=1
+    done
+  done
 fi
 exit $rc

@@ -128,7 +128,9 @@ public final class ProxyApplication {
                 strategy = new KvAwareStrategy(prefixIndex, tokenizers::forModel, new KvAwareStrategy.Weights(
                         decimal(props, "distserve.proxy.kvAware.prefillTokenWeight", 1.0),
                         decimal(props, "distserve.proxy.kvAware.inFlightWeight", 256),
-                        decimal(props, "distserve.proxy.kvAware.kvUsageTokenWeight", 0.05)), new Random(), meters);
+                        decimal(props, "distserve.proxy.kvAware.kvUsageTokenWeight", 0.05)),
+                        Duration.ofMillis(number(props, "distserve.proxy.kvAware.expectMillis", 2000)), new Random(),
+                        meters);
                 prefixPoller = new PrefixIndexPoller(registry, client, prefixIndex, tokenizers,
                         Duration.ofMillis(number(props, "distserve.proxy.kvAware.pollIntervalMillis", 500)), control);
             } else {

@@ -31,7 +31,8 @@ import java.util.function.Function;
  * holds comes from its prefix-cache feed ({@link NodePrefixIndex}); a node whose feed has not answered (new,
  * restarted, unreachable) counts as holding nothing. Without the prompt's tokens (the model's tokenizer not
  * fetched yet) only the load terms decide. In DistServe the same rule picks the prefill node (overlap saves prefill)
- * and the decode node (overlap saves transfer; its own cache), each from its own feed.
+ * and the decode node (overlap saves transfer; its own cache), each from its own feed. The chosen node is expected
+ * to hold the prompt's blocks from now on, for {@code expectFor} (see {@link NodePrefixIndex#expect}).
  */
 public final class KvAwareStrategy implements RoutingStrategy {
 
@@ -69,9 +70,17 @@ public final class KvAwareStrategy implements RoutingStrategy {
     private final Random random;
     private final MeterRegistry meters;
     private final Map<String, Counter> decisions = new ConcurrentHashMap<>();
+    private final long expectNanos;
 
     public KvAwareStrategy(PrefixIndex index, Function<String, Optional<ModelTokenizer>> tokenizers, Weights weights,
                            Random random, MeterRegistry meters) {
+        this(index, tokenizers, weights, java.time.Duration.ofSeconds(2), random, meters);
+    }
+
+    /** @param expectFor how long a chosen node counts as holding the prompt before its feed says so */
+    public KvAwareStrategy(PrefixIndex index, Function<String, Optional<ModelTokenizer>> tokenizers, Weights weights,
+                           java.time.Duration expectFor, Random random, MeterRegistry meters) {
+        this.expectNanos = expectFor.toNanos();
         this.index = Objects.requireNonNull(index, "index");
         this.tokenizers = Objects.requireNonNull(tokenizers, "tokenizers");
         this.weights = Objects.requireNonNull(weights, "weights");
@@ -100,6 +109,7 @@ public final class KvAwareStrategy implements RoutingStrategy {
             return Optional.empty();
         }
         int[] tokens = prompt == null ? null : prompt.tokens(tokenizers);
+        long now = System.nanoTime();
         double[] speeds = EffectiveSpeeds.of(candidates);
         int[] overlap = new int[candidates.size()];
         double best = Double.POSITIVE_INFINITY;
@@ -109,7 +119,7 @@ public final class KvAwareStrategy implements RoutingStrategy {
             Optional<NodePrefixIndex> idx = index.node(node.url());
             PrefixHasher hasher = idx.map(NodePrefixIndex::hasher).orElse(null);
             if (tokens != null && hasher != null) {
-                overlap[i] = idx.get().overlapBlocks(prompt.keys(hasher)) * hasher.blockSize();
+                overlap[i] = idx.get().overlapBlocks(prompt.keys(hasher), now) * hasher.blockSize();
             }
             double kvTokens = idx.map(x -> (double) x.blocksUsed() * (x.hasher() == null ? 1 : x.hasher().blockSize()))
                     .orElse(0.0);
@@ -125,6 +135,10 @@ public final class KvAwareStrategy implements RoutingStrategy {
             }
         }
         int winner = RandomChoice.among(tied, random);
+        if (tokens != null && expectNanos > 0) {
+            index.node(candidates.get(winner).url()).filter(x -> x.hasher() != null)
+                    .ifPresent(x -> x.expect(prompt.keys(x.hasher()), now + expectNanos));
+        }
         count(candidates.get(winner), tokens == null ? Reason.NO_TOKENS : reason(overlap, winner));
         return Optional.of(candidates.get(winner));
     }

@@ -10,10 +10,17 @@ import java.util.concurrent.ConcurrentHashMap;
  * with, and its KV load, as of the last poll of its {@code /distserve/prefix_cache} feed. Written by the poller
  * thread, read by routing threads: a read may see a slightly older set, which costs at most a cache miss, since
  * the engine checks every hit against the tokens themselves.
+ *
+ * <p>Besides what the feed said, the index holds what the proxy expects: the blocks of a request it has just sent
+ * to the node, which the node will hold once it has prefilled them, before its feed can say so. They count for a
+ * short while ({@link #expect}); so a burst of requests sharing a prefix goes to one node from the first request on,
+ * instead of spreading until the next poll.
  */
 public final class NodePrefixIndex {
 
     private final Set<Long> keys = ConcurrentHashMap.newKeySet();
+    /** Keys the proxy expects the node to hold soon, with the nano time until which they count. */
+    private final ConcurrentHashMap<Long, Long> expected = new ConcurrentHashMap<>();
     private volatile String epoch;
     private volatile long cursor = -1;
     private volatile PrefixHasher hasher;
@@ -43,7 +50,11 @@ public final class NodePrefixIndex {
         String newEpoch = feed.path("epoch").asText();
         if (feed.path("reset").asBoolean(false) || !newEpoch.equals(epoch)) {
             keys.clear();
+            if (epoch != null && !newEpoch.equals(epoch)) {
+                expected.clear(); // a restarted engine holds nothing of what was sent to its predecessor
+            }
         }
+        expected.values().removeIf(until -> until - nowNanos < 0);
         for (JsonNode k : feed.path("stored")) {
             keys.add(Long.parseUnsignedLong(k.asText(), 16));
         }
@@ -60,11 +71,34 @@ public final class NodePrefixIndex {
 
     /** How many leading blocks of a prompt with these keys (under {@link #hasher()}) the engine holds. */
     public int overlapBlocks(long[] promptKeys) {
+        return overlapBlocks(promptKeys, System.nanoTime());
+    }
+
+    /** As {@link #overlapBlocks(long[])}, counting the expected keys still valid at {@code nowNanos}. */
+    public int overlapBlocks(long[] promptKeys, long nowNanos) {
         int n = 0;
-        while (n < promptKeys.length && keys.contains(promptKeys[n])) {
+        while (n < promptKeys.length && holds(promptKeys[n], nowNanos)) {
             n++;
         }
         return n;
+    }
+
+    private boolean holds(long key, long nowNanos) {
+        if (keys.contains(key)) {
+            return true;
+        }
+        Long until = expected.get(key);
+        return until != null && until - nowNanos > 0;
+    }
+
+    /**
+     * The proxy has sent a prompt with these keys to the node: count them as held until {@code untilNanos}, by
+     * when the node's feed has said whether it holds them.
+     */
+    public void expect(long[] promptKeys, long untilNanos) {
+        for (long k : promptKeys) {
+            expected.merge(k, untilNanos, Math::max);
+        }
     }
 
     /** The engine's key function; null when its prefix cache is off (or before the first poll). */
