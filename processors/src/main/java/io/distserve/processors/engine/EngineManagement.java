@@ -62,6 +62,17 @@ public final class EngineManagement {
         return stats().blocksFree();
     }
 
+    @ManagedAttribute(description = "KV blocks whose contents the prefix cache holds")
+    public int getPrefixCacheBlocks() {
+        return node.stats().cachedBlocks();
+    }
+
+    @ManagedAttribute(description = "Prompt tokens served from the prefix cache / prompt tokens, since start (0-1)")
+    public double getPrefixCacheHitRate() {
+        var s = node.stats();
+        return s.prefixQueriedTokens() == 0 ? 0 : (double) s.prefixHitTokens() / s.prefixQueriedTokens();
+    }
+
     @ManagedAttribute(description = "Tokens generated since start")
     public long getTokensGenerated() {
         return stats().tokensGenerated();
