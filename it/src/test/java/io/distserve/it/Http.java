@@ -81,16 +81,24 @@ final class Http {
         return text.toString();
     }
 
-    /** The usage object of an answer (the last usage chunk of a stream); missing node if none. */
+    /**
+     * The token counts of an answer's usage (the last usage chunk of a stream); missing node if none. Without
+     * {@code prompt_tokens_details}: how many prompt tokens a node had cached depends on what it served before, not
+     * on the answer.
+     */
     static JsonNode usage(String body, boolean stream) throws IOException {
-        if (!stream) {
-            return JSON.readTree(body).path("usage");
-        }
         JsonNode usage = JSON.missingNode();
-        for (String payload : ssePayloads(body)) {
-            if (!payload.equals("[DONE]") && JSON.readTree(payload).path("usage").isObject()) {
-                usage = JSON.readTree(payload).path("usage");
+        if (!stream) {
+            usage = JSON.readTree(body).path("usage");
+        } else {
+            for (String payload : ssePayloads(body)) {
+                if (!payload.equals("[DONE]") && JSON.readTree(payload).path("usage").isObject()) {
+                    usage = JSON.readTree(payload).path("usage");
+                }
             }
+        }
+        if (usage instanceof com.fasterxml.jackson.databind.node.ObjectNode o) {
+            o.remove("prompt_tokens_details");
         }
         return usage;
     }

@@ -573,4 +573,94 @@ class ProxyDistServeIT {
             assertThat(hybridProxy.output()).doesNotContain(" ERROR ");
         }
     }
+
+    // ---------------------------------------------------------------------------------------------- cancellation
+
+    /**
+     * Sends a request on a raw connection and closes it: after {@code readBytes} of the answer arrived (a stream
+     * that has started), or at once after {@code afterMillis} when {@code readBytes} is 0 (mid-prefill, or before a
+     * whole answer). Returns when the connection is closed.
+     */
+    static void leave(String base, String path, String body, int readBytes, long afterMillis) throws Exception {
+        java.net.URI uri = java.net.URI.create(base);
+        try (java.net.Socket socket = new java.net.Socket(uri.getHost(), uri.getPort())) {
+            byte[] b = body.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+            String head = "POST " + path + " HTTP/1.1\r\nHost: " + uri.getHost() + ":" + uri.getPort()
+                    + "\r\nAuthorization: Bearer " + KEY + "\r\nContent-Type: application/json\r\nContent-Length: "
+                    + b.length + "\r\n\r\n";
+            socket.getOutputStream().write(head.getBytes(java.nio.charset.StandardCharsets.ISO_8859_1));
+            socket.getOutputStream().write(b);
+            socket.getOutputStream().flush();
+            if (readBytes > 0) {
+                socket.getInputStream().readNBytes(readBytes);
+            } else {
+                Thread.sleep(afterMillis);
+            }
+        }
+    }
+
+    /** Every live engine holds no KV block and no lease, within a second. */
+    static void everyBlockFreeWithinASecond(String what) {
+        List<ServerProcess> engines = new ArrayList<>(prefills);
+        engines.addAll(decodes);
+        engines.add(hybrid);
+        engines.removeIf(e -> !e.process.isAlive());
+        await().atMost(Duration.ofSeconds(1)).pollInterval(Duration.ofMillis(50)).untilAsserted(() -> {
+            for (ServerProcess e : engines) {
+                assertThat(Http.metric(e.base, KEY, "distserve_kv_blocks_used")).as("%s: blocks on %s", what, e.base)
+                        .isZero();
+                assertThat(Http.metric(e.base, KEY, "distserve_prefill_leases")).as("%s: leases on %s", what, e.base)
+                        .isZero();
+            }
+        });
+    }
+
+    static double aborted() throws Exception {
+        List<ServerProcess> engines = new ArrayList<>(prefills);
+        engines.addAll(decodes);
+        engines.add(hybrid);
+        double n = 0;
+        for (ServerProcess e : engines) {
+            if (e.process.isAlive()) {
+                n += Http.metric(e.base, KEY, "distserve_engine_requests_aborted_total");
+            }
+        }
+        return n;
+    }
+
+    /**
+     * A client that leaves stops its work: mid-prefill (the prefill engine aborts), before a whole answer, and in
+     * the middle of a stream (the decode engine aborts), in DistServe and behind a Hybrid proxy. Every block and
+     * lease is free within a second of the close, not at a lease's expiry or the answer's end.
+     */
+    @Test
+    @Order(9)
+    void aClientThatLeavesStopsItsWorkAndFreesEveryBlockWithinASecond() throws Exception {
+        // ~900 tokens: a prefill of ~0.6 s on one core (an abort lands between engine steps, and this prompt is one)
+        String longPrompt = "the long road home ".repeat(90);
+        double abortedBefore = aborted();
+        leave(proxy.base, "/v1/completions", completion(longPrompt, 8, false), 0, 150);
+        everyBlockFreeWithinASecond("DistServe, the client left mid-prefill");
+        leave(proxy.base, "/v1/completions", completion("leaving early", 3000, true), 600, 0);
+        everyBlockFreeWithinASecond("DistServe stream, the client left mid-stream");
+        leave(proxy.base, "/v1/chat/completions", chat("leaving before the answer", 3000, false), 0, 400);
+        everyBlockFreeWithinASecond("DistServe, the client left before the whole answer");
+        // the two decodes were aborted; the prefill either aborted or, done in the step the abort came in, had its
+        // lease freed by the engine that could not deliver it
+        assertThat(aborted() - abortedBefore).as("engine requests aborted").isGreaterThanOrEqualTo(2);
+
+        try (ServerProcess hybridProxy = ServerProcess.proxy("hybrid-proxy-cancel", ServerProcess.freePort(),
+                "--serving-strategy", "Hybrid", "--api-keys", KEY,
+                "--node-table", dir.resolve("hybrid-cancel-nodes.json").toString(), "--log-level", "INFO")) {
+            HttpResponse<String> added = Http.post(hybridProxy.base + "/nodes/add", KEY,
+                    "{\"url\":\"" + hybrid.base + "\",\"status\":{\"role\":\"Hybrid\",\"models\":[\"tiny\"]}}");
+            assertThat(added.statusCode()).as(added.body()).isEqualTo(200);
+            leave(hybridProxy.base, "/v1/completions", completion("hybrid leaving", 3000, true), 600, 0);
+            everyBlockFreeWithinASecond("Hybrid stream, the client left mid-stream");
+            leave(hybridProxy.base, "/v1/completions", completion(longPrompt, 3000, false), 0, 300);
+            everyBlockFreeWithinASecond("Hybrid, the client left before the whole answer");
+        }
+        // and the cluster serves on
+        sameAsHybrid("/v1/completions", completion("after the clients left", 12, true), true);
+    }
 }

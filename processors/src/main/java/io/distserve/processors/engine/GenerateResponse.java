@@ -78,10 +78,21 @@ public final class GenerateResponse implements Processor {
                     node.modelName(), f.text(), f.reason().openAiName(), f.promptTokens(), f.completionTokens(),
                     p.cachedTokens(f));
             if (p.mode() == PreparedGeneration.Mode.PREFILL) {
+                if (clientGone.get()) {
+                    // the prompt finished in the step the abort came too late for: nobody will take this lease
+                    node.leases().free(p.id());
+                    metrics.requestEnded(exchange.getFromRouteId(), RequestMetrics.CLIENT_CLOSED);
+                    return;
+                }
                 prefillHandOff(response, p, f);
             }
             String body = responses.json().writeValueAsString(response);
             Replies.json(exchange, 200, body);
+            if (p.mode() == PreparedGeneration.Mode.PREFILL && clientGone.get()) {
+                // closed while the answer was written: a proxy that read it keeps its connection open, so the
+                // answer was not taken; the lease goes now, not at its expiry
+                node.leases().free(p.id());
+            }
             metrics.requestEnded(exchange.getFromRouteId(), clientGone.get() ? RequestMetrics.CLIENT_CLOSED : 200);
         } catch (InterruptedException e) {
             s.handle().abort();

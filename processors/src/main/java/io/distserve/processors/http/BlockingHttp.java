@@ -39,6 +39,55 @@ public final class BlockingHttp {
     public record Response(int status, Map<String, String> headers, InputStream body) {
     }
 
+    /**
+     * Ends a request from another thread: the client it was for has gone. {@link #cancel()} closes the connection
+     * the request is on (a blocked wait for its answer or a read of its body fails at once), and a request sent
+     * after it does not start. A connection back in the pool is no longer the request's: cancelling then touches
+     * nothing.
+     */
+    public static final class Cancel {
+        private boolean cancelled;
+        private Conn conn;
+
+        public void cancel() {
+            Conn c;
+            synchronized (this) {
+                cancelled = true;
+                c = conn;
+                conn = null;
+            }
+            if (c != null) {
+                c.close();
+            }
+        }
+
+        public synchronized boolean isCancelled() {
+            return cancelled;
+        }
+
+        synchronized void attach(Conn c) throws IOException {
+            if (cancelled) {
+                throw new CancelledException();
+            }
+            conn = c;
+            c.owner = this;
+        }
+
+        synchronized void detach(Conn c) {
+            if (conn == c) {
+                conn = null;
+            }
+            c.owner = null;
+        }
+    }
+
+    /** The request was cancelled ({@link Cancel}): its client has gone, no node is at fault. */
+    public static final class CancelledException extends IOException {
+        CancelledException() {
+            super("cancelled: the client has gone");
+        }
+    }
+
     private static final int MAX_IDLE_PER_NODE = 64;
 
     private final int connectTimeoutMillis;
@@ -57,6 +106,12 @@ public final class BlockingHttp {
      */
     public Response send(URI url, String method, Map<String, String> headers, byte[] body, Duration timeout)
             throws IOException {
+        return send(url, method, headers, body, timeout, null);
+    }
+
+    /** As {@link #send(URI, String, Map, byte[], Duration)}, ended early by {@code cancel} (null: never). */
+    public Response send(URI url, String method, Map<String, String> headers, byte[] body, Duration timeout,
+                         Cancel cancel) throws IOException {
         if (Context.isOnEventLoopThread()) {
             // a route step that blocks must run behind a threads step (proxy.camel.yaml): an event loop that waits
             // on a node stalls every other request it serves
@@ -84,15 +139,24 @@ public final class BlockingHttp {
                 conn = open(host, port, key, tls);
             }
             try {
+                if (cancel != null) {
+                    cancel.attach(conn);
+                }
                 conn.socket.setSoTimeout(readTimeout);
                 conn.out.write(request);
                 conn.out.flush();
                 return readResponse(conn, method);
+            } catch (CancelledException e) {
+                release(conn);
+                throw e;
             } catch (SocketTimeoutException e) {
                 conn.close();
                 throw new HttpTimeoutException("no answer from " + hostPort + " in " + timeout.toMillis() + " ms");
             } catch (IOException e) {
                 conn.close();
+                if (cancel != null && cancel.isCancelled()) {
+                    throw new CancelledException();
+                }
                 if (!reused || !(e instanceof StaleConnection || e instanceof java.net.SocketException)) {
                     throw e instanceof StaleConnection
                             ? new IOException("the node closed the connection without answering") : e;
@@ -215,6 +279,10 @@ public final class BlockingHttp {
     }
 
     void release(Conn conn) {
+        Cancel owner = conn.owner;
+        if (owner != null) {
+            owner.detach(conn);
+        }
         Deque<Conn> q = idle.computeIfAbsent(conn.key, k -> new ConcurrentLinkedDeque<>());
         if (q.size() >= MAX_IDLE_PER_NODE) {
             conn.close();
@@ -252,6 +320,8 @@ public final class BlockingHttp {
         final Socket socket;
         final InputStream in;
         final OutputStream out;
+        /** The request this connection is serving, if it may be cancelled. */
+        volatile Cancel owner;
 
         Conn(String key, Socket socket, InputStream in, OutputStream out) {
             this.key = key;

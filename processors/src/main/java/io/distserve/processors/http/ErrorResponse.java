@@ -27,6 +27,15 @@ public final class ErrorResponse implements Processor {
     @Override
     public void process(Exchange exchange) throws Exception {
         Throwable caught = exchange.getProperty(Exchange.EXCEPTION_CAUGHT, Throwable.class);
+        for (Throwable t = caught; t != null; t = t.getCause()) {
+            if (t instanceof ClientGoneException) {
+                // nobody to answer: the work for it has stopped; count it as what it is
+                LOG.debug("{}: {}", exchange.getFromRouteId(), t.getMessage());
+                metrics.requestEnded(exchange.getFromRouteId(), RequestMetrics.CLIENT_CLOSED);
+                ClientDisconnect.endQuietly(exchange);
+                return;
+            }
+        }
         OpenAiException error = toOpenAi(caught);
         String route = exchange.getFromRouteId();
         if (error.status() >= 500) {

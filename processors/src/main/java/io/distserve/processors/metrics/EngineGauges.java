@@ -26,6 +26,8 @@ public final class EngineGauges {
                 .description("Sequences preempted for lack of KV blocks").register(registry);
         FunctionCounter.builder("distserve.engine.steps", node, n -> n.stats().steps())
                 .description("Engine forward steps").register(registry);
+        FunctionCounter.builder("distserve.engine.requests.aborted", node, n -> n.stats().requestsAborted())
+                .description("Requests aborted (the client left, or an operator aborted them)").register(registry);
         // Prefix cache: hit rate = hit tokens / queried tokens (rate() both in PromQL for a recent rate).
         FunctionCounter.builder("distserve.prefix.cache.queried.tokens", node, n -> n.stats().prefixQueriedTokens())
                 .description("Prompt tokens looked up in the prefix cache").register(registry);

@@ -3,6 +3,7 @@ package io.distserve.processors.proxy;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.distserve.processors.http.ClientDisconnect;
+import io.distserve.processors.http.ClientGoneException;
 import io.distserve.processors.http.SseResponse;
 import io.distserve.processors.metrics.RequestMetrics;
 import io.distserve.processors.openai.RequestKind;
@@ -46,7 +47,7 @@ public final class DecodeCall implements Processor {
             if (call.request.stream()) {
                 relay(exchange, call, upstream);
             } else {
-                ClientDisconnect.onClose(exchange, upstream::close);
+                ClientDisconnect.onClose(exchange, call::clientLeft); // the cancel also ends the body's read
                 ObjectNode answer = (ObjectNode) client.json().readTree(upstream.body().readAllBytes());
                 answer.put("id", call.id);
                 answer.put("created", call.created);
@@ -59,11 +60,15 @@ public final class DecodeCall implements Processor {
 
     /** Posts to the decode node; a pair the engine says is not connected (it restarted) is connected again once. */
     private NodeClient.Stream send(ProxyCall call, boolean mayReconnect) throws Exception {
+        call.requireClient("decode");
         String node = call.decode.url();
         byte[] body = client.json().writeValueAsBytes(decodeBody(call));
         NodeClient.Stream upstream;
         try {
-            upstream = client.postStream(node, call.request.kind().path(), body, firstByteTimeout);
+            upstream = client.postStream(node, call.request.kind().path(), body, firstByteTimeout, call.cancel);
+        } catch (ClientGoneException e) {
+            call.decode.close();
+            throw e;
         } catch (NodeFailure e) {
             call.decode.fail(e.getMessage());
             throw e;

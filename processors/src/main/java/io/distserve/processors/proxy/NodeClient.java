@@ -1,6 +1,7 @@
 package io.distserve.processors.proxy;
 
 import io.distserve.processors.http.BlockingHttp;
+import io.distserve.processors.http.ClientGoneException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.distserve.processors.openai.OpenAiException;
@@ -60,8 +61,18 @@ public final class NodeClient {
 
     /** POST JSON and read the whole answer; 5xx and transport errors are {@link NodeFailure}s. */
     public Reply post(String nodeUrl, String path, byte[] body, Duration timeout) throws InterruptedException {
+        return post(nodeUrl, path, body, timeout, null);
+    }
+
+    /**
+     * As {@link #post(String, String, byte[], Duration)}, for a client that may leave: {@code cancel} ends the call
+     * ({@link ClientGoneException}, not a node failure).
+     */
+    public Reply post(String nodeUrl, String path, byte[] body, Duration timeout, BlockingHttp.Cancel cancel)
+            throws InterruptedException {
         try {
-            BlockingHttp.Response resp = http.send(URI.create(nodeUrl + path), "POST", postHeaders, body, timeout);
+            BlockingHttp.Response resp = http.send(URI.create(nodeUrl + path), "POST", postHeaders, body, timeout,
+                    cancel);
             byte[] bytes = BlockingHttp.readAll(resp.body());
             if (resp.status() >= 500) {
                 throw new NodeFailure(nodeUrl, "HTTP " + resp.status() + " from " + path + ": " + abbreviate(bytes),
@@ -69,16 +80,29 @@ public final class NodeClient {
             }
             return new Reply(resp.status(), bytes);
         } catch (IOException e) {
-            throw new NodeFailure(nodeUrl, path + " failed: " + e, e);
+            throw failure(nodeUrl, path, e, cancel);
         }
+    }
+
+    private static RuntimeException failure(String nodeUrl, String path, IOException e, BlockingHttp.Cancel cancel) {
+        if (e instanceof BlockingHttp.CancelledException || (cancel != null && cancel.isCancelled())) {
+            return new ClientGoneException("the client left during " + path + " on " + nodeUrl);
+        }
+        return new NodeFailure(nodeUrl, path + " failed: " + e, e);
     }
 
     /** POST and return the answer as it streams; 5xx and transport errors before the headers are failures. */
     public Stream postStream(String nodeUrl, String path, byte[] body, Duration firstByteTimeout)
             throws InterruptedException {
+        return postStream(nodeUrl, path, body, firstByteTimeout, null);
+    }
+
+    /** As {@link #postStream(String, String, byte[], Duration)}; {@code cancel} also ends the body's reads. */
+    public Stream postStream(String nodeUrl, String path, byte[] body, Duration firstByteTimeout,
+                             BlockingHttp.Cancel cancel) throws InterruptedException {
         try {
             BlockingHttp.Response resp = http.send(URI.create(nodeUrl + path), "POST", postHeaders, body,
-                    firstByteTimeout);
+                    firstByteTimeout, cancel);
             if (resp.status() >= 500) {
                 byte[] text;
                 try (InputStream in = resp.body()) {
@@ -89,7 +113,7 @@ public final class NodeClient {
             }
             return new Stream(resp.status(), resp.body());
         } catch (IOException e) {
-            throw new NodeFailure(nodeUrl, path + " failed: " + e, e);
+            throw failure(nodeUrl, path, e, cancel);
         }
     }
 

@@ -2,6 +2,8 @@ package io.distserve.processors.proxy;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.distserve.processors.http.ClientDisconnect;
+import io.distserve.processors.http.ClientGoneException;
 import io.distserve.processors.openai.OpenAiResponses;
 import io.distserve.processors.openai.RequestKind;
 import java.io.IOException;
@@ -32,6 +34,10 @@ public final class PrefillCall implements Processor {
     @Override
     public void process(Exchange exchange) throws Exception {
         ProxyCall call = ProxyCall.of(exchange);
+        // a client that leaves ends the prefill at once (the engine aborts it and frees its blocks), or, if it has
+        // answered, the lease is freed by the finally step rather than at its expiry
+        ClientDisconnect.onClose(exchange, call::clientLeft);
+        call.requireClient("prefill");
         String node = call.prefill.url();
         ObjectNode body = call.request.body().deepCopy();
         body.put("stream", false);
@@ -40,7 +46,11 @@ public final class PrefillCall implements Processor {
         body.put("max_tokens", 1);
         NodeClient.Reply reply;
         try {
-            reply = client.post(node, call.request.kind().path(), client.json().writeValueAsBytes(body), timeout);
+            reply = client.post(node, call.request.kind().path(), client.json().writeValueAsBytes(body), timeout,
+                    call.cancel);
+        } catch (ClientGoneException e) {
+            call.prefill.close();
+            throw e;
         } catch (NodeFailure e) {
             call.prefill.fail(e.getMessage());
             throw e;
@@ -86,7 +96,7 @@ public final class PrefillCall implements Processor {
             call.prefillText = "";
             return;
         }
-        var sse = ProxyReplies.openStream(exchange, call, () -> { });
+        var sse = ProxyReplies.openStream(exchange, call, call::clientLeft);
         sse.send(client.json().writeValueAsString(responses.chunk(call.request.kind(), call.id, call.created,
                 modelOf(call), call.prefillText, true, null)));
         call.firstChunkSent = true;

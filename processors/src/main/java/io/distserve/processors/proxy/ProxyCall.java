@@ -1,6 +1,8 @@
 package io.distserve.processors.proxy;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import io.distserve.processors.http.BlockingHttp;
+import io.distserve.processors.http.ClientGoneException;
 import io.distserve.processors.http.SseResponse;
 import io.distserve.processors.openai.InferenceRequest;
 import io.distserve.processors.routing.PromptPrefix;
@@ -46,6 +48,9 @@ public final class ProxyCall {
     int promptTokens = -1;
     int completionTokens = -1;
     private PromptPrefix prompt;
+    /** Ends the node call in progress when the client leaves (DistServe's blocking calls). */
+    final BlockingHttp.Cancel cancel = new BlockingHttp.Cancel();
+    private volatile boolean clientGone;
 
     ProxyCall(InferenceRequest request, String id, long created) {
         this.request = request;
@@ -80,6 +85,26 @@ public final class ProxyCall {
 
     String model() {
         return request.model();
+    }
+
+    /**
+     * The client closed its connection: the node call in progress ends now (the engine aborts the request and
+     * frees its blocks), and no further step calls a node.
+     */
+    void clientLeft() {
+        clientGone = true;
+        cancel.cancel();
+    }
+
+    boolean clientGone() {
+        return clientGone;
+    }
+
+    /** Before a step calls a node: stops the request if its client has gone. */
+    void requireClient(String step) {
+        if (clientGone) {
+            throw new ClientGoneException("the client left before " + step);
+        }
     }
 
     /** The prompt as routing strategies that weigh prefix overlap see it (tokenized on their first look). */
