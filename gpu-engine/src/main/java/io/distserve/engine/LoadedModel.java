@@ -56,10 +56,10 @@ public final class LoadedModel implements AutoCloseable {
             LlmEngine engine = new LlmEngine(backend, blocks, tokenizer.tokenizer(), tokenizer.eosTokenIds(),
                     options.engine());
             engine.start();
-            LOG.info("loaded {} ({} layers, hidden {}, vocab {}) on {} in {} ms: {} KV blocks of {} tokens",
+            LOG.info("loaded {} ({} layers, hidden {}, vocab {}) on {} in {} ms: {} KV blocks of {} tokens{}",
                     folder.getFileName(), config.numLayers(), config.hiddenSize(), config.vocabSize(), backend.name(),
                     (System.nanoTime() - t0) / 1_000_000, backend.kvLayout().numBlocks(),
-                    backend.kvLayout().blockSize() + (blocks.cachesPrefixes() ? ", prefix caching on" : ""));
+                    backend.kvLayout().blockSize(), blocks.cachesPrefixes() ? ", prefix caching on" : "");
             return new LoadedModel(folder, config, tokenizer, backend, engine);
         } catch (RuntimeException e) {
             backend.close();

@@ -282,4 +282,31 @@ class EngineNodeProcessIT {
         }
         throw new AssertionError("no " + sample + " in /metrics");
     }
+
+    /**
+     * {@code --migration-backend rdma} where RDMA cannot run (no machine here has libdisni or an RDMA device): the
+     * engine stops at start with one line saying which is missing, and exit code 1, as {@code --backend cuda}
+     * without a GPU does.
+     */
+    @Test
+    @Order(100)
+    void anEngineAskedForRdmaWhereItCannotRunStopsWithOneLine() throws Exception {
+        org.junit.jupiter.api.Assumptions.assumeTrue(
+                new io.distserve.kv.rdma.RdmaTransportProvider().unavailableReason().isPresent(),
+                "this machine can run RDMA");
+        Path log = ServerProcess.logs().resolve("engine-rdma-unavailable.log");
+        java.util.List<String> cmd = ServerProcess.java("-jar", ServerProcess.jar().toString(), "serve", "api_server",
+                dir.resolve("tiny").toString(), "--server-name", "127.0.0.1", "--server-port",
+                Integer.toString(ServerProcess.freePort()), "--migration-backend", "rdma", "--threads", "1");
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        try {
+            assertThat(p.waitFor(90, TimeUnit.SECONDS)).as("the engine exits").isTrue();
+        } finally {
+            p.destroyForcibly();
+        }
+        String out = Files.readString(log);
+        assertThat(p.exitValue()).as(out).isEqualTo(1);
+        assertThat(out).contains("--migration-backend rdma: unavailable here: ").containsAnyOf("libdisni",
+                "RDMA device").doesNotContain("\tat ");
+    }
 }

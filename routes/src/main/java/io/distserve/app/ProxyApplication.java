@@ -138,7 +138,8 @@ public final class ProxyApplication {
             }
             NodeRouter router = new NodeRouter(registry, strategy);
             pairs = new PairConnections(client, control,
-                    (int) number(props, "distserve.proxy.pairConnectAttempts", 3), settings.migrationProtocol());
+                    (int) number(props, "distserve.proxy.pairConnectAttempts", 3), settings.migrationProtocol(),
+                    settings.rdma());
             learner = new ConnectedPairsLearner(registry, client, pairs, control);
             InFlightMigrations migrations = new InFlightMigrations();
             background = Executors.newFixedThreadPool(4, r -> {

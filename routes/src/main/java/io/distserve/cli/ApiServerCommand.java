@@ -169,8 +169,6 @@ final class ApiServerCommand implements Callable<Integer> {
                 }
                 yield "nvlink";
             }
-            case rdma -> throw new ParameterException(spec.commandLine(), "--migration-backend rdma: the rdma "
-                    + "transport (DiSNI) is not part of this build yet; use auto, tcp or nvlink");
             default -> migrationBackend.name();
         };
         if (!Files.isDirectory(modelPath)) {

@@ -2,6 +2,7 @@ package io.distserve.cli;
 
 import io.distserve.app.ProxyApplication;
 import io.distserve.app.ProxyServerSettings;
+import io.distserve.processors.disagg.RdmaSettings;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -27,7 +28,6 @@ final class ProxyCommand implements Callable<Integer> {
 
     enum LinkType { RoCE, IB }
 
-    private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(ProxyCommand.class);
 
     @Spec
     CommandSpec spec;
@@ -93,21 +93,14 @@ final class ProxyCommand implements Callable<Integer> {
         if (serverPort < 1 || serverPort > 65535) {
             throw new ParameterException(spec.commandLine(), "--server-port must be in [1, 65535]");
         }
-        if (linkType != null || disableGdr) {
-            LOG.info("--link-type / --disable-gdr configure RDMA, which this build does not offer yet: they change "
-                    + "nothing; pairs migrate over {}", migrationProtocol == MigrationProtocol.RDMA ? "nothing"
-                    : migrationProtocol == MigrationProtocol.AUTO ? "NVLink or TCP" : migrationProtocol.name());
-        }
-        if (migrationProtocol == MigrationProtocol.RDMA) {
-            LOG.warn("--migration-protocol RDMA: no engine of this build offers rdma yet, so DistServe requests will "
-                    + "get 503 naming what the engines offer; AUTO picks NVLink or TCP");
-        }
+
         if (properties != null && !Files.isRegularFile(properties)) {
             throw new ParameterException(spec.commandLine(), "--properties " + properties + " is not a file");
         }
         Path table = nodeTable != null ? nodeTable
                 : Path.of(System.getProperty("user.home"), ".distserve", "proxy-" + serverPort + "-nodes.json");
         return new ProxyServerSettings(serverName, serverPort, servingStrategy.name(), routingStrategy.name(),
-                migrationProtocol.name(), apiKeys, table, routes, extraRoutes, properties, consul.target(spec));
+                migrationProtocol.name(), apiKeys, table, routes, extraRoutes, properties, consul.target(spec),
+                new RdmaSettings(linkType == null ? "RoCE" : linkType.name(), disableGdr));
     }
 }

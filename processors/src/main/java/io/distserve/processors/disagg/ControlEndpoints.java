@@ -67,7 +67,8 @@ public final class ControlEndpoints {
             throw OpenAiException.badRequest("protocol", "'protocol' must be a transport name such as tcp or nvlink.");
         }
         String p = protocol == null || protocol.isNull() || protocol.asText().isBlank() ? null : protocol.asText();
-        Replies.json(exchange, 200, json.writeValueAsString(migration.initialize(remote, p)));
+        RdmaSettings rdma = RdmaSettings.parse(body.get("rdma_config"));
+        Replies.json(exchange, 200, json.writeValueAsString(migration.initialize(remote, p, rdma)));
     }
 
     /**

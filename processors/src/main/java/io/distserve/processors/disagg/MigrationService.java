@@ -175,11 +175,32 @@ public final class MigrationService implements AutoCloseable {
      * token, an nvlink IPC handle) and its layout. No protocol: the engine's first (preferred) transport.
      */
     public ObjectNode initialize(String remoteEngineId, String protocol) {
+        return initialize(remoteEngineId, protocol, null);
+    }
+
+    /**
+     * As {@link #initialize(String, String)}, with the proxy's RDMA settings (null: none): for the rdma transport
+     * the endpoint carries the link type asked for, and a pool registered for GPUDirect is refused (400
+     * endpoint_refused) when the proxy disables GPUDirect.
+     */
+    public ObjectNode initialize(String remoteEngineId, String protocol, RdmaSettings rdma) {
         KvTransport t = offeredTransport(protocol, "protocol");
+        EndpointInfo endpoint = t.localEndpoint();
+        if (rdma != null && t.name().equals("rdma")) {
+            if (rdma.disableGdr() && "true".equals(endpoint.attributes().get("gpu_direct"))) {
+                throw new OpenAiException(400, "invalid_request_error", "rdma_config.disable_gdr", "endpoint_refused",
+                        "This engine's KV pool is registered for GPUDirect RDMA; with --disable-gdr it would have to "
+                                + "be staged through host memory, which the rdma transport does not do: use tcp.");
+            }
+            java.util.Map<String, String> attrs = new java.util.LinkedHashMap<>(endpoint.attributes());
+            attrs.put("link_type", rdma.linkType());
+            endpoint = new EndpointInfo(endpoint.transport(), endpoint.host(), endpoint.port(), endpoint.regionSize(),
+                    endpoint.segmentSizes(), endpoint.token(), attrs);
+        }
         ObjectNode out = json.createObjectNode();
         out.put("engine_id", engineId);
         out.put("protocol", t.name());
-        Endpoints.write(t.localEndpoint(), out.putObject("endpoint"));
+        Endpoints.write(endpoint, out.putObject("endpoint"));
         KvLayouts.write(layout, out.putObject("kv_layout"));
         LOG.debug("p2p_initialize from {} over {}", remoteEngineId, t.name());
         return out;

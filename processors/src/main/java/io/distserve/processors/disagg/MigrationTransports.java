@@ -40,9 +40,7 @@ public final class MigrationTransports {
         String want = choice == null ? AUTO : choice.toLowerCase(Locale.ROOT);
         if (!want.equals(AUTO)) {
             TransportProvider p = registry.provider(want).orElseThrow(() -> new IllegalStateException(
-                    "--migration-backend " + want + ": " + (want.equals("rdma")
-                            ? "the rdma transport (DiSNI) is not part of this build; use tcp or nvlink"
-                            : "unknown transport; known: " + registry.names())));
+                    "--migration-backend " + want + ": unknown transport; known: " + registry.names()));
             if (!p.isAvailable()) {
                 throw new IllegalStateException("--migration-backend " + want + ": unavailable here: "
                         + p.unavailableReason().orElse("no reason given"));

@@ -3,6 +3,7 @@ package io.distserve.processors.proxy;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.distserve.processors.disagg.RdmaSettings;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -39,10 +40,17 @@ public final class PairConnections {
     private final Duration timeout;
     private final int attempts;
     private final String protocol;
+    private final RdmaSettings rdma;
     private final Map<Pair, CompletableFuture<Link>> pairs = new ConcurrentHashMap<>();
 
     /** @param protocol {@code --migration-protocol}: auto, tcp, nvlink or rdma (any case) */
     public PairConnections(NodeClient client, Duration timeout, int attempts, String protocol) {
+        this(client, timeout, attempts, protocol, RdmaSettings.DEFAULTS);
+    }
+
+    /** @param rdma the proxy's --link-type and --disable-gdr, sent to prefill engines when a pair uses rdma */
+    public PairConnections(NodeClient client, Duration timeout, int attempts, String protocol, RdmaSettings rdma) {
+        this.rdma = rdma;
         this.client = client;
         this.timeout = timeout;
         this.attempts = attempts;
@@ -165,6 +173,9 @@ public final class PairConnections {
             ObjectNode init = json.createObjectNode();
             init.put("remote_engine_id", decodeId);
             init.put("protocol", c);
+            if (c.equals("rdma")) {
+                init.set("rdma_config", rdma.toJson(json));
+            }
             JsonNode endpoint = client.postJson(pair.prefillUrl(), "/distserve/p2p_initialize", init, timeout);
             ObjectNode connect = json.createObjectNode();
             connect.put("remote_engine_id", prefillId);
