@@ -8,8 +8,8 @@ import io.distserve.engine.sched.FinishReason;
  * @param reason           stop, length or abort (failures go to {@link GenerationListener#onError}, whose exception
  *                         carries a partial event with reason error)
  * @param promptTokens     prompt length
- * @param completionTokens generated tokens, EOS or stop id included
- * @param tokenIds         the generated ids
+ * @param completionTokens generated tokens, EOS or stop id included (resumed ones too)
+ * @param tokenIds         the ids generated here (after the resumed ones, if any)
  * @param text             the full output text (the concatenation of the token events' deltas)
  * @param preemptions      how often the sequence was preempted and recomputed
  * @param keptBlocks       empty, except for a request submitted with

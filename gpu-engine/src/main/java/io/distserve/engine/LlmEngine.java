@@ -11,6 +11,7 @@ import io.distserve.engine.sched.Sequence;
 import io.distserve.engine.sched.SequenceStatus;
 import io.distserve.engine.tokenizer.TextTokenizer;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collection;
 import java.util.IdentityHashMap;
 import java.util.List;
@@ -326,6 +327,24 @@ public final class LlmEngine implements AutoCloseable {
                         eosIds)
                 : Sequence.prefilled(id, req.requestId(), prompt, req.params(), arrival, now, tokenizer, eosIds,
                         prefilledBlocks, blockSize);
+        int[] resume = req.resumeTokens();
+        if (resume.length > 0) {
+            if (prefilledBlocks != null) {
+                throw new RequestRejectedException(RequestRejectedException.Reason.INVALID,
+                        "a migrated request carries its resumed tokens in its prompt's KV, not as resume tokens");
+            }
+            for (int t : resume) {
+                if (t < 0 || t >= vocabSize) {
+                    throw new RequestRejectedException(RequestRejectedException.Reason.INVALID,
+                            "resumed token " + t + " is outside the vocabulary (" + vocabSize + ")");
+                }
+            }
+            try {
+                seq.resume(resume);
+            } catch (IllegalArgumentException e) {
+                throw new RequestRejectedException(RequestRejectedException.Reason.INVALID, e.getMessage());
+            }
+        }
         Handle handle = new Handle(seq, listener);
         synchronized (lifecycle) {
             // Under the lifecycle lock so that close() cannot slip in between the check and the enqueue: a
@@ -656,9 +675,10 @@ public final class LlmEngine implements AutoCloseable {
         long end = seq.finishNanos() < 0 ? System.nanoTime() : seq.finishNanos();
         RequestTiming timing = new RequestTiming(ttft, end - seq.arrivalNanos(), seq.interTokenNanos());
         FinishReason reason = seq.finishReason() == null ? FinishReason.ERROR : seq.finishReason();
+        int[] generated = seq.generatedTokens();
         return new FinishEvent(seq.requestId(), reason, seq.promptLength(), seq.generatedCount(),
-                seq.generatedTokens(), seq.text(), timing, seq.preemptions(), keptBlocks,
-                seq.cachedPromptTokens());
+                Arrays.copyOfRange(generated, seq.resumedCount(), generated.length), seq.text(), timing,
+                seq.preemptions(), keptBlocks, seq.cachedPromptTokens());
     }
 
     private void publishSnapshot() {

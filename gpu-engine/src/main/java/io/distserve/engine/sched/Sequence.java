@@ -60,6 +60,8 @@ public final class Sequence {
     private boolean uncacheable;
     /** Prompt tokens whose K/V came from the cache at the first admission (what usage reports). */
     private int cachedPromptTokens;
+    /** Leading generated tokens that were resumed, not sampled here (their text was delivered elsewhere). */
+    private int resumedCount;
 
     private Sequence(long id, String requestId, int[] prompt, SamplingParams params, long arrivalOrder,
             long arrivalNanos, boolean keepBlocksOnFinish, TextTokenizer tokenizer, Collection<Integer> eosIds,
@@ -107,6 +109,44 @@ public final class Sequence {
         }
         return new Sequence(id, requestId, prompt, params, arrivalOrder, arrivalNanos, false, tokenizer, eosIds,
                 new BlockTable(blocks), prompt.length);
+    }
+
+    /**
+     * Takes the answer's first tokens as already generated and delivered elsewhere: they pass through the
+     * detokenizer and the stop checker (so text held back at their end, or a stop string begun in them, comes out as
+     * it would have), but their text is not produced again. Before any sampled token; their K/V is computed with the
+     * prompt's (the sequence starts with nothing computed).
+     *
+     * @throws IllegalArgumentException when they already end the answer (a stop token or string, or max_tokens)
+     */
+    public void resume(int[] generated) {
+        if (length != promptLength || status != SequenceStatus.WAITING || numComputed != 0) {
+            throw new IllegalStateException("resume of a sequence that has started: " + this);
+        }
+        for (int i = 0; i < generated.length; i++) {
+            int token = generated[i];
+            if (length == tokens.length) {
+                tokens = Arrays.copyOf(tokens, tokens.length * 2);
+            }
+            tokens[length++] = token;
+            boolean ends;
+            if (stopChecker.isStopToken(token)) {
+                ends = true;
+            } else {
+                StopChecker.TextStep step = stopChecker.acceptText(detokenizer.next(token));
+                ends = step.stopped() || stopChecker.reachedLimit(generatedCount());
+            }
+            if (ends) {
+                throw new IllegalArgumentException("the resumed tokens already end the answer (at token " + i
+                        + " of " + generated.length + ")");
+            }
+        }
+        resumedCount = generated.length;
+    }
+
+    /** Leading generated tokens taken by {@link #resume}. */
+    public int resumedCount() {
+        return resumedCount;
     }
 
     /**

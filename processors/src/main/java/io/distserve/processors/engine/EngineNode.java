@@ -136,6 +136,16 @@ public final class EngineNode implements AutoCloseable {
             }
             mode = PreparedGeneration.Mode.PREFILL;
         }
+        int[] resume = request.resumeTokenIds();
+        if (resume.length > 0 && mode != PreparedGeneration.Mode.NORMAL) {
+            throw OpenAiException.badRequest("resume_token_ids", "resume_token_ids are for Hybrid engines; a "
+                    + "DistServe stream is resumed by prefilling them with the prompt on a Hybrid node.");
+        }
+        for (int t : resume) {
+            if (t >= Math.min(vocabSize, tokenizer.tokenizer().vocabSize())) {
+                throw OpenAiException.badRequest("resume_token_ids", "Token id " + t + " is outside the vocabulary.");
+            }
+        }
         int max = mode == PreparedGeneration.Mode.PREFILL ? 1 : request.sampling().maxTokens();
         if (max == OpenAiRequestParser.UNTIL_CONTEXT_END) {
             max = contextLength - prompt.length;
@@ -146,7 +156,8 @@ public final class EngineNode implements AutoCloseable {
             throw contextOverflow(prompt.length, max);
         }
         String id = request.kind().idPrefix() + UUID.randomUUID().toString().replace("-", "");
-        GenerationRequest generation = new GenerationRequest(id, prompt, request.sampling().withMaxTokens(max));
+        GenerationRequest generation = new GenerationRequest(id, prompt, request.sampling().withMaxTokens(max),
+                resume);
         return new PreparedGeneration(request, id, clock.millis() / 1000, generation, mode, migration, null);
     }
 

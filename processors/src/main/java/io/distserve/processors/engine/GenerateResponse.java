@@ -77,6 +77,17 @@ public final class GenerateResponse implements Processor {
             ObjectNode response = responses.response(p.request().kind(), p.id(), p.createdEpochSeconds(),
                     node.modelName(), f.text(), f.reason().openAiName(), f.promptTokens(), f.completionTokens(),
                     p.cachedTokens(f));
+            if (p.request().returnTokenIds()) {
+                var choice = (com.fasterxml.jackson.databind.node.ObjectNode) response.path("choices").get(0);
+                var ids = choice.putArray("token_ids");
+                for (int t : f.tokenIds()) {
+                    ids.add(t);
+                }
+                var prompt = choice.putArray("prompt_token_ids");
+                for (int t : p.generation().promptTokens()) {
+                    prompt.add(t);
+                }
+            }
             if (p.mode() == PreparedGeneration.Mode.PREFILL) {
                 if (clientGone.get()) {
                     // the prompt finished in the step the abort came too late for: nobody will take this lease

@@ -67,8 +67,22 @@ public final class StreamResponse implements Processor {
             }
             if (e instanceof Submission.Token t) {
                 String delta = t.event().textDelta();
-                if (delta != null && !delta.isEmpty()) {
-                    if (!send(sse, responses.chunk(kind, p.id(), p.createdEpochSeconds(), model, delta, first, null))) {
+                boolean ids = p.request().returnTokenIds();
+                if ((delta != null && !delta.isEmpty()) || ids) {
+                    // with return_token_ids every token is a chunk, its text possibly empty (held back for a
+                    // character or a stop string): whoever reads the ids knows exactly what was generated
+                    var chunk = responses.chunk(kind, p.id(), p.createdEpochSeconds(), model, delta, first, null);
+                    if (ids) {
+                        var choice = (com.fasterxml.jackson.databind.node.ObjectNode) chunk.path("choices").get(0);
+                        choice.putArray("token_ids").add(t.event().tokenId());
+                        if (first) {
+                            var prompt = choice.putArray("prompt_token_ids");
+                            for (int id : p.generation().promptTokens()) {
+                                prompt.add(id);
+                            }
+                        }
+                    }
+                    if (!send(sse, chunk)) {
                         s.handle().abort(); // the client is gone: free the sequence now, not at max_tokens
                     }
                     first = false;

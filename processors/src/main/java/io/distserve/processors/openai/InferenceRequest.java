@@ -34,6 +34,27 @@ public record InferenceRequest(
         java.util.Map<String, Object> chatTemplateKwargs,
         ObjectNode body) {
 
+    /** {@code return_token_ids} (vLLM's field): the answer carries its token ids, and a stream a chunk per token. */
+    public boolean returnTokenIds() {
+        return body.path("return_token_ids").asBoolean(false);
+    }
+
+    /**
+     * {@code resume_token_ids}: the answer's first tokens, generated elsewhere and already delivered; the engine goes
+     * on from them (the proxy's way of moving a stream off a failed node). Empty when absent.
+     */
+    public int[] resumeTokenIds() {
+        com.fasterxml.jackson.databind.JsonNode n = body.get("resume_token_ids");
+        if (n == null || !n.isArray()) {
+            return new int[0];
+        }
+        int[] out = new int[n.size()];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = n.get(i).asInt();
+        }
+        return out;
+    }
+
     public InferenceRequest {
         messages = List.copyOf(messages);
         chatTemplateKwargs = java.util.Map.copyOf(chatTemplateKwargs);

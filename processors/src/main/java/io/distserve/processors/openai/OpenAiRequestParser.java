@@ -150,6 +150,15 @@ public final class OpenAiRequestParser {
         }
         boolean ignoreEos = f.optBoolean("ignore_eos", false);
         boolean skipSpecial = f.optBoolean("skip_special_tokens", true);
+        f.optBoolean("return_token_ids", false); // type-checked here; read by the response
+        JsonNode resume = root.get("resume_token_ids");
+        if (resume != null && !resume.isNull()) {
+            int[] ids = tokenIds(resume, "resume_token_ids");
+            if (max != null && ids.length >= max) {
+                throw OpenAiException.badRequest("resume_token_ids", "resume_token_ids (" + ids.length
+                        + " tokens) leave nothing of max_tokens (" + max + ") to generate.");
+            }
+        }
         Map<String, Object> templateKwargs = chatTemplateKwargs(root.get("chat_template_kwargs"));
         rejectUnsupported(f, kind);
 
