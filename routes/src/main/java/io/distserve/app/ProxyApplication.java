@@ -186,7 +186,8 @@ public final class ProxyApplication {
                             .keepAliveTime(60L).build()));
             NodeStreams streams = new NodeStreams(connect, key, () -> VertxPlatformHttpRouter.lookup(context,
                     VertxPlatformHttpRouter.getRouterNameFromPort(settings.port())).vertx());
-            m.bind("forwardHybrid", new ForwardHybrid(client, streams, firstByte, metrics));
+            m.bind("forwardHybrid", new ForwardHybrid(client, streams, firstByte, metrics, router,
+                    (int) number(props, "distserve.proxy.maxMigrations", 2), meters));
             m.bind("prefill", new PrefillCall(client, prefillTimeout, migrations));
             m.bind("respondFromPrefill", new RespondFromPrefill(client, metrics));
             m.bind("connectPair", new ConnectPair(pairs));

@@ -222,6 +222,41 @@ final class FakeNode implements AutoCloseable {
     }
 
     /** {@code n} events, then the connection is cut (no [DONE], no last chunk): a node that died. */
+    /** Event {@code i} as an engine asked for token ids sends it: token id {@code 100 + i}. */
+    static String eventWithId(int i) {
+        return "data: {\"id\":\"cmpl-node\",\"object\":\"text_completion\",\"created\":17,\"model\":\"m\","
+                + "\"choices\":[{\"index\":0,\"text\":\"t" + i + "\",\"logprobs\":null,\"finish_reason\":null,"
+                + "\"token_ids\":[" + (100 + i) + "]}]}\n\n";
+    }
+
+    /**
+     * An engine that resumes: {@code n} tokens in all, starting after the {@code resume_token_ids} the request
+     * carries; with {@code dieAt} >= 0 it dies (a reset) once it has sent token {@code dieAt - 1}.
+     */
+    static Behavior resumable(int n, int dieAt) {
+        return (request, out, socket) -> {
+            String body = new String(request.body(), StandardCharsets.UTF_8);
+            int from = 0;
+            int at = body.indexOf("\"resume_token_ids\":[");
+            if (at >= 0) {
+                String list = body.substring(at + 20, body.indexOf(']', at));
+                from = list.isBlank() ? 0 : list.split(",").length;
+            }
+            streamHead(out);
+            for (int i = from; i < n; i++) {
+                if (i == dieAt) {
+                    Thread.sleep(50);
+                    socket.setSoLinger(true, 0);
+                    socket.close();
+                    return;
+                }
+                chunk(out, eventWithId(i));
+            }
+            chunk(out, "data: [DONE]\n\n");
+            out.write("0\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
+        };
+    }
+
     static Behavior dieAfter(int n) {
         return (request, out, socket) -> {
             streamHead(out);

@@ -217,20 +217,42 @@ class ProxyHybridForwardTest {
     }
 
     @Test
-    void aNodeThatDiesMidStreamEndsTheStreamWithAnErrorEventAndDone() throws Exception {
-        FakeNode dying = node(FakeNode.dieAfter(2));
-        FakeNode other = node(FakeNode.stream(3, 0));
+    void aStreamWhoseNodeDiesMovesToAnotherNodeCarryingItsTokens() throws Exception {
+        FakeNode dying = node(FakeNode.resumable(5, 2));
+        FakeNode other = node(FakeNode.resumable(5, -1));
         add(dying, 100.0);
         add(other, 1.0);
         List<String> events = stream("/v1/completions", STREAM_REQUEST);
-        assertThat(events).hasSize(4);
-        assertThat(events.get(0)).isEqualTo(FakeNode.event(0).substring(6).strip());
-        assertThat(events.get(1)).isEqualTo(FakeNode.event(1).substring(6).strip());
-        assertThat(JSON.readTree(events.get(2)).path("error").path("message").asText())
-                .contains(dying.url()).contains("failed mid-stream");
-        assertThat(events.get(3)).isEqualTo("[DONE]");
-        assertThat(other.requests).as("the client had part of the answer: no other node").isEmpty();
+        assertThat(events).as("dying %s (%d requests), other %s (%d requests)", dying.url(), dying.requests.size(),
+                other.url(), other.requests.size()).hasSize(6);
+        for (int i = 0; i < 5; i++) {
+            JsonNode c = JSON.readTree(events.get(i));
+            assertThat(c.path("choices").path(0).path("text").asText()).isEqualTo("t" + i);
+            assertThat(c.path("id").asText()).isEqualTo("cmpl-node");
+            assertThat(c.path("choices").path(0).has("token_ids")).as("the client did not ask for ids").isFalse();
+        }
+        assertThat(events.get(5)).isEqualTo("[DONE]");
+        String resumed = new String(other.requests.get(0).body(), java.nio.charset.StandardCharsets.UTF_8);
+        assertThat(JSON.readTree(resumed).path("resume_token_ids").toString()).isEqualTo("[100,101]");
+        assertThat(JSON.readTree(resumed).path("return_token_ids").asBoolean()).isTrue();
         assertThat(node(dying).path("failures").asInt()).isEqualTo(1);
+        assertThat(node(other).path("completed").asInt()).isEqualTo(1);
+    }
+
+    @Test
+    void aStreamThatKeepsBreakingEndsWithAnErrorEventAndDoneAfterMaxMigrations() throws Exception {
+        FakeNode a = node(FakeNode.resumable(9, 1));
+        FakeNode b = node(FakeNode.resumable(9, 2));
+        FakeNode c = node(FakeNode.resumable(9, 3));
+        add(a, 100.0);
+        add(b, 10.0);
+        add(c, 1.0);
+        List<String> events = stream("/v1/completions", STREAM_REQUEST);
+        // t0 from a, t1 from b, t2 from c, then c dies too: two moves were all it had
+        assertThat(events).hasSize(5);
+        assertThat(JSON.readTree(events.get(2)).path("choices").path(0).path("text").asText()).isEqualTo("t2");
+        assertThat(JSON.readTree(events.get(3)).path("error").path("message").asText()).contains("failed mid-stream");
+        assertThat(events.get(4)).isEqualTo("[DONE]");
     }
 
     @Test

@@ -142,7 +142,9 @@ public final class EngineNode implements AutoCloseable {
                     + "DistServe stream is resumed by prefilling them with the prompt on a Hybrid node.");
         }
         for (int t : resume) {
-            if (t >= Math.min(vocabSize, tokenizer.tokenizer().vocabSize())) {
+            // the model's vocabulary, not the tokenizer's: an engine can sample an id of the padding (random
+            // weights do), and the stream that moved carried it
+            if (t >= vocabSize) {
                 throw OpenAiException.badRequest("resume_token_ids", "Token id " + t + " is outside the vocabulary.");
             }
         }

@@ -4,6 +4,7 @@ import io.distserve.processors.http.ClientDisconnect;
 import io.distserve.processors.http.SseResponse;
 import io.distserve.processors.metrics.RequestMetrics;
 import io.distserve.processors.openai.OpenAiException;
+import io.distserve.processors.routing.NodeRouter;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.http.HttpClientRequest;
 import io.vertx.core.http.HttpClientResponse;
@@ -17,8 +18,13 @@ import org.apache.camel.support.AsyncProcessorSupport;
 
 /**
  * Hybrid serving: forwards the request as it came to the chosen Hybrid node and its answer as it goes, chunk by
- * chunk for streams. A node that fails before answering is a {@link NodeFailure} (the route tries another); a
- * failure mid-stream ends the client's stream with an SSE error event and {@code [DONE]}.
+ * chunk for streams. A node that fails before answering is a {@link NodeFailure} (the route tries another). A
+ * stream that breaks (the node died, reset the connection, or sent an error event) moves to another Hybrid node,
+ * at most {@code maxMigrations} times: the proxy asks every node for the token ids of each chunk
+ * ({@code return_token_ids}, stripped again unless the client asked), and the next node gets the same request with
+ * those ids as {@code resume_token_ids}, so it goes on exactly where the first stopped; its chunks continue the
+ * same stream (same id and creation time). Past that, the client's stream ends with an SSE error event and
+ * {@code [DONE]}.
  *
  * <p>Non-blocking: an asynchronous Camel processor on Vert.x's HttpClient ({@link NodeStreams}). On the proxy's
  * event-loop consumer the whole forward, request to last byte, runs on the event loop that received the request:
@@ -30,20 +36,38 @@ import org.apache.camel.support.AsyncProcessorSupport;
  */
 public final class ForwardHybrid extends AsyncProcessorSupport {
 
+    private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(ForwardHybrid.class);
+
     private final NodeClient client;
     private final NodeStreams streams;
     private final Duration firstByteTimeout;
     private final RequestMetrics metrics;
+    private final NodeRouter router;
+    private final int maxMigrations;
+    private final io.micrometer.core.instrument.MeterRegistry meters;
 
     /**
      * @param client           for the JSON mapper and the reading of a node's 4xx answer
      * @param firstByteTimeout the longest wait for the node's first byte, and between later bytes
      */
     public ForwardHybrid(NodeClient client, NodeStreams streams, Duration firstByteTimeout, RequestMetrics metrics) {
+        this(client, streams, firstByteTimeout, metrics, null, 0, null);
+    }
+
+    /**
+     * @param router        where a broken stream moves to (null: streams do not move)
+     * @param maxMigrations how often one stream may move ({@code distserve.proxy.maxMigrations})
+     * @param meters        for {@code distserve_proxy_stream_migrations_total{cause}} (null: not counted)
+     */
+    public ForwardHybrid(NodeClient client, NodeStreams streams, Duration firstByteTimeout, RequestMetrics metrics,
+                         NodeRouter router, int maxMigrations, io.micrometer.core.instrument.MeterRegistry meters) {
         this.client = client;
         this.streams = streams;
         this.firstByteTimeout = firstByteTimeout;
         this.metrics = metrics;
+        this.router = router;
+        this.maxMigrations = router == null ? 0 : maxMigrations;
+        this.meters = meters;
     }
 
     @Override
@@ -78,9 +102,18 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
         private final Exchange exchange;
         private final AsyncCallback callback;
         private final ProxyCall call;
-        private final String node;
+        private String node;
         private final String path;
-        private final byte[] body;
+        private byte[] body;
+        /** Streams that may move: the ids of every token the client has been sent (or held back for it). */
+        private final boolean movable;
+        private final boolean clientWantsIds;
+        private final java.util.List<Integer> generated = new java.util.ArrayList<>();
+        private String streamId;
+        private String streamCreated;
+        private int migrations;
+        /** Callbacks of a node the stream has moved away from are stale: only those of this attempt count. */
+        private volatile int attempt;
         private volatile HttpClientRequest request;
         private volatile boolean clientGone;
         private volatile boolean finished;
@@ -95,6 +128,13 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
             try {
                 // the request as it came (the parser keeps it unchanged): no second serialization
                 this.body = call.rawBody != null ? call.rawBody : client.json().writeValueAsBytes(call.request.body());
+                this.clientWantsIds = call.request.returnTokenIds();
+                this.movable = call.request.stream() && maxMigrations > 0;
+                if (movable && !clientWantsIds) {
+                    com.fasterxml.jackson.databind.node.ObjectNode b = call.request.body().deepCopy();
+                    b.put("return_token_ids", true);
+                    this.body = client.json().writeValueAsBytes(b);
+                }
             } catch (java.io.IOException e) {
                 throw new IllegalStateException(e);
             }
@@ -103,8 +143,9 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
 
         /** @param mayResend whether a kept-alive connection found closed may be replaced once (the node saw nothing) */
         void send(boolean mayResend) {
+            int mine = attempt;
             streams.post(node, path, firstByteTimeout).onComplete(opened -> {
-                if (finished) {
+                if (finished || mine != attempt) {
                     if (opened.succeeded()) {
                         opened.result().reset();
                     }
@@ -118,7 +159,7 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
                 request = req;
                 boolean reused = streams.reused(req);
                 req.send(Buffer.buffer(body)).onComplete(answer -> {
-                    if (finished) {
+                    if (finished || mine != attempt) {
                         return;
                     }
                     if (answer.succeeded()) {
@@ -180,8 +221,9 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
             if (finished) {
                 return; // the client was gone before its stream opened
             }
+            int mine = attempt;
             RecordParser lines = RecordParser.newDelimited("\n", line -> {
-                if (finished) {
+                if (finished || mine != attempt) {
                     return;
                 }
                 String payload = SseRelay.payload(line.toString(StandardCharsets.UTF_8));
@@ -191,6 +233,30 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
                 if (payload.equals(SseRelay.DONE)) {
                     streamEnded();
                     return;
+                }
+                if (movable) {
+                    if (StreamChunks.isError(payload)) {
+                        streamBroke(new IllegalStateException("the node sent an error event: "
+                                + NodeClient.abbreviate(payload.getBytes(StandardCharsets.UTF_8))));
+                        return;
+                    }
+                    for (int id : StreamChunks.tokenIds(payload)) {
+                        generated.add(id);
+                    }
+                    if (migrations == 0) {
+                        if (streamId == null) {
+                            streamId = StreamChunks.id(payload);
+                            streamCreated = StreamChunks.created(payload);
+                        }
+                    } else {
+                        payload = StreamChunks.continuing(payload, streamId, streamCreated);
+                    }
+                    if (!clientWantsIds) {
+                        payload = StreamChunks.withoutIds(payload);
+                        if (StreamChunks.isEmpty(payload)) {
+                            return; // a token whose text is held back: the client sees it with a later one
+                        }
+                    }
                 }
                 sse.send(payload);
                 if (payload.contains("\"usage\"")) {
@@ -202,8 +268,60 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
                 }
             });
             response.handler(lines);
-            response.endHandler(v -> streamEnded());
-            response.exceptionHandler(this::streamBroke);
+            response.endHandler(v -> {
+                if (mine == attempt) {
+                    streamEnded();
+                }
+            });
+            response.exceptionHandler(e -> {
+                if (mine == attempt) {
+                    streamBroke(e);
+                }
+            });
+        }
+
+        /**
+         * Moves a broken stream to another Hybrid node with the tokens streamed so far as resume_token_ids; false
+         * when it may not (not a movable stream, moved too often, nothing left to generate, no other node).
+         */
+        private boolean moveStream(String cause) {
+            if (!movable || migrations >= maxMigrations || sse == null || sse.clientGone()) {
+                return false;
+            }
+            int max = call.request.sampling().maxTokens();
+            if (call.request.maxTokensGiven() && generated.size() >= max) {
+                return false;
+            }
+            java.util.Optional<io.distserve.registry.NodeLease> next = router.acquire(call.model(),
+                    io.distserve.registry.NodeRole.Hybrid, call.triedHybrid, call.prompt());
+            if (next.isEmpty()) {
+                return false;
+            }
+            String from = node;
+            call.triedHybrid.add(next.get().url());
+            call.hybrid.close();
+            call.hybrid = next.get();
+            node = next.get().url();
+            migrations++;
+            attempt++;
+            com.fasterxml.jackson.databind.node.ObjectNode b = call.request.body().deepCopy();
+            b.put("return_token_ids", true);
+            var resume = b.putArray("resume_token_ids");
+            generated.forEach(resume::add);
+            try {
+                body = client.json().writeValueAsBytes(b);
+            } catch (java.io.IOException e) {
+                throw new IllegalStateException(e);
+            }
+            LOG.info("{} stream moved from {} to {} carrying {} tokens ({})", call.id, from, node, generated.size(),
+                    cause);
+            if (meters != null) {
+                meters.counter("distserve.proxy.stream.migrations", "cause",
+                        cause.startsWith("stream broke: java.lang.IllegalStateException: the node sent an error")
+                                ? "error_event" : "stream_broke").increment();
+            }
+            send(false);
+            return true;
         }
 
         /** The node's token counts, if its body has them (else the log line says they are unknown). */
@@ -230,6 +348,9 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
                 return;
             }
             call.hybrid.fail("stream broke: " + failure);
+            if (moveStream("stream broke: " + failure)) {
+                return;
+            }
             ProxyErrors.sendStreamError(sse, client.json(), "The node " + node + " failed mid-stream: " + failure);
             sse.end();
             metrics.requestEnded(exchange.getFromRouteId(), 200);
@@ -248,6 +369,17 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
             NodeFailure f = failure instanceof NodeFailure nf ? nf : new NodeFailure(node, path + " failed: " + failure,
                     failure);
             call.hybrid.fail(f.getMessage());
+            if (migrations > 0) {
+                // the node a stream moved to failed too: the client's stream is open, so on, or end it there
+                if (!moveStream("the node it moved to failed: " + f.getMessage())) {
+                    ProxyErrors.sendStreamError(sse, client.json(), "The stream could not move on: "
+                            + f.getMessage());
+                    sse.end();
+                    metrics.requestEnded(exchange.getFromRouteId(), 200);
+                    finish(null);
+                }
+                return;
+            }
             finish(f);
         }
 

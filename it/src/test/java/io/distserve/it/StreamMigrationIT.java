@@ -1,0 +1,103 @@
+package io.distserve.it;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import io.distserve.engine.model.CheckpointGenerator;
+import io.distserve.engine.model.ModelShape;
+import java.net.URI;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * A Hybrid node killed with SIGKILL in the middle of many streams: every stream moves to the other node carrying
+ * the tokens it had (resume_token_ids) and completes; no client sees an error, and at temperature 0 every text is
+ * the uninterrupted one.
+ */
+class StreamMigrationIT {
+
+    @TempDir
+    static Path dir;
+
+    @Test
+    void killingAHybridNodeMidStreamCostsNoClientAnything() throws Exception {
+        Path model = dir.resolve("tiny");
+        new CheckpointGenerator(ModelShape.TINY, 5, null).withThreads(1).writeTo(model);
+        int proxyPort = ServerProcess.freePort();
+        ServerProcess proxy = null;
+        ServerProcess a = null;
+        ServerProcess b = null;
+        try {
+            proxy = ServerProcess.proxy("migration-proxy", proxyPort, "--serving-strategy", "Hybrid",
+                    "--node-table", dir.resolve("nodes.json").toString(), "--log-level", "INFO");
+            String url = "http://127.0.0.1:" + proxyPort;
+            a = ServerProcess.launchApiServer("migration-a", ServerProcess.freePort(), model, "--proxy-url", url,
+                    "--cache-max-entry-count", "0.2");
+            b = ServerProcess.launchApiServer("migration-b", ServerProcess.freePort(), model, "--proxy-url", url,
+                    "--cache-max-entry-count", "0.2");
+            a.healthy();
+            b.healthy();
+            ServerProcess p = proxy;
+            await().atMost(Duration.ofSeconds(30)).until(() -> {
+                int healthy = 0;
+                for (JsonNode n : Http.getJson(p.base + "/nodes/status", null).path("nodes")) {
+                    healthy += n.path("health").asText().equals("HEALTHY") ? 1 : 0;
+                }
+                return healthy == 2;
+            });
+
+            int streams = 24;
+            List<String> bodies = new ArrayList<>();
+            List<CompletableFuture<HttpResponse<String>>> answers = new ArrayList<>();
+            for (int i = 0; i < streams; i++) {
+                boolean chat = i % 3 == 0;
+                String body = chat
+                        ? "{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"Tell story " + i
+                        + " about the sea, its ports and ships\"}],\"max_tokens\":300,\"temperature\":0,"
+                        + "\"ignore_eos\":true,\"stream\":true}"
+                        : "{\"model\":\"tiny\",\"prompt\":\"Story " + i + ": the ships of the northern sea \","
+                        + "\"max_tokens\":300,\"temperature\":0,\"ignore_eos\":true,\"stream\":true}";
+                bodies.add(body);
+                String path = chat ? "/v1/chat/completions" : "/v1/completions";
+                answers.add(Http.CLIENT.sendAsync(HttpRequest.newBuilder(URI.create(proxy.base + path))
+                        .timeout(Duration.ofSeconds(120)).header("Content-Type", "application/json")
+                        .POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofString()));
+            }
+            Thread.sleep(800);
+            a.kill(); // mid-stream for the streams it serves
+            List<String> texts = new ArrayList<>();
+            for (CompletableFuture<HttpResponse<String>> f : answers) {
+                HttpResponse<String> r = f.get(120, TimeUnit.SECONDS);
+                assertThat(r.statusCode()).isEqualTo(200);
+                List<String> payloads = Http.ssePayloads(r.body());
+                assertThat(payloads).as(r.body()).noneMatch(x -> x.contains("\"error\"")).last().isEqualTo("[DONE]");
+                texts.add(Http.text(r.body(), true));
+            }
+            assertThat(proxy.output()).contains("stream moved from " + a.base);
+            // the uninterrupted answers, from the surviving node
+            for (int i = 0; i < streams; i++) {
+                boolean chat = i % 3 == 0;
+                String whole = bodies.get(i).replace("\"stream\":true", "\"stream\":false");
+                HttpResponse<String> r = Http.post(b.base + (chat ? "/v1/chat/completions" : "/v1/completions"), null,
+                        whole);
+                assertThat(texts.get(i)).as("stream %d", i).isEqualTo(Http.text(r.body(), false));
+            }
+            assertThat(Http.metric(b.base, null, "distserve_kv_blocks_used")).isZero();
+        } finally {
+            for (ServerProcess s : new ServerProcess[] {a, b, proxy}) {
+                if (s != null) {
+                    s.kill();
+                }
+            }
+        }
+    }
+}
