@@ -1,7 +1,6 @@
 package io.distserve.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.awaitility.Awaitility.await;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import io.distserve.bench.BenchRequest;
@@ -54,13 +53,7 @@ class BenchServingIT {
                 "--proxy-url", url, "--cache-max-entry-count", "0.1", "--log-level", "WARNING");
         prefill.healthy();
         decode.healthy();
-        await().atMost(Duration.ofSeconds(30)).until(() -> {
-            int healthy = 0;
-            for (JsonNode n : Http.getJson(proxy.base + "/nodes/status", null).path("nodes")) {
-                healthy += n.path("health").asText().equals("HEALTHY") ? 1 : 0;
-            }
-            return healthy == 2;
-        });
+        Http.awaitHealthyNodes(proxy.base, null, 2);
     }
 
     @AfterAll

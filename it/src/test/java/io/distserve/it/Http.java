@@ -119,4 +119,15 @@ final class Http {
         }
         return found ? sum : 0;
     }
+
+    /** Waits (60 s at most) until the proxy's node table holds {@code count} healthy nodes. */
+    static void awaitHealthyNodes(String proxyBase, String key, int count) {
+        org.awaitility.Awaitility.await().atMost(java.time.Duration.ofSeconds(60)).until(() -> {
+            int healthy = 0;
+            for (JsonNode n : getJson(proxyBase + "/nodes/status", key).path("nodes")) {
+                healthy += n.path("health").asText().equals("HEALTHY") ? 1 : 0;
+            }
+            return healthy == count;
+        });
+    }
 }

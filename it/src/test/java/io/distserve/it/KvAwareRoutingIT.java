@@ -72,13 +72,7 @@ class KvAwareRoutingIT {
     }
 
     static void awaitHealthy(ServerProcess proxy, int nodes) {
-        await().atMost(Duration.ofSeconds(60)).until(() -> {
-            int healthy = 0;
-            for (JsonNode n : Http.getJson(proxy.base + "/nodes/status", null).path("nodes")) {
-                healthy += n.path("health").asText().equals("HEALTHY") ? 1 : 0;
-            }
-            return healthy == nodes;
-        });
+        Http.awaitHealthyNodes(proxy.base, null, nodes);
         // the proxy has the tokenizer once its log says so
         await().atMost(Duration.ofSeconds(30)).until(() -> proxy.output().contains("loaded the tokenizer of tiny"));
     }

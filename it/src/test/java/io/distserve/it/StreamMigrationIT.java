@@ -1,9 +1,7 @@
 package io.distserve.it;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.awaitility.Awaitility.await;
 
-import com.fasterxml.jackson.databind.JsonNode;
 import io.distserve.engine.model.CheckpointGenerator;
 import io.distserve.engine.model.ModelShape;
 import java.net.URI;
@@ -46,14 +44,7 @@ class StreamMigrationIT {
                     "--cache-max-entry-count", "0.2");
             a.healthy();
             b.healthy();
-            ServerProcess p = proxy;
-            await().atMost(Duration.ofSeconds(30)).until(() -> {
-                int healthy = 0;
-                for (JsonNode n : Http.getJson(p.base + "/nodes/status", null).path("nodes")) {
-                    healthy += n.path("health").asText().equals("HEALTHY") ? 1 : 0;
-                }
-                return healthy == 2;
-            });
+            Http.awaitHealthyNodes(proxy.base, null, 2);
 
             int streams = 24;
             List<String> bodies = new ArrayList<>();

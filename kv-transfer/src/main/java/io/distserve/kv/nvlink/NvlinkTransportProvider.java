@@ -4,18 +4,15 @@ import io.distserve.kv.cuda.CudaAvailability;
 import io.distserve.kv.device.DeviceRegion;
 import io.distserve.kv.transfer.KvTransport;
 import io.distserve.kv.transfer.MemoryRegion;
+import io.distserve.kv.transfer.ProbedTransportProvider;
 import io.distserve.kv.transfer.TransportOptions;
-import io.distserve.kv.transfer.TransportProvider;
-import io.distserve.kv.transfer.TransportUnavailableException;
 import java.util.Optional;
 
 /**
  * Provider for {@code nvlink}: available where the CUDA driver and a device are (and this build has the gather
  * kernel); serves GPU memory only. Found via ServiceLoader.
  */
-public final class NvlinkTransportProvider implements TransportProvider {
-
-    private volatile Optional<String> reason; // probed once, on first ask
+public final class NvlinkTransportProvider extends ProbedTransportProvider {
 
     @Override
     public String name() {
@@ -23,18 +20,8 @@ public final class NvlinkTransportProvider implements TransportProvider {
     }
 
     @Override
-    public boolean isAvailable() {
-        return unavailableReason().isEmpty();
-    }
-
-    @Override
-    public Optional<String> unavailableReason() {
-        Optional<String> r = reason;
-        if (r == null) {
-            r = Optional.ofNullable(CudaAvailability.unavailableReason());
-            reason = r;
-        }
-        return r;
+    protected Optional<String> probe() {
+        return Optional.ofNullable(CudaAvailability.unavailableReason());
     }
 
     @Override
@@ -45,10 +32,7 @@ public final class NvlinkTransportProvider implements TransportProvider {
 
     @Override
     public KvTransport create(TransportOptions options) {
-        Optional<String> why = unavailableReason();
-        if (why.isPresent()) {
-            throw new TransportUnavailableException("transport 'nvlink' is unavailable: " + why.get());
-        }
+        requireAvailable();
         return new NvlinkTransport(options);
     }
 }

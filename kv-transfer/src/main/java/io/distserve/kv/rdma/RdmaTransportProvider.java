@@ -2,18 +2,15 @@ package io.distserve.kv.rdma;
 
 import io.distserve.kv.transfer.KvTransport;
 import io.distserve.kv.transfer.MemoryRegion;
+import io.distserve.kv.transfer.ProbedTransportProvider;
 import io.distserve.kv.transfer.TransportOptions;
-import io.distserve.kv.transfer.TransportProvider;
-import io.distserve.kv.transfer.TransportUnavailableException;
 import java.util.Optional;
 
 /**
  * Provider for {@code rdma} (DiSNI verbs): available where libdisni loads and the kernel shows an RDMA device; its
  * reason otherwise says which is missing, in one line. Found via ServiceLoader.
  */
-public final class RdmaTransportProvider implements TransportProvider {
-
-    private volatile Optional<String> reason; // probed once, on first ask
+public final class RdmaTransportProvider extends ProbedTransportProvider {
 
     @Override
     public String name() {
@@ -21,18 +18,8 @@ public final class RdmaTransportProvider implements TransportProvider {
     }
 
     @Override
-    public boolean isAvailable() {
-        return unavailableReason().isEmpty();
-    }
-
-    @Override
-    public Optional<String> unavailableReason() {
-        Optional<String> r = reason;
-        if (r == null) {
-            r = RdmaAvailability.host().reason();
-            reason = r;
-        }
-        return r;
+    protected Optional<String> probe() {
+        return RdmaAvailability.host().reason();
     }
 
     /** GPU pools need GPUDirect registration (nvidia_peermem), which this build does not do yet. */
@@ -45,10 +32,7 @@ public final class RdmaTransportProvider implements TransportProvider {
 
     @Override
     public KvTransport create(TransportOptions options) {
-        Optional<String> why = unavailableReason();
-        if (why.isPresent()) {
-            throw new TransportUnavailableException("rdma is unavailable here: " + why.get());
-        }
+        requireAvailable();
         return new RdmaTransport(new DisniVerbs(), options);
     }
 }

@@ -38,6 +38,13 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
 
     private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(ForwardHybrid.class);
 
+    /** A node's SSE error event in the middle of a stream: its generation failed. */
+    private static final class NodeErrorEvent extends RuntimeException {
+        NodeErrorEvent(String event) {
+            super("the node sent an error event: " + event, null, false, false);
+        }
+    }
+
     private final NodeClient client;
     private final NodeStreams streams;
     private final Duration firstByteTimeout;
@@ -236,8 +243,8 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
                 }
                 if (movable) {
                     if (StreamChunks.isError(payload)) {
-                        streamBroke(new IllegalStateException("the node sent an error event: "
-                                + NodeClient.abbreviate(payload.getBytes(StandardCharsets.UTF_8))));
+                        streamBroke(new NodeErrorEvent(NodeClient.abbreviate(
+                                payload.getBytes(StandardCharsets.UTF_8))));
                         return;
                     }
                     for (int id : StreamChunks.tokenIds(payload)) {
@@ -284,7 +291,7 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
          * Moves a broken stream to another Hybrid node with the tokens streamed so far as resume_token_ids; false
          * when it may not (not a movable stream, moved too often, nothing left to generate, no other node).
          */
-        private boolean moveStream(String cause) {
+        private boolean moveStream(String cause, String label) {
             if (!movable || migrations >= maxMigrations || sse == null || sse.clientGone()) {
                 return false;
             }
@@ -316,9 +323,7 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
             LOG.info("{} stream moved from {} to {} carrying {} tokens ({})", call.id, from, node, generated.size(),
                     cause);
             if (meters != null) {
-                meters.counter("distserve.proxy.stream.migrations", "cause",
-                        cause.startsWith("stream broke: java.lang.IllegalStateException: the node sent an error")
-                                ? "error_event" : "stream_broke").increment();
+                meters.counter("distserve.proxy.stream.migrations", "cause", label).increment();
             }
             send(false);
             return true;
@@ -348,7 +353,8 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
                 return;
             }
             call.hybrid.fail("stream broke: " + failure);
-            if (moveStream("stream broke: " + failure)) {
+            String label = failure instanceof NodeErrorEvent ? "error_event" : "stream_broke";
+            if (moveStream("stream broke: " + failure, label)) {
                 return;
             }
             ProxyErrors.sendStreamError(sse, client.json(), "The node " + node + " failed mid-stream: " + failure);
@@ -371,7 +377,7 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
             call.hybrid.fail(f.getMessage());
             if (migrations > 0) {
                 // the node a stream moved to failed too: the client's stream is open, so on, or end it there
-                if (!moveStream("the node it moved to failed: " + f.getMessage())) {
+                if (!moveStream("the node it moved to failed: " + f.getMessage(), "moved_to_failed")) {
                     ProxyErrors.sendStreamError(sse, client.json(), "The stream could not move on: "
                             + f.getMessage());
                     sse.end();
