@@ -12,6 +12,7 @@ import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Semaphore;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -42,7 +43,7 @@ final class RdmaConnection implements Connection {
     private final Object postLock = new Object();
     private RdmaVerbs.QueuePair qp;
     /** Free entries of the current queue pair's send queue (a new queue pair, a new count). */
-    private java.util.concurrent.Semaphore sendSlots;
+    private Semaphore sendSlots;
     private Thread poller;
     private volatile boolean closed;
 
@@ -87,7 +88,7 @@ final class RdmaConnection implements Connection {
         // earlier windows (the poller thread frees them); one that fits goes out at once.
         synchronized (postLock) {
             RdmaVerbs.QueuePair target;
-            java.util.concurrent.Semaphore slots;
+            Semaphore slots;
             try {
                 synchronized (lock) {
                     ensureConnected();
@@ -123,7 +124,7 @@ final class RdmaConnection implements Connection {
         if (qp == null) {
             int depth = 2 * wrPlanner.signalEvery();
             qp = verbs.connect(remote.host(), remote.port(), depth, connectTimeout);
-            sendSlots = new java.util.concurrent.Semaphore(depth);
+            sendSlots = new Semaphore(depth);
             RdmaVerbs.QueuePair mine = qp;
             poller = new Thread(() -> pollLoop(mine), "rdma-cq-" + remote.host() + ":" + remote.port());
             poller.setDaemon(true);
@@ -154,7 +155,7 @@ final class RdmaConnection implements Connection {
                 int k = wrPlanner.signalEvery();
                 int index = (int) c.wrId();
                 int retired = index - ((index / k) * k - 1); // this request and the unsignalled ones before it
-                java.util.concurrent.Semaphore slots;
+                Semaphore slots;
                 synchronized (lock) {
                     slots = qp == mine ? sendSlots : null;
                 }

@@ -153,10 +153,8 @@ public final class ControlEndpoints {
         out.put("enabled", blocks.cachesPrefixes());
         out.put("blocks_used", blocks.usedCount());
         out.put("blocks_total", blocks.totalBlocks());
-        blocks.prefixHasher().ifPresent(h -> {
-            out.put("block_size", h.blockSize());
-            out.put("hash_salt", hex(h.salt()));
-        });
+        out.put("block_size", migration.layout().blockSize());
+        blocks.prefixHasher().ifPresent(h -> out.put("hash_salt", hex(h.salt())));
         PrefixCacheDelta delta = blocks.cacheChangesSince(node.engineId().equals(epoch) ? since : -1);
         out.put("next", delta.next());
         out.put("reset", delta.reset());

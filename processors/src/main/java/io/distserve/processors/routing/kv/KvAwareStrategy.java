@@ -121,8 +121,7 @@ public final class KvAwareStrategy implements RoutingStrategy {
             if (tokens != null && hasher != null) {
                 overlap[i] = idx.get().overlapBlocks(prompt.keys(hasher), now) * hasher.blockSize();
             }
-            double kvTokens = idx.map(x -> (double) x.blocksUsed() * (x.hasher() == null ? 1 : x.hasher().blockSize()))
-                    .orElse(0.0);
+            double kvTokens = idx.map(NodePrefixIndex::tokensUsed).orElse(0L);
             double uncached = tokens == null ? 0 : tokens.length - overlap[i];
             double cost = (weights.prefillToken() * uncached + weights.inFlight() * node.inFlight()
                     + weights.kvUsageToken() * kvTokens) / speeds[i];

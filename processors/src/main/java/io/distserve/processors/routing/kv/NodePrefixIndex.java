@@ -25,6 +25,7 @@ public final class NodePrefixIndex {
     private volatile long cursor = -1;
     private volatile PrefixHasher hasher;
     private volatile int blocksUsed;
+    private volatile int blockSize = 1;
     private volatile int blocksTotal;
     private volatile long updatedNanos;
 
@@ -38,12 +39,15 @@ public final class NodePrefixIndex {
             throw new IllegalArgumentException("not a prefix-cache feed: " + abbreviate(feed.toString()));
         }
         boolean enabled = feed.path("enabled").asBoolean(false);
+        int bs = feed.path("block_size").asInt(0);
+        if (bs < 1) {
+            throw new IllegalArgumentException("prefix-cache feed without block_size");
+        }
         PrefixHasher h = null;
         if (enabled) {
-            int bs = feed.path("block_size").asInt(0);
             String salt = feed.path("hash_salt").asText("");
-            if (bs < 1 || salt.isEmpty()) {
-                throw new IllegalArgumentException("prefix-cache feed without block_size / hash_salt");
+            if (salt.isEmpty()) {
+                throw new IllegalArgumentException("prefix-cache feed without hash_salt");
             }
             h = new PrefixHasher(Long.parseUnsignedLong(salt, 16), bs);
         }
@@ -65,6 +69,7 @@ public final class NodePrefixIndex {
         epoch = newEpoch;
         cursor = feed.path("next").asLong();
         blocksUsed = feed.path("blocks_used").asInt(0);
+        blockSize = bs;
         blocksTotal = feed.path("blocks_total").asInt(0);
         updatedNanos = nowNanos;
     }
@@ -122,6 +127,11 @@ public final class NodePrefixIndex {
     /** KV blocks referenced by running sequences and leases, as of the last poll. */
     public int blocksUsed() {
         return blocksUsed;
+    }
+
+    /** KV tokens referenced by running sequences and leases, as of the last poll (whether or not it caches). */
+    public long tokensUsed() {
+        return (long) blocksUsed * blockSize;
     }
 
     public int blocksTotal() {

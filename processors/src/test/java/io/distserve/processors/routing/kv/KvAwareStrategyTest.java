@@ -176,6 +176,24 @@ class KvAwareStrategyTest {
     }
 
     @Test
+    void kvUsageCountsInTokensAlsoOnANodeWithoutAPrefixCache() {
+        ObjectNode f = JSON.createObjectNode();
+        f.put("epoch", "ea");
+        f.put("enabled", false);
+        f.put("block_size", BS);
+        f.put("blocks_used", 400); // 6,400 KV tokens * 0.05 = 320
+        f.put("blocks_total", 1000);
+        f.put("next", 0);
+        f.put("reset", true);
+        index.updating("http://a").apply(f, System.nanoTime());
+        feed("http://b", "eb", 0);
+        assertThat(index.node("http://a").orElseThrow().tokensUsed()).isEqualTo(6400);
+        // 320 (a's KV) against 256 (b's one request in flight): counted in blocks, a would look idle and win
+        assertThat(strategy(1).select(List.of(node("http://a", 0), node("http://b", 1)), prompt(ids(100, 5)))
+                .orElseThrow().url()).isEqualTo("http://b");
+    }
+
+    @Test
     void aRestartedNodeIsNotPreferredOnWhatItHeldBefore() {
         List<NodeView> nodes = List.of(node("http://a", 0), node("http://b", 0));
         Map<String, Integer> counts = new HashMap<>();
