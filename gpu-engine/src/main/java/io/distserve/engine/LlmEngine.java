@@ -201,15 +201,20 @@ public final class LlmEngine implements AutoCloseable {
      * <p>Ownership of the block references passes to the engine when this method returns normally (they are freed
      * when the request ends, however it ends); if it throws, they stay with the caller.
      *
-     * @param blockIds exactly the blocks of the prompt, in order: {@code ceil(prompt / blockSize)} of them
+     * <p>A request with {@link GenerationRequest#resumeTokens()} continues an answer begun elsewhere: the blocks hold
+     * the K/V of the prompt and of those tokens, and {@code firstToken} is the one sampled after them.
+     *
+     * @param blockIds exactly the blocks of the prompt and the resumed tokens, in order:
+     *                 {@code ceil((prompt + resumed) / blockSize)} of them
      */
     public GenerationHandle submitPrefilled(GenerationRequest req, int[] blockIds, int firstToken,
             GenerationListener listener) {
         int[] blocks = blockIds.clone();
-        int needed = (req.promptTokens().length + blockSize - 1) / blockSize;
+        int kvTokens = req.promptTokens().length + req.resumeTokens().length;
+        int needed = (kvTokens + blockSize - 1) / blockSize;
         if (blocks.length != needed) {
             throw new RequestRejectedException(RequestRejectedException.Reason.INVALID, "a prompt of "
-                    + req.promptTokens().length + " tokens needs " + needed + " KV blocks, got " + blocks.length);
+                    + kvTokens + " tokens needs " + needed + " KV blocks, got " + blocks.length);
         }
         for (int b : blocks) {
             if (b < 0 || b >= blockManager.totalBlocks() || blockManager.refCount(b) == 0) {
@@ -322,28 +327,28 @@ public final class LlmEngine implements AutoCloseable {
         long arrival = nextArrival.getAndIncrement();
         long now = System.nanoTime();
         long id = nextSequenceId.getAndIncrement();
-        Sequence seq = prefilledBlocks == null
-                ? Sequence.create(id, req.requestId(), prompt, req.params(), arrival, now, keepBlocks, tokenizer,
-                        eosIds)
-                : Sequence.prefilled(id, req.requestId(), prompt, req.params(), arrival, now, tokenizer, eosIds,
-                        prefilledBlocks, blockSize);
         int[] resume = req.resumeTokens();
-        if (resume.length > 0) {
-            if (prefilledBlocks != null) {
+        for (int t : resume) {
+            if (t < 0 || t >= vocabSize) {
                 throw new RequestRejectedException(RequestRejectedException.Reason.INVALID,
-                        "a migrated request carries its resumed tokens in its prompt's KV, not as resume tokens");
+                        "resumed token " + t + " is outside the vocabulary (" + vocabSize + ")");
             }
-            for (int t : resume) {
-                if (t < 0 || t >= vocabSize) {
-                    throw new RequestRejectedException(RequestRejectedException.Reason.INVALID,
-                            "resumed token " + t + " is outside the vocabulary (" + vocabSize + ")");
+        }
+        Sequence seq;
+        try {
+            if (prefilledBlocks == null) {
+                seq = Sequence.create(id, req.requestId(), prompt, req.params(), arrival, now, keepBlocks, tokenizer,
+                        eosIds);
+                if (resume.length > 0) {
+                    seq.resume(resume);
                 }
+            } else {
+                // a migrated request that resumes: the blocks hold the K/V of the prompt and of the resumed tokens
+                seq = Sequence.prefilled(id, req.requestId(), prompt, req.params(), arrival, now, tokenizer, eosIds,
+                        prefilledBlocks, blockSize, resume);
             }
-            try {
-                seq.resume(resume);
-            } catch (IllegalArgumentException e) {
-                throw new RequestRejectedException(RequestRejectedException.Reason.INVALID, e.getMessage());
-            }
+        } catch (IllegalArgumentException e) {
+            throw new RequestRejectedException(RequestRejectedException.Reason.INVALID, e.getMessage());
         }
         Handle handle = new Handle(seq, listener);
         synchronized (lifecycle) {

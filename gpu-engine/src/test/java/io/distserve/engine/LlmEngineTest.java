@@ -534,6 +534,52 @@ class LlmEngineTest {
     }
 
     @Test
+    void aBrokenAnswerResumesThroughAPrefillAndAMigrationToTheUninterruptedTokens() throws Exception {
+        // a DistServe stream that broke after k tokens: prefilled again with them (resume), migrated, decoded
+        int[] prompt = prompt(10, 4);
+        int[] expected = FakeBackend.reference(prompt, 12, VOCAB, EOS, true);
+        for (int k : new int[] {1, 2, 5}) {
+            int[] resumed = java.util.Arrays.copyOf(expected, k);
+            LlmEngine prefill = engine(4, 32, EngineConfig.defaults());
+            FakeBackend prefillBackend = backend;
+            BlockManager prefillBlocks = blocks;
+            RecordingListener p = listener();
+            p.resumed = k;
+            prefill.submitKeepingBlocks(new GenerationRequest("pr", prompt, greedy(k + 1, true), resumed), p);
+            FinishEvent pf = p.awaitFinish();
+            // the lease holds the K/V of the prompt and of the resumed tokens; the sampled one comes after them
+            assertThat(pf.keptBlocks()).as("k=%d", k).hasSize((prompt.length + k + 3) / 4);
+            assertThat(pf.tokenIds()).containsExactly(expected[k]);
+            assertThat(pf.completionTokens()).isEqualTo(k + 1);
+
+            LlmEngine decode = engine(4, 32, EngineConfig.defaults());
+            int[] local = blocks.allocate(pf.keptBlocks().length).orElseThrow();
+            for (int i = 0; i < local.length; i++) {
+                prefillBackend.copyBlockTo(pf.keptBlocks()[i], backend, local[i]);
+            }
+            prefillBlocks.free(pf.keptBlocks());
+            RecordingListener d = listener();
+            d.resumed = k;
+            decode.submitPrefilled(new GenerationRequest("dr", prompt, greedy(12, true), resumed), local,
+                    pf.tokenIds()[0], d);
+            FinishEvent df = d.awaitFinish();
+            assertThat(df.tokenIds()).as("k=%d", k)
+                    .containsExactly(java.util.Arrays.copyOfRange(expected, k, expected.length));
+            assertThat(df.completionTokens()).isEqualTo(12);
+            assertThat(textOf(resumed) + df.text()).isEqualTo(textOf(expected));
+            // the decode engine computed neither the prompt nor the resumed tokens again
+            assertThat(backend.history().get(0)).singleElement()
+                    .satisfies(s -> assertThat(s.startPosition()).isEqualTo(prompt.length + k));
+            assertThat(blocks.usedCount()).isZero();
+            assertThatThrownBy(() -> decode.submitPrefilled(new GenerationRequest("bad", prompt, greedy(12, true),
+                    resumed), new int[] {0}, 3, GenerationListener.none()))
+                    .isInstanceOf(RequestRejectedException.class).hasMessageContaining("KV blocks");
+            prefill.close();
+            decode.close();
+        }
+    }
+
+    @Test
     void keptBlocksAreFreedWhenTheRequestIsAbortedAndPrefilledInputIsValidated() throws Exception {
         engine();
         Gate gate = new Gate();

@@ -14,14 +14,17 @@ final class RecordingListener implements GenerationListener {
     final CountDownLatch done = new CountDownLatch(1);
     volatile FinishEvent finish;
     volatile Throwable error;
+    /** Tokens of an answer that resumed: its first event's index is theirs (they count as generated). */
+    volatile int resumed;
 
     @Override
     public void onToken(TokenEvent event) {
         if (done.getCount() == 0) {
             violations.add("token after the end: " + event);
         }
-        if (event.index() != tokens.size()) {
-            violations.add("index " + event.index() + " after " + tokens.size() + " tokens");
+        if (event.index() != resumed + tokens.size()) {
+            violations.add("index " + event.index() + " after " + resumed + " resumed and " + tokens.size()
+                    + " tokens");
         }
         tokens.add(event);
         firstToken.countDown();

@@ -13,6 +13,7 @@ import io.distserve.processors.proxy.ChooseNode;
 import io.distserve.processors.proxy.ConnectPair;
 import io.distserve.processors.proxy.DecodeCall;
 import io.distserve.processors.proxy.ForwardHybrid;
+import io.distserve.processors.proxy.NextAttempt;
 import io.distserve.processors.proxy.NodeStreams;
 import io.distserve.processors.proxy.InFlightMigrations;
 import io.distserve.processors.proxy.NodeClient;
@@ -186,12 +187,15 @@ public final class ProxyApplication {
                             .keepAliveTime(60L).build()));
             NodeStreams streams = new NodeStreams(connect, key, () -> VertxPlatformHttpRouter.lookup(context,
                     VertxPlatformHttpRouter.getRouterNameFromPort(settings.port())).vertx());
-            m.bind("forwardHybrid", new ForwardHybrid(client, streams, firstByte, metrics, router,
-                    (int) number(props, "distserve.proxy.maxMigrations", 2), meters));
+            int maxMigrations = (int) number(props, "distserve.proxy.maxMigrations", 2);
+            m.bind("forwardHybrid", new ForwardHybrid(client, streams, firstByte, metrics, router, maxMigrations,
+                    meters));
+            NextAttempt nextAttempt = new NextAttempt(maxMigrations, migrations, meters);
+            m.bind("nextAttempt", nextAttempt);
             m.bind("prefill", new PrefillCall(client, prefillTimeout, migrations));
             m.bind("respondFromPrefill", new RespondFromPrefill(client, metrics));
             m.bind("connectPair", new ConnectPair(pairs));
-            m.bind("decode", new DecodeCall(client, pairs, firstByte, metrics));
+            m.bind("decode", new DecodeCall(client, pairs, firstByte, metrics, nextAttempt));
             m.bind("releaseCall", new ReleaseCall(client, control, migrations, background));
             m.bind("proxyAdmin", new ProxyAdmin(registry, pairs, client, migrations, control, background));
             m.bind("prometheusScrape", new PrometheusScrape(meters));

@@ -221,6 +221,20 @@ final class FakeNode implements AutoCloseable {
         };
     }
 
+    /** A whole answer's head and half its body, then a reset: a node that died while it answered. */
+    static Behavior halfAnswer() {
+        return (request, out, socket) -> {
+            byte[] bytes = COMPLETION.getBytes(StandardCharsets.UTF_8);
+            out.write(("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + bytes.length
+                    + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
+            out.write(bytes, 0, bytes.length / 2);
+            out.flush();
+            Thread.sleep(50);
+            socket.setSoLinger(true, 0);
+            socket.close();
+        };
+    }
+
     /** {@code n} events, then the connection is cut (no [DONE], no last chunk): a node that died. */
     /** Event {@code i} as an engine asked for token ids sends it: token id {@code 100 + i}. */
     static String eventWithId(int i) {

@@ -256,6 +256,25 @@ class ProxyHybridForwardTest {
     }
 
     @Test
+    void aWholeAnswerWhoseNodeDiesMidAnswerIsAskedOfAnotherNodeAndTheClientNeverKnows() throws Exception {
+        FakeNode dying = node(FakeNode.halfAnswer());
+        FakeNode other = node(FakeNode.json(200, FakeNode.COMPLETION));
+        add(dying, 100.0);
+        add(other, 1.0);
+        HttpResponse<String> r = post("/v1/completions", REQUEST);
+        assertThat(r.statusCode()).as(r.body()).isEqualTo(200);
+        assertThat(r.body()).isEqualTo(FakeNode.COMPLETION);
+        assertThat(dying.requests).hasSize(1);
+        assertThat(other.requests).hasSize(1);
+        // the same request, from scratch: the client had nothing of the first answer
+        assertThat(other.requests.get(0).text()).isEqualTo(REQUEST);
+        assertThat(node(dying).path("failures").asInt()).isEqualTo(1);
+        assertThat(node(other).path("completed").asInt()).isEqualTo(1);
+        assertThat(logs.stream().map(e -> e.getMessage().getFormattedMessage()))
+                .anyMatch(m -> m.contains("request moved from " + dying.url() + " to " + other.url()));
+    }
+
+    @Test
     void aClientThatLeavesCancelsTheRequestToTheNode() throws Exception {
         FakeNode node = node(FakeNode.holdUntilClosed(true));
         add(node, null);

@@ -102,13 +102,31 @@ public final class Sequence {
     public static Sequence prefilled(long id, String requestId, int[] prompt, SamplingParams params,
             long arrivalOrder, long arrivalNanos, TextTokenizer tokenizer, Collection<Integer> eosIds, int[] blocks,
             int blockSize) {
-        int needed = (prompt.length + blockSize - 1) / blockSize;
+        return prefilled(id, requestId, prompt, params, arrivalOrder, arrivalNanos, tokenizer, eosIds, blocks,
+                blockSize, new int[0]);
+    }
+
+    /**
+     * A prefilled sequence whose answer had begun elsewhere: {@code blocks} hold the K/V of the prompt and of the
+     * {@code resumed} tokens after it (a broken DistServe stream prefilled again, then migrated), and those tokens
+     * are taken as already generated and delivered, as {@link #resume} takes them.
+     *
+     * @throws IllegalArgumentException the block count does not fit, or the resumed tokens already end the answer
+     */
+    public static Sequence prefilled(long id, String requestId, int[] prompt, SamplingParams params,
+            long arrivalOrder, long arrivalNanos, TextTokenizer tokenizer, Collection<Integer> eosIds, int[] blocks,
+            int blockSize, int[] resumed) {
+        int kvTokens = prompt.length + resumed.length;
+        int needed = (kvTokens + blockSize - 1) / blockSize;
         if (blocks.length != needed) {
-            throw new IllegalArgumentException("a prefilled prompt of " + prompt.length + " tokens needs " + needed
+            throw new IllegalArgumentException("a prefilled prompt of " + kvTokens + " tokens needs " + needed
                     + " blocks of " + blockSize + ", got " + blocks.length);
         }
-        return new Sequence(id, requestId, prompt, params, arrivalOrder, arrivalNanos, false, tokenizer, eosIds,
-                new BlockTable(blocks), prompt.length);
+        Sequence seq = new Sequence(id, requestId, prompt, params, arrivalOrder, arrivalNanos, false, tokenizer,
+                eosIds, new BlockTable(blocks), prompt.length);
+        seq.replay(resumed);
+        seq.numComputed = kvTokens;
+        return seq;
     }
 
     /**
@@ -123,6 +141,11 @@ public final class Sequence {
         if (length != promptLength || status != SequenceStatus.WAITING || numComputed != 0) {
             throw new IllegalStateException("resume of a sequence that has started: " + this);
         }
+        replay(generated);
+    }
+
+    /** Takes {@code generated} as the answer's first tokens, delivered elsewhere (see {@link #resume}). */
+    private void replay(int[] generated) {
         for (int i = 0; i < generated.length; i++) {
             int token = generated[i];
             if (length == tokens.length) {

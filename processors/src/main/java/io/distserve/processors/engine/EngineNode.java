@@ -114,6 +114,14 @@ public final class EngineNode implements AutoCloseable {
             throw OpenAiException.modelNotFound(request.model(), "this server serves '" + modelName + "'.");
         }
         int[] prompt = PromptTokens.of(request, tokenizer, vocabSize);
+        int[] resume = request.resumeTokenIds();
+        for (int t : resume) {
+            // the model's vocabulary, not the tokenizer's: an engine can sample an id of the padding (random
+            // weights do), and the stream that moved carried it
+            if (t >= vocabSize) {
+                throw OpenAiException.badRequest("resume_token_ids", "Token id " + t + " is outside the vocabulary.");
+            }
+        }
         PreparedGeneration.Mode mode = PreparedGeneration.Mode.NORMAL;
         MigrationRequest migration = null;
         JsonNode migrationJson = request.body().get("migration_request");
@@ -123,10 +131,14 @@ public final class EngineNode implements AutoCloseable {
                         + "; migration requests go to Decode engines.");
             }
             migration = MigrationRequest.parse(migrationJson);
-            if (!Arrays.equals(migration.promptTokenIds(), prompt)) {
+            // the KV's tokens: the prompt, and the tokens of an answer that resumes (its prefill computed them too)
+            int[] kvTokens = Arrays.copyOf(prompt, prompt.length + resume.length);
+            System.arraycopy(resume, 0, kvTokens, prompt.length, resume.length);
+            if (!Arrays.equals(migration.promptTokenIds(), kvTokens)) {
                 throw OpenAiException.badRequest("migration_request.prompt_token_ids", "migration_request."
                         + "prompt_token_ids (" + migration.promptTokenIds().length + " tokens) are not this request's "
-                        + "prompt as this engine tokenizes it (" + prompt.length + " tokens): a different model?");
+                        + "prompt" + (resume.length > 0 ? " and resume_token_ids" : "") + " as this engine tokenizes "
+                        + "it (" + kvTokens.length + " tokens): a different model?");
             }
             mode = PreparedGeneration.Mode.MIGRATED;
         } else if (role == NodeRole.Prefill) {
@@ -136,19 +148,8 @@ public final class EngineNode implements AutoCloseable {
             }
             mode = PreparedGeneration.Mode.PREFILL;
         }
-        int[] resume = request.resumeTokenIds();
-        if (resume.length > 0 && mode != PreparedGeneration.Mode.NORMAL) {
-            throw OpenAiException.badRequest("resume_token_ids", "resume_token_ids are for Hybrid engines; a "
-                    + "DistServe stream is resumed by prefilling them with the prompt on a Hybrid node.");
-        }
-        for (int t : resume) {
-            // the model's vocabulary, not the tokenizer's: an engine can sample an id of the padding (random
-            // weights do), and the stream that moved carried it
-            if (t >= vocabSize) {
-                throw OpenAiException.badRequest("resume_token_ids", "Token id " + t + " is outside the vocabulary.");
-            }
-        }
-        int max = mode == PreparedGeneration.Mode.PREFILL ? 1 : request.sampling().maxTokens();
+        // a Prefill engine samples one token, after the resumed ones when the answer resumes (they count)
+        int max = mode == PreparedGeneration.Mode.PREFILL ? resume.length + 1 : request.sampling().maxTokens();
         if (max == OpenAiRequestParser.UNTIL_CONTEXT_END) {
             max = contextLength - prompt.length;
             if (max < 1) {

@@ -46,8 +46,12 @@ public final class GenerateResponse implements Processor {
         }
         d.put("first_token_id", f.tokenIds().length > 0 ? f.tokenIds()[0] : -1);
         d.put("cached_tokens", f.cachedTokens());
+        // the tokens whose K/V the blocks hold: the prompt, then those of an answer that resumed
         ArrayNode prompt = d.putArray("prompt_token_ids");
         for (int t : p.generation().promptTokens()) {
+            prompt.add(t);
+        }
+        for (int t : p.generation().resumeTokens()) {
             prompt.add(t);
         }
     }

@@ -17,7 +17,10 @@ import org.apache.camel.Processor;
  * node, which pulls the KV blocks from the prefill node and generates the rest. Its answer goes to the client as it
  * comes; in a stream whose first token already left (from the prefill), the decode's repeat of that token's text is
  * not sent twice. A decode node that fails before answering is a {@link NodeFailure} (the route tries another; the
- * KV is still leased); a failure mid-stream ends the stream with an SSE error event.
+ * KV is still leased). A stream that breaks (reset, an early end, an error event, no byte within the timeout) goes on
+ * elsewhere with the tokens the client has ({@link NextAttempt}), as does a whole answer that broke (from scratch:
+ * the client has nothing yet) and a migration whose prefill lease was lost; past the limit, a stream ends with an
+ * SSE error event.
  */
 public final class DecodeCall implements Processor {
 
@@ -25,18 +28,29 @@ public final class DecodeCall implements Processor {
     private final PairConnections pairs;
     private final Duration firstByteTimeout;
     private final RequestMetrics metrics;
+    private final NextAttempt attempts;
 
-    public DecodeCall(NodeClient client, PairConnections pairs, Duration firstByteTimeout, RequestMetrics metrics) {
+    public DecodeCall(NodeClient client, PairConnections pairs, Duration firstByteTimeout, RequestMetrics metrics,
+                      NextAttempt attempts) {
         this.client = client;
         this.pairs = pairs;
         this.firstByteTimeout = firstByteTimeout;
         this.metrics = metrics;
+        this.attempts = attempts;
     }
 
     @Override
     public void process(Exchange exchange) throws Exception {
         ProxyCall call = ProxyCall.of(exchange);
-        NodeClient.Stream upstream = send(call, true);
+        NodeClient.Stream upstream;
+        try {
+            upstream = send(call, true);
+        } catch (NodeFailure e) {
+            if (leaseLost(e) && attempts.prefillAgain(exchange, call, e.getMessage())) {
+                return;
+            }
+            throw e;
+        }
         try (upstream) {
             if (upstream.status() != 200) {
                 NodeClient.Reply reply = new NodeClient.Reply(upstream.status(), upstream.body().readAllBytes());
@@ -48,7 +62,18 @@ public final class DecodeCall implements Processor {
                 relay(exchange, call, upstream);
             } else {
                 ClientDisconnect.onClose(exchange, call::clientLeft); // the cancel also ends the body's read
-                ObjectNode answer = (ObjectNode) client.json().readTree(upstream.body().readAllBytes());
+                byte[] text;
+                try {
+                    text = upstream.body().readAllBytes();
+                } catch (IOException e) {
+                    call.requireClient("decode");
+                    call.decode.fail("answer broke: " + e.getMessage());
+                    if (attempts.answerAgain(exchange, call, "the decode node's answer broke: " + e.getMessage())) {
+                        return;
+                    }
+                    throw new NodeFailure(call.decode.url(), "failed mid-answer: " + e.getMessage(), e);
+                }
+                ObjectNode answer = (ObjectNode) client.json().readTree(text);
                 answer.put("id", call.id);
                 answer.put("created", call.created);
                 call.completionTokens = answer.path("usage").path("completion_tokens").asInt();
@@ -56,6 +81,18 @@ public final class DecodeCall implements Processor {
                 ProxyReplies.json(exchange, metrics, 200, client.json().writeValueAsString(answer));
             }
         }
+    }
+
+    /**
+     * The decode engine could not take the KV from the prefill engine: the prefill engine died, or its lease is
+     * gone (expired, or taken by a decode engine that died after its pull).
+     */
+    private boolean leaseLost(NodeFailure failure) {
+        if (failure.status() != 503) {
+            return false;
+        }
+        String code = client.clientError(new NodeClient.Reply(failure.status(), failure.answer())).code();
+        return "kv_lease_gone".equals(code) || "migration_failed".equals(code);
     }
 
     /** Posts to the decode node; a pair the engine says is not connected (it restarted) is connected again once. */
@@ -70,7 +107,11 @@ public final class DecodeCall implements Processor {
             call.decode.close();
             throw e;
         } catch (NodeFailure e) {
-            call.decode.fail(e.getMessage());
+            if (leaseLost(e)) {
+                call.decode.complete(); // the node is fine: the KV it was sent for is not
+            } else {
+                call.decode.fail(e.getMessage());
+            }
             throw e;
         }
         if (upstream.status() == 400 && mayReconnect) {
@@ -98,11 +139,21 @@ public final class DecodeCall implements Processor {
         migration.put("remote_token_id", handOff.path("first_token_id").asInt());
         migration.set("prompt_token_ids", handOff.path("prompt_token_ids"));
         migration.put("cached_tokens", handOff.path("cached_tokens").asInt(0));
+        if (call.resumeIds.length > 0) {
+            // the answer resumes: the KV holds the prompt and these, and the decode engine goes on after them
+            var resume = body.putArray("resume_token_ids");
+            for (int t : call.resumeIds) {
+                resume.add(t);
+            }
+        }
         if (call.request.stream()) {
             // the decode engine's usage chunk gives the request's log line its token count; relay drops it again
             // when the client did not ask for it
             JsonNode options = body.get("stream_options");
             (options instanceof ObjectNode o ? o : body.putObject("stream_options")).put("include_usage", true);
+            // every token's id, so that a stream that breaks can go on elsewhere; relay drops them again unless the
+            // client asked
+            body.put("return_token_ids", true);
         }
         return body;
     }
@@ -110,15 +161,19 @@ public final class DecodeCall implements Processor {
     private void relay(Exchange exchange, ProxyCall call, NodeClient.Stream upstream) throws IOException {
         SseResponse sse = ProxyReplies.openStream(exchange, call, upstream::close);
         int[] skip = {call.firstChunkSent ? call.prefillText.length() : 0};
+        boolean[] firstId = {true};
+        String[] errorEvent = {null};
+        boolean done;
         try {
-            SseRelay.read(upstream.body(), payload -> {
+            done = SseRelay.read(upstream.body(), payload -> {
                 JsonNode chunk = client.json().readTree(payload);
                 if (!(chunk instanceof ObjectNode c) || chunk.has("error")) {
-                    sse.send(payload);
+                    errorEvent[0] = payload;
                     return false;
                 }
                 c.put("id", call.id);
                 c.put("created", call.created);
+                takeIds(call, c, firstId);
                 if (c.path("usage").isObject()) {
                     call.completionTokens = c.path("usage").path("completion_tokens").asInt();
                     if (!call.request.includeUsage() && c.path("choices").isEmpty()) {
@@ -130,16 +185,58 @@ public final class DecodeCall implements Processor {
                 }
                 return sse.send(client.json().writeValueAsString(c));
             });
-            call.decode.complete();
         } catch (IOException e) {
-            if (!sse.clientGone()) {
-                call.decode.fail("stream broke: " + e.getMessage());
-                ProxyErrors.sendStreamError(sse, client.json(), "The decode node " + call.decode.url()
-                        + " failed mid-stream: " + e.getMessage());
+            if (sse.clientGone()) {
+                sse.end();
+                metrics.requestEnded(exchange.getFromRouteId(), RequestMetrics.CLIENT_CLOSED);
+                return;
             }
+            broke(exchange, call, sse, "stream_broke", "stream broke: " + e.getMessage());
+            return;
         }
+        if (errorEvent[0] != null || (!done && !sse.clientGone())) {
+            broke(exchange, call, sse, errorEvent[0] != null ? "error_event" : "early_end", errorEvent[0] != null
+                    ? "the node sent an error event: " + NodeClient.abbreviate(errorEvent[0].getBytes(
+                            java.nio.charset.StandardCharsets.UTF_8)) : "the stream ended without [DONE]");
+            return;
+        }
+        call.decode.complete();
+        sse.end();
+        metrics.requestEnded(exchange.getFromRouteId(), sse.clientGone() ? RequestMetrics.CLIENT_CLOSED : 200);
+    }
+
+    /** A decode stream that broke goes on elsewhere if it may; if not, the client's stream ends with the error. */
+    private void broke(Exchange exchange, ProxyCall call, SseResponse sse, String cause, String message) {
+        call.decode.fail(message);
+        if (attempts.streamAgain(exchange, call, cause, message)) {
+            return;
+        }
+        ProxyErrors.sendStreamError(sse, client.json(), "The decode node " + call.decode.url() + " failed mid-stream: "
+                + message);
         sse.end();
         metrics.requestEnded(exchange.getFromRouteId(), 200);
+    }
+
+    /**
+     * Records the token ids of a decode chunk as part of the answer (the first one of this attempt's stream is the
+     * prefill's token, already recorded), and drops them from the chunk unless the client asked for ids.
+     */
+    private static void takeIds(ProxyCall call, ObjectNode chunk, boolean[] firstId) {
+        JsonNode choice = chunk.path("choices").path(0);
+        if (!(choice instanceof ObjectNode c)) {
+            return;
+        }
+        for (JsonNode id : c.path("token_ids")) {
+            if (firstId[0]) {
+                firstId[0] = false;
+            } else {
+                call.answerIds.add(id.asInt());
+            }
+        }
+        if (!call.request.returnTokenIds()) {
+            c.remove("token_ids");
+            c.remove("prompt_token_ids");
+        }
     }
 
     /**
@@ -155,8 +252,10 @@ public final class DecodeCall implements Processor {
         boolean chat = call.request.kind() == RequestKind.CHAT;
         ObjectNode holder = chat ? (ObjectNode) choice.path("delta") : choice;
         String field = chat ? "content" : "text";
-        if (chat && call.firstChunkSent) {
+        if (chat && call.roleSent) {
             holder.remove("role");
+        } else if (holder.has("role")) {
+            call.roleSent = true;
         }
         String text = holder.path(field).asText("");
         if (skip[0] > 0 && !text.isEmpty()) {
@@ -166,6 +265,6 @@ public final class DecodeCall implements Processor {
             holder.put(field, text);
         }
         boolean finishing = !choice.path("finish_reason").isNull() && choice.has("finish_reason");
-        return !text.isEmpty() || finishing || (chat && holder.has("role"));
+        return !text.isEmpty() || finishing || (chat && holder.has("role")) || chunk.path("choices").path(0).has("token_ids");
     }
 }

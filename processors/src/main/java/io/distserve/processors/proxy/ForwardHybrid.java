@@ -64,7 +64,7 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
     /**
      * @param router        where a broken stream moves to (null: streams do not move)
      * @param maxMigrations how often one stream may move ({@code distserve.proxy.maxMigrations})
-     * @param meters        for {@code distserve_proxy_stream_migrations_total{cause}} (null: not counted)
+     * @param meters        for {@code distserve_proxy_request_migrations_total{cause}} (null: not counted)
      */
     public ForwardHybrid(NodeClient client, NodeStreams streams, Duration firstByteTimeout, RequestMetrics metrics,
                          NodeRouter router, int maxMigrations, io.micrometer.core.instrument.MeterRegistry meters) {
@@ -323,7 +323,7 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
             LOG.info("{} stream moved from {} to {} carrying {} tokens ({})", call.id, from, node, generated.size(),
                     cause);
             if (meters != null) {
-                meters.counter("distserve.proxy.stream.migrations", "cause", label).increment();
+                meters.counter("distserve.proxy.request.migrations", "cause", label).increment();
             }
             send(false);
             return true;
@@ -375,6 +375,13 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
             NodeFailure f = failure instanceof NodeFailure nf ? nf : new NodeFailure(node, path + " failed: " + failure,
                     failure);
             call.hybrid.fail(f.getMessage());
+            if (migrations > 0 && !call.request.stream()) {
+                // the node a whole answer moved to failed too: another, or the failure
+                if (!retryWhole("the node it moved to failed: " + f.getMessage())) {
+                    finish(f);
+                }
+                return;
+            }
             if (migrations > 0) {
                 // the node a stream moved to failed too: the client's stream is open, so on, or end it there
                 if (!moveStream("the node it moved to failed: " + f.getMessage(), "moved_to_failed")) {
@@ -396,8 +403,39 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
                 return;
             }
             call.hybrid.fail("answer broke: " + failure);
+            if (retryWhole("answer broke: " + failure)) {
+                return;
+            }
             finish(new OpenAiException(503, "service_unavailable", null, "upstream_failed",
                     "The node " + node + " failed mid-answer: " + failure));
+        }
+
+        /**
+         * Sends a whole (non-stream) request whose answer broke to another Hybrid node, from scratch (the client has
+         * nothing of it yet); false when it may not (moved too often, the client left, no other node).
+         */
+        private boolean retryWhole(String cause) {
+            if (router == null || migrations >= maxMigrations || clientGone) {
+                return false;
+            }
+            java.util.Optional<io.distserve.registry.NodeLease> next = router.acquire(call.model(),
+                    io.distserve.registry.NodeRole.Hybrid, call.triedHybrid, call.prompt());
+            if (next.isEmpty()) {
+                return false;
+            }
+            String from = node;
+            call.triedHybrid.add(next.get().url());
+            call.hybrid.close();
+            call.hybrid = next.get();
+            node = next.get().url();
+            migrations++;
+            attempt++;
+            LOG.info("{} request moved from {} to {} ({})", call.id, from, node, cause);
+            if (meters != null) {
+                meters.counter("distserve.proxy.request.migrations", "cause", "answer_broke").increment();
+            }
+            send(false);
+            return true;
         }
 
         /**

@@ -109,7 +109,7 @@ public final class NodeClient {
                     text = in.readNBytes(2000);
                 }
                 throw new NodeFailure(nodeUrl, "HTTP " + resp.status() + " from " + path + ": "
-                        + abbreviate(text), null);
+                        + abbreviate(text), null, resp.status(), text);
             }
             return new Stream(resp.status(), resp.body());
         } catch (IOException e) {

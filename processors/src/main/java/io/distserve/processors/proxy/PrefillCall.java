@@ -15,7 +15,8 @@ import org.apache.camel.Processor;
  * Route step "prefill": sends the request to the chosen Prefill node with max_tokens 1 and stream off; the node
  * answers with the first token and a KV lease. When the client streams, the first token leaves for the client right
  * away, before the decode node is even asked. When that first token is already the whole answer (EOS, a stop
- * string, or max_tokens 1), the route answers from here.
+ * string, or max_tokens 1), the route answers from here. An attempt after a broken stream sends the tokens the client
+ * already has as {@code resume_token_ids}: the node computes their KV with the prompt's and samples the next one.
  */
 public final class PrefillCall implements Processor {
 
@@ -43,7 +44,14 @@ public final class PrefillCall implements Processor {
         body.put("stream", false);
         body.remove("stream_options");
         body.remove("max_completion_tokens");
-        body.put("max_tokens", 1);
+        // one token; after those the client already has when an answer resumes here (they count against it)
+        body.put("max_tokens", call.resumeIds.length + 1);
+        if (call.resumeIds.length > 0) {
+            var resume = body.putArray("resume_token_ids");
+            for (int t : call.resumeIds) {
+                resume.add(t);
+            }
+        }
         NodeClient.Reply reply;
         try {
             reply = client.post(node, call.request.kind().path(), client.json().writeValueAsBytes(body), timeout,
@@ -73,14 +81,17 @@ public final class PrefillCall implements Processor {
         }
         call.prefill.complete();
         call.prefillAnswer = answer;
+        call.leaseSettled = false;
+        call.firstChunkSent = false;
+        call.answerIds.add(handOff.path("first_token_id").asInt());
         migrations.started(handOff.path("session_id").asText(), node, handOff.path("engine_id").asText());
         JsonNode choice = answer.path("choices").path(0);
         call.prefillText = call.request.kind() == RequestKind.CHAT
                 ? choice.path("message").path("content").asText("") : choice.path("text").asText("");
         call.promptTokens = answer.path("usage").path("prompt_tokens").asInt();
         String finish = choice.path("finish_reason").asText("");
-        boolean wholeAnswer = "stop".equals(finish)
-                || (call.request.maxTokensGiven() && call.request.sampling().maxTokens() == 1);
+        boolean wholeAnswer = "stop".equals(finish) || (call.request.maxTokensGiven()
+                && call.request.sampling().maxTokens() <= call.resumeIds.length + 1);
         exchange.setProperty(ProxyCall.DONE_AT_PREFILL, wholeAnswer);
         if (!wholeAnswer && call.request.stream()) {
             sendFirstToken(exchange, call);
@@ -98,7 +109,8 @@ public final class PrefillCall implements Processor {
         }
         var sse = ProxyReplies.openStream(exchange, call, call::clientLeft);
         sse.send(client.json().writeValueAsString(responses.chunk(call.request.kind(), call.id, call.created,
-                modelOf(call), call.prefillText, true, null)));
+                modelOf(call), call.prefillText, !call.roleSent, null)));
+        call.roleSent = true;
         call.firstChunkSent = true;
     }
 

@@ -21,6 +21,8 @@ public final class ProxyCall {
     public static final String PROPERTY = "distserveCall";
     /** Exchange property the YAML route tests: the prefill's answer is already the whole answer. */
     public static final String DONE_AT_PREFILL = "doneAtPrefill";
+    /** Exchange property the YAML route's loop tests: another attempt is due (prefill, then decode, again). */
+    public static final String ATTEMPT_DUE = "attemptDue";
 
     final InferenceRequest request;
     /** The request body as the client sent it (forwarded as is to Hybrid nodes). */
@@ -43,7 +45,25 @@ public final class ProxyCall {
     /** True once a decode engine confirmed it took the KV (or the lease was freed): nothing left to free. */
     boolean leaseSettled;
     SseResponse sse;
+    /** This attempt's prefill token went to the client ahead of the decode stream (which repeats its text). */
     boolean firstChunkSent;
+    /** A chunk with chat's assistant role went to the client: no later one may carry it again. */
+    boolean roleSent;
+    /**
+     * DistServe: the ids of the answer's tokens the client has been sent, or that were held back for it (a piece of
+     * a character, a possible stop string), over every attempt; what a stream that breaks carries elsewhere.
+     */
+    final java.util.List<Integer> answerIds = new java.util.ArrayList<>();
+    /** DistServe: the answer's tokens before this attempt's prefill (its resume_token_ids; empty at first). */
+    int[] resumeIds = new int[0];
+    /** DistServe: attempts after the first (a broken stream moved, a lost lease prefilled again). */
+    int migrations;
+    /** DistServe: why the next attempt runs (a metric label), null while none is due. */
+    String nextAttempt;
+    /** DistServe: a lost prefill lease was prefilled again already (that happens once). */
+    boolean prefilledAgain;
+    /** The decode nodes that served an attempt before this one, for the request's log line. */
+    final java.util.List<String> earlierNodes = new java.util.ArrayList<>();
     /** Token counts as the nodes reported them; -1 while unknown (a Hybrid stream whose node sent no usage). */
     int promptTokens = -1;
     int completionTokens = -1;

@@ -44,7 +44,7 @@ public final class ReleaseCall implements Processor {
                 freeLease(call.prefill.url(), call.prefillAnswer.path("distserve").path("engine_id").asText(), session);
             }
         }
-        List<String> nodes = new ArrayList<>();
+        List<String> nodes = new ArrayList<>(call.earlierNodes); // the decode nodes of attempts that broke
         for (NodeLease lease : new NodeLease[] {call.hybrid, call.prefill, call.decode}) {
             if (lease != null) {
                 nodes.add(lease.role() + "=" + lease.url());

@@ -40,12 +40,13 @@ public final class RespondFromPrefill implements Processor {
         String model = PrefillCall.modelOf(call);
         String finish = answer.path("choices").path(0).path("finish_reason").asText("stop");
         SseResponse sse = ProxyReplies.openStream(exchange, call, () -> { });
-        if (!call.prefillText.isEmpty()) {
+        if (!call.prefillText.isEmpty() && !call.firstChunkSent) {
             sse.send(client.json().writeValueAsString(responses.chunk(call.request.kind(), call.id, call.created,
-                    model, call.prefillText, true, null)));
+                    model, call.prefillText, !call.roleSent, null)));
+            call.roleSent = true;
         }
         sse.send(client.json().writeValueAsString(responses.chunk(call.request.kind(), call.id, call.created,
-                model, call.prefillText.isEmpty() ? "" : null, call.prefillText.isEmpty(), finish)));
+                model, call.roleSent ? null : "", !call.roleSent, finish)));
         if (call.request.includeUsage()) {
             sse.send(client.json().writeValueAsString(responses.usageChunk(call.request.kind(), call.id,
                     call.created, model, usage.path("prompt_tokens").asInt(), call.completionTokens,
