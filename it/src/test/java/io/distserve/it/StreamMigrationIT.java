@@ -137,8 +137,12 @@ class StreamMigrationIT {
                         .timeout(Duration.ofSeconds(180)).header("Content-Type", "application/json")
                         .POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofString()));
             }
-            Thread.sleep(1500);
-            a.kill(); // mid-stream for the streams it serves
+            // mid-stream for the streams it serves: once it has some in flight (the first prefills take a while on
+            // 2 cores), and a little later
+            org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(50))
+                    .until(() -> inFlight(proxy.base, a.base) >= 5);
+            Thread.sleep(300);
+            a.kill();
             List<String> texts = new ArrayList<>();
             for (CompletableFuture<HttpResponse<String>> f : answers) {
                 HttpResponse<String> r = f.get(180, TimeUnit.SECONDS);
@@ -177,5 +181,14 @@ class StreamMigrationIT {
                 s.kill();
             }
         }
+    }
+
+    static int inFlight(String proxy, String node) throws Exception {
+        for (com.fasterxml.jackson.databind.JsonNode n : Http.getJson(proxy + "/nodes/status", null).path("nodes")) {
+            if (n.path("url").asText().equals(node)) {
+                return n.path("in_flight").asInt();
+            }
+        }
+        return 0;
     }
 }

@@ -299,18 +299,10 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
             if (call.request.maxTokensGiven() && generated.size() >= max) {
                 return false;
             }
-            java.util.Optional<io.distserve.registry.NodeLease> next = router.acquire(call.model(),
-                    io.distserve.registry.NodeRole.Hybrid, call.triedHybrid, call.prompt());
-            if (next.isEmpty()) {
+            String from = node;
+            if (!moveToAnotherNode()) {
                 return false;
             }
-            String from = node;
-            call.triedHybrid.add(next.get().url());
-            call.hybrid.close();
-            call.hybrid = next.get();
-            node = next.get().url();
-            migrations++;
-            attempt++;
             com.fasterxml.jackson.databind.node.ObjectNode b = call.request.body().deepCopy();
             b.put("return_token_ids", true);
             var resume = b.putArray("resume_token_ids");
@@ -411,6 +403,25 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
         }
 
         /**
+         * Takes another Hybrid node not tried yet for this request's next attempt (whose callbacks alone count from
+         * now on); false when there is none.
+         */
+        private boolean moveToAnotherNode() {
+            java.util.Optional<io.distserve.registry.NodeLease> next = router.acquire(call.model(),
+                    io.distserve.registry.NodeRole.Hybrid, call.triedHybrid, call.prompt());
+            if (next.isEmpty()) {
+                return false;
+            }
+            call.triedHybrid.add(next.get().url());
+            call.hybrid.close();
+            call.hybrid = next.get();
+            node = next.get().url();
+            migrations++;
+            attempt++;
+            return true;
+        }
+
+        /**
          * Sends a whole (non-stream) request whose answer broke to another Hybrid node, from scratch (the client has
          * nothing of it yet); false when it may not (moved too often, the client left, no other node).
          */
@@ -418,18 +429,10 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
             if (router == null || migrations >= maxMigrations || clientGone) {
                 return false;
             }
-            java.util.Optional<io.distserve.registry.NodeLease> next = router.acquire(call.model(),
-                    io.distserve.registry.NodeRole.Hybrid, call.triedHybrid, call.prompt());
-            if (next.isEmpty()) {
+            String from = node;
+            if (!moveToAnotherNode()) {
                 return false;
             }
-            String from = node;
-            call.triedHybrid.add(next.get().url());
-            call.hybrid.close();
-            call.hybrid = next.get();
-            node = next.get().url();
-            migrations++;
-            attempt++;
             LOG.info("{} request moved from {} to {} ({})", call.id, from, node, cause);
             if (meters != null) {
                 meters.counter("distserve.proxy.request.migrations", "cause", "answer_broke").increment();
