@@ -171,6 +171,10 @@ class LlmEngineTest {
     @Test
     void preemptionUnderATinyPoolGivesTheSameTokensAsWithoutPressure() throws Exception {
         engine(4, 10, new EngineConfig(64, 16, 100)); // each request needs up to 8 of the 10 blocks
+        // the first step waits until all six are queued: otherwise a fast loop can finish the first ones before the
+        // last arrive, and nothing is ever preempted
+        Gate gate = new Gate();
+        backend.failWhen(b -> gate.pass());
         Map<String, RecordingListener> byId = new ConcurrentHashMap<>();
         Map<String, int[]> prompts = new ConcurrentHashMap<>();
         for (int i = 0; i < 6; i++) {
@@ -180,6 +184,8 @@ class LlmEngineTest {
             byId.put("p" + i, l);
             engine.submit(new GenerationRequest("p" + i, prompt, greedy(20, true)), l);
         }
+        gate.awaitEntered();
+        gate.release.countDown();
         for (Map.Entry<String, RecordingListener> e : byId.entrySet()) {
             FinishEvent f = e.getValue().awaitFinish();
             assertThat(f.tokenIds()).as(e.getKey())
