@@ -139,13 +139,7 @@ public final class DecodeCall implements Processor {
         migration.put("remote_token_id", handOff.path("first_token_id").asInt());
         migration.set("prompt_token_ids", handOff.path("prompt_token_ids"));
         migration.put("cached_tokens", handOff.path("cached_tokens").asInt(0));
-        if (call.resumeIds.length > 0) {
-            // the answer resumes: the KV holds the prompt and these, and the decode engine goes on after them
-            var resume = body.putArray("resume_token_ids");
-            for (int t : call.resumeIds) {
-                resume.add(t);
-            }
-        }
+        call.putResumeIds(body); // the KV holds the prompt and these; the decode engine goes on after them
         if (call.request.stream()) {
             // the decode engine's usage chunk gives the request's log line its token count; relay drops it again
             // when the client did not ask for it
@@ -265,6 +259,6 @@ public final class DecodeCall implements Processor {
             holder.put(field, text);
         }
         boolean finishing = !choice.path("finish_reason").isNull() && choice.has("finish_reason");
-        return !text.isEmpty() || finishing || (chat && holder.has("role")) || chunk.path("choices").path(0).has("token_ids");
+        return !text.isEmpty() || finishing || (chat && holder.has("role")) || choice.has("token_ids");
     }
 }

@@ -369,7 +369,7 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
             call.hybrid.fail(f.getMessage());
             if (migrations > 0 && !call.request.stream()) {
                 // the node a whole answer moved to failed too: another, or the failure
-                if (!retryWhole("the node it moved to failed: " + f.getMessage())) {
+                if (!retryWhole("the node it moved to failed: " + f.getMessage(), "moved_to_failed")) {
                     finish(f);
                 }
                 return;
@@ -395,7 +395,7 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
                 return;
             }
             call.hybrid.fail("answer broke: " + failure);
-            if (retryWhole("answer broke: " + failure)) {
+            if (retryWhole("answer broke: " + failure, "answer_broke")) {
                 return;
             }
             finish(new OpenAiException(503, "service_unavailable", null, "upstream_failed",
@@ -425,7 +425,7 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
          * Sends a whole (non-stream) request whose answer broke to another Hybrid node, from scratch (the client has
          * nothing of it yet); false when it may not (moved too often, the client left, no other node).
          */
-        private boolean retryWhole(String cause) {
+        private boolean retryWhole(String cause, String label) {
             if (router == null || migrations >= maxMigrations || clientGone) {
                 return false;
             }
@@ -435,7 +435,7 @@ public final class ForwardHybrid extends AsyncProcessorSupport {
             }
             LOG.info("{} request moved from {} to {} ({})", call.id, from, node, cause);
             if (meters != null) {
-                meters.counter("distserve.proxy.request.migrations", "cause", "answer_broke").increment();
+                meters.counter("distserve.proxy.request.migrations", "cause", label).increment();
             }
             send(false);
             return true;

@@ -46,12 +46,7 @@ public final class PrefillCall implements Processor {
         body.remove("max_completion_tokens");
         // one token; after those the client already has when an answer resumes here (they count against it)
         body.put("max_tokens", call.resumeIds.length + 1);
-        if (call.resumeIds.length > 0) {
-            var resume = body.putArray("resume_token_ids");
-            for (int t : call.resumeIds) {
-                resume.add(t);
-            }
-        }
+        call.putResumeIds(body);
         NodeClient.Reply reply;
         try {
             reply = client.post(node, call.request.kind().path(), client.json().writeValueAsBytes(body), timeout,

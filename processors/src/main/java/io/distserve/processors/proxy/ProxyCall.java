@@ -103,6 +103,16 @@ public final class ProxyCall {
         }
     }
 
+    /** Adds this attempt's {@code resume_token_ids} to a node's request body, when the answer resumes. */
+    void putResumeIds(com.fasterxml.jackson.databind.node.ObjectNode body) {
+        if (resumeIds.length > 0) {
+            var resume = body.putArray("resume_token_ids");
+            for (int t : resumeIds) {
+                resume.add(t);
+            }
+        }
+    }
+
     String model() {
         return request.model();
     }
