@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 16's soak: a DistServe proxy + 2 Prefill + 2 Decode engines (demo model, tiny, CPU), STREAMS (100) concurrent
-# streaming completions at temperature 0, one Decode engine killed with SIGKILL KILL_AFTER (1.5) s in, once it has a
-# quarter of the streams in flight, plus half a second (mid-stream for them). Reports how many
+# streaming completions at temperature 0, one Decode engine killed with SIGKILL KILL_AFTER (1.5) s in, once it is
+# generating a quarter of the streams, plus half a second (mid-stream for them). Reports how many
 # streams completed (200, [DONE], no error event), failed, and moved (the proxy's "moves on" lines, by request id),
 # and what a move costs: end-to-end latency and the longest gap between two chunks, migrated streams against the
 # others (p50, p99); then checks every text against the same request asked again of the surviving cluster, and that
@@ -104,8 +104,9 @@ while True:
     time.sleep(0.05)
     if time.monotonic() - start < kill_after:
         continue
-    status = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/nodes/status", timeout=5))
-    busy = [x["in_flight"] for x in status["nodes"] if x["url"] == victim_url]
+    # generating, not merely routed there (a request before its first byte is only retried, not moved)
+    m = urllib.request.urlopen(f"{victim_url}/metrics", timeout=5).read().decode()
+    busy = [int(float(l.split()[-1])) for l in m.splitlines() if l.startswith("distserve_sequences_running ")]
     if (busy and busy[0] >= n // 4) or time.monotonic() - start > 60:
         break
 time.sleep(0.5)

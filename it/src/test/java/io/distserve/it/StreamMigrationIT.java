@@ -137,10 +137,11 @@ class StreamMigrationIT {
                         .timeout(Duration.ofSeconds(180)).header("Content-Type", "application/json")
                         .POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofString()));
             }
-            // mid-stream for the streams it serves: once it has some in flight (the first prefills take a while on
-            // 2 cores), and a little later
+            // mid-stream for the streams it serves: once it is generating some (the first prefills and the pair's
+            // connection take a while on 2 cores; a request still before its first byte is merely retried), and a
+            // little later
             org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(50))
-                    .until(() -> inFlight(proxy.base, a.base) >= 5);
+                    .until(() -> Http.metric(a.base, null, "distserve_sequences_running") >= 5);
             Thread.sleep(300);
             a.kill();
             List<String> texts = new ArrayList<>();
@@ -181,14 +182,5 @@ class StreamMigrationIT {
                 s.kill();
             }
         }
-    }
-
-    static int inFlight(String proxy, String node) throws Exception {
-        for (com.fasterxml.jackson.databind.JsonNode n : Http.getJson(proxy + "/nodes/status", null).path("nodes")) {
-            if (n.path("url").asText().equals(node)) {
-                return n.path("in_flight").asInt();
-            }
-        }
-        return 0;
     }
 }
