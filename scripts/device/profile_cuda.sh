@@ -2,7 +2,7 @@
 # On the device machine: where the time of a qwen3-8b step goes, kernel by kernel (Nsight Compute, one metric:
 # gpu__time_duration), for (1) a 2,048-token prefill of one prompt and (2) decode steps at batch 32, eager (no
 # CUDA graphs, so that every kernel is a launch ncu sees). Also the plain (unprofiled) 2,048-token prefill time.
-#   Here: scripts/device/pack.sh. There: `bash scripts/device/profile_cuda.sh [shape] [all|prefill|decode]` with carry [".carry"].
+#   Here: scripts/device/pack.sh. There: `bash scripts/device/profile_cuda.sh [shape] [all|prefill|decode|decode1|decode32]` with carry [".carry"].
 # Writes $OUT/profile_*.csv and $OUT/profile.txt (the per-kernel sums).
 source scripts/device/env.sh
 out=${OUT:-/tmp/out}; mkdir -p "$out"
@@ -39,5 +39,6 @@ PY
 }
 case "${2:-all}" in
   all|prefill) run_ncu prefill2048 --batch 1 --prompt-tokens 2048 --new-tokens 2 ;;&
-  all|decode) run_ncu decode32 --batch 32 --prompt-tokens 128 --new-tokens 4 ;;
+  all|decode|decode32) run_ncu decode32 --batch 32 --prompt-tokens 128 --new-tokens 4 ;;&
+  all|decode|decode1) run_ncu decode1 --batch 1 --prompt-tokens 128 --new-tokens 8 ;;
 esac
