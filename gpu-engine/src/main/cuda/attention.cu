@@ -37,6 +37,7 @@ extern "C" __global__ void __launch_bounds__(128) paged_attention(
         float* __restrict__ partML,            // [splits][n * heads][2]
         int n, int heads, int kvHeads, int hd, int HG, int QT, int layer, int numLayers, int blockSize,
         float scale) {
+    pdl_enter();
     extern __shared__ __align__(16) unsigned char smem[];
     const int R = QT * HG;
     const int hw = hd / 2;           // a head row in 32-bit words
@@ -169,6 +170,7 @@ extern "C" __global__ void __launch_bounds__(128) paged_attention(
 // grid (n * heads), block 128 (threads over the head dim).
 extern "C" __global__ void __launch_bounds__(128) attention_combine(const float* __restrict__ partO,
         const float* __restrict__ partML, bf16* __restrict__ out, int nRows, int hd, int splits) {
+    pdl_enter();
     size_t row = blockIdx.x;
     float mMax = -INFINITY;
     for (int z = 0; z < splits; z++) mMax = fmaxf(mMax, partML[((size_t)z * nRows + row) * 2]);

@@ -256,6 +256,7 @@ __device__ __forceinline__ void flash_prefill(
             const bf16* __restrict__ q, const bf16* __restrict__ cache, const int* __restrict__ items,              \
             const int* __restrict__ blockTables, const int* __restrict__ geom, bf16* __restrict__ out, int heads,  \
             int kvHeads, int HG, int layer, int numLayers, int blockSize, float scaleLog2) {                         \
+        pdl_enter();                                                                                                 \
         flash_prefill<HD>(q, cache, items, blockTables, geom, out, heads, kvHeads, HG, layer, numLayers, blockSize, \
                           scaleLog2);                                                                                \
     }

@@ -102,6 +102,25 @@ __device__ __forceinline__ uint4 ld_stream16(const void* p) {
     return v;
 }
 
+// Programmatic dependent launch (sm_90; CudaBackend's decode graphs launch their kernels so, ProgrammaticLaunch):
+// such a kernel may start while the kernel before it in the stream still runs. pdl_enter() first waits until that
+// kernel has completed and its writes are visible (griddepcontrol.wait), then lets the next kernel's blocks start
+// (launch_dependents; they in turn wait in their own pdl_enter). So before pdl_enter() a kernel may read only
+// what no kernel of the step writes (weights), and write nothing. Both are no-ops for a plain launch, and calling
+// it twice costs nothing.
+__device__ __forceinline__ void pdl_enter() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+// Asks L2 for the line holding p (no register, no wait): a GEMM's first weights, fetched before pdl_enter() while
+// the previous kernel drains.
+__device__ __forceinline__ void prefetch_l2(const void* p) {
+    asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p));
+}
+
 // Stores one fp32 result as the output type (bf16: round to nearest even).
 template <typename T> __device__ __forceinline__ void store_out(T* p, float v);
 template <> __device__ __forceinline__ void store_out<float>(float* p, float v) { *p = v; }

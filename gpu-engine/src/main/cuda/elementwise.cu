@@ -6,6 +6,7 @@
 // x[t, :] = embedding[tokens[t], :] as fp32 (the residual stream). grid (n), block 128.
 extern "C" __global__ void __launch_bounds__(128) embedding_gather(const bf16* __restrict__ table,
         const int* __restrict__ tokens, float* __restrict__ x, int hidden) {
+    pdl_enter();
     int t = blockIdx.x;
     const uint4* src = reinterpret_cast<const uint4*>(table + (size_t)tokens[t] * hidden);
     float4* dst = reinterpret_cast<float4*>(x + (size_t)t * hidden);
@@ -24,6 +25,7 @@ extern "C" __global__ void __launch_bounds__(128) embedding_gather(const bf16* _
 extern "C" __global__ void __launch_bounds__(256) add_rmsnorm(float* __restrict__ x, const float* __restrict__ delta,
         const bf16* __restrict__ w, bf16* __restrict__ out, const int* __restrict__ rowIdx, int hidden, float eps,
         int writeBack) {
+    pdl_enter();
     int r = blockIdx.x;
     int s = rowIdx ? rowIdx[r] : r;
     float4* xr = reinterpret_cast<float4*>(x + (size_t)s * hidden);
@@ -62,6 +64,7 @@ extern "C" __global__ void __launch_bounds__(256) add_rmsnorm(float* __restrict_
 // 1-D grid over n * inter / 8 vectors, block 256.
 extern "C" __global__ void __launch_bounds__(256) silu_mul(const bf16* __restrict__ gu, bf16* __restrict__ act,
         int n, int inter) {
+    pdl_enter();
     int vpr = inter / 8;
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)n * vpr) return;
@@ -89,6 +92,7 @@ extern "C" __global__ void __launch_bounds__(128) qk_norm_rope_kv_write(const bf
         const int* __restrict__ slots, const bf16* __restrict__ qNorm, const bf16* __restrict__ kNorm,
         const float* __restrict__ cosT, const float* __restrict__ sinT, int heads, int kvHeads, int headDim,
         int layer, int numLayers, int blockSize, float eps) {
+    pdl_enter();
     int t = blockIdx.x;
     int lane = threadIdx.x & 31;
     int warp = threadIdx.x >> 5;
@@ -166,6 +170,7 @@ extern "C" __global__ void __launch_bounds__(128) qk_norm_rope_kv_write(const bf
 // For greedy rows, so that only ids come back to the host (CudaBackend.forwardGreedy).
 extern "C" __global__ void __launch_bounds__(1024) argmax_rows(const float* __restrict__ logits,
         int* __restrict__ ids, int vocab) {
+    pdl_enter();
     const float* row = logits + (size_t)blockIdx.x * vocab;
     float best = -INFINITY;
     int bestIdx = 0x7fffffff;

@@ -115,21 +115,25 @@ __device__ __forceinline__ void gemm_tile(const bf16* __restrict__ A, const bf16
 // 64 x 64 tiles: grid (ceil(N / 64), ceil(M / 64)), block 128, dynamic shared memory 3 * 128 * 40 * 2 = 30,720.
 extern "C" __global__ void __launch_bounds__(128) gemm_bf16_bf16(const bf16* __restrict__ A,
         const bf16* __restrict__ W, bf16* __restrict__ C, int M, int N, int K, int lda, int ldw, int ldc) {
+    pdl_enter();
     gemm_tile<bf16, 64, 64, 2, 2, 3>(A, W, C, M, N, K, lda, ldw, ldc);
 }
 
 extern "C" __global__ void __launch_bounds__(128) gemm_bf16_f32(const bf16* __restrict__ A,
         const bf16* __restrict__ W, float* __restrict__ C, int M, int N, int K, int lda, int ldw, int ldc) {
+    pdl_enter();
     gemm_tile<float, 64, 64, 2, 2, 3>(A, W, C, M, N, K, lda, ldw, ldc);
 }
 
 // 128 x 128 tiles: grid (ceil(N / 128), ceil(M / 128)), block 256, dynamic shared memory 4 * 256 * 40 * 2 = 81,920.
 extern "C" __global__ void __launch_bounds__(256) gemm128_bf16_bf16(const bf16* __restrict__ A,
         const bf16* __restrict__ W, bf16* __restrict__ C, int M, int N, int K, int lda, int ldw, int ldc) {
+    pdl_enter();
     gemm_tile<bf16, 128, 128, 2, 4, 4>(A, W, C, M, N, K, lda, ldw, ldc);
 }
 
 extern "C" __global__ void __launch_bounds__(256) gemm128_bf16_f32(const bf16* __restrict__ A,
         const bf16* __restrict__ W, float* __restrict__ C, int M, int N, int K, int lda, int ldw, int ldc) {
+    pdl_enter();
     gemm_tile<float, 128, 128, 2, 4, 4>(A, W, C, M, N, K, lda, ldw, ldc);
 }

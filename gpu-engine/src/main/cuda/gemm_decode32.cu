@@ -87,17 +87,26 @@ __device__ __forceinline__ void gemm_dual32(const bf16* __restrict__ A, const bf
     const int chunks = (K + 31) >> 5;
     const int stride = warps * D32_UNROLL;
     uint4 wv[D32_UNROLL][4], av[D32_UNROLL][NT];
-    auto load = [&](int u, int c) {  // chunk c into slot u (zeros past K)
+    auto loadW = [&](int u, int c) {  // chunk c's weights into slot u (zeros past K)
         const int kOff = c * 32;
         const bool okK = c < chunks && kOff + 8 * tid4 < K;
 #pragma unroll
         for (int r = 0; r < 4; r++) wv[u][r] = okK ? ld_stream16(w[r] + kOff) : zero;
+    };
+    auto loadA = [&](int u, int c) {  // chunk c's activations into slot u (zeros past K)
+        const int kOff = c * 32;
+        const bool okK = c < chunks && kOff + 8 * tid4 < K;
 #pragma unroll
         for (int j = 0; j < NT; j++) av[u][j] = okK ? d32_ld_act16(a[j] + kOff) : zero;
     };
+    auto load = [&](int u, int c) { loadW(u, c); loadA(u, c); };
     const int c0 = warp * D32_UNROLL;
+    // the first weights are in flight before the wait for the kernel before (programmatic launch); A after it
 #pragma unroll
-    for (int u = 0; u < D32_UNROLL; u++) load(u, c0 + u);
+    for (int u = 0; u < D32_UNROLL; u++) loadW(u, c0 + u);
+    pdl_enter();
+#pragma unroll
+    for (int u = 0; u < D32_UNROLL; u++) loadA(u, c0 + u);
 #pragma unroll 1
     for (int c = c0; c < chunks; c += stride) {
 #pragma unroll
@@ -219,6 +228,7 @@ __device__ __forceinline__ void gemm_pipe32(const bf16* __restrict__ A, const bf
     // the first U chunks of weights are in flight before the first activations are asked for
 #pragma unroll
     for (int u = 0; u < U; u++) loadW(u, u);
+    pdl_enter();  // weights only before it: A is written by the kernel before (programmatic launch)
     if (nseg > 0) stage(0);
     const uint32_t aBase = (uint32_t)__cvta_generic_to_shared(As + gid * 32 + 8 * tid4);  // lane's A vector
 #pragma unroll 1

@@ -57,6 +57,16 @@ __device__ __forceinline__ void gemm_skinny(const bf16* __restrict__ A, const bf
 
     const uint4 zero = make_uint4(0, 0, 0, 0);
     const int chunks = (K + SK_CHUNK - 1) / SK_CHUNK;
+    // this warp's first run of weights, asked of L2 while the kernel before still runs (programmatic launch)
+#pragma unroll
+    for (int u = 0; u < SK_UNROLL; u++) {
+        const int kOff = (warp * SK_UNROLL + u) * SK_CHUNK;
+        if (kOff + 8 * tid4 < K) {
+            if (okLo) prefetch_l2(wLo + kOff);
+            if (okHi) prefetch_l2(wHi + kOff);
+        }
+    }
+    pdl_enter();
     for (int c0 = warp * SK_UNROLL; c0 < chunks; c0 += warps * SK_UNROLL) {
         // every load of this run first (2 UNROLL weight vectors + NT UNROLL token vectors per lane) ...
         uint4 wl[SK_UNROLL], wh[SK_UNROLL], av[SK_UNROLL][NT];

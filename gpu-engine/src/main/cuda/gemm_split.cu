@@ -89,6 +89,7 @@ __device__ __forceinline__ void gemm_split(const bf16* __restrict__ A, const bf1
         };
 #pragma unroll
         for (int u = 0; u < SP_UNROLL; u++) loadW(u, 0);  // in flight across the staging barrier
+        pdl_enter();  // weights only before it: A is written by the kernel before (programmatic launch)
         if (s0 != cBeg) __syncthreads();  // every warp is done reading the previous segment
         // A[0 .. TOK)[32 s0 .. 32 (s0 + ncU)) -> As[chunk][token][32]; zero past M, K and the segment
         for (int v = tid; v < ncU * TOK * 4; v += SP_WARPS * 32) {
@@ -126,6 +127,7 @@ __device__ __forceinline__ void gemm_split(const bf16* __restrict__ A, const bf1
     }
 
     // Partial tile: accumulator (row 16 warp + gid / + 8, tokens 8 j + 2 tid4, +1) -> P[token][row].
+    pdl_enter();  // an empty slice never entered the loop
     __syncthreads();  // every warp is done reading As, which P overwrites
     cluster_tile_store<S, SP_ROWS, TOK, SP_LDP, SP_WARPS * 32>(acc, P, C, M, N, ldc, row0, rank);
 }

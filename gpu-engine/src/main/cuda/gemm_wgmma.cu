@@ -245,10 +245,12 @@ __device__ __forceinline__ void gemm_tile(const bf16* __restrict__ A, const bf16
 // grid (ceil(M / 128) * ceil(N / 256)), block 384, dynamic shared memory wgmma_gemm::kSmemBytes = 197,632.
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_wgmma_bf16_bf16(const bf16* __restrict__ A,
         const bf16* __restrict__ W, bf16* __restrict__ C, int M, int N, int K, int lda, int ldw, int ldc) {
+    pdl_enter();
     wgmma_gemm::gemm_tile<bf16>(A, W, C, M, N, K, lda, ldw, ldc);
 }
 
 extern "C" __global__ void __launch_bounds__(384, 1) gemm_wgmma_bf16_f32(const bf16* __restrict__ A,
         const bf16* __restrict__ W, float* __restrict__ C, int M, int N, int K, int lda, int ldw, int ldc) {
+    pdl_enter();
     wgmma_gemm::gemm_tile<float>(A, W, C, M, N, K, lda, ldw, ldc);
 }

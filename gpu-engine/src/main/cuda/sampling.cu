@@ -165,6 +165,7 @@ __device__ SelectResult sample_select(const float* row, int vocab, int lowKey, b
 // grid (rows), block 1024.
 extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(float* __restrict__ logits,
         const SampleParams* __restrict__ params, int* __restrict__ ids, int vocab) {
+    pdl_enter();
     float* row = logits + (size_t)blockIdx.x * vocab;
     const SampleParams p = params[blockIdx.x];
     __shared__ float smax[32];
@@ -259,4 +260,31 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(float* 
     }
     __syncthreads();
     if (threadIdx.x == 0) ids[blockIdx.x] = found;
+}
+
+// The repetition penalty of each row before sampling (Hugging Face's RepetitionPenaltyLogitsProcessor, as the host's
+// Sampler.applyRepetitionPenalty): for every distinct id t in hist[off[r] .. off[r + 1]) within [0, vocab),
+// logits[r, t] is divided by penalty[r] when positive, else multiplied by it. A row whose penalty is 1 is left
+// alone. Each id is applied once however often it occurs: a bit per id in shared memory, and only the thread whose
+// atomicOr set the bit applies it. grid (rows), block 256, dynamic shared memory ceil(vocab / 32) * 4 bytes.
+extern "C" __global__ void __launch_bounds__(256) repetition_penalty(float* __restrict__ logits,
+        const int* __restrict__ hist, const int* __restrict__ off, const float* __restrict__ penalty, int vocab) {
+    pdl_enter();
+    extern __shared__ unsigned int seen[];
+    const int r = blockIdx.x;
+    const float p = penalty[r];
+    if (p == 1.f) return;
+    const int words = (vocab + 31) >> 5;
+    for (int i = threadIdx.x; i < words; i += blockDim.x) seen[i] = 0u;
+    __syncthreads();
+    float* row = logits + (size_t)r * vocab;
+    for (int i = off[r] + threadIdx.x; i < off[r + 1]; i += blockDim.x) {
+        const int t = hist[i];
+        if (t < 0 || t >= vocab) continue;
+        const unsigned int bit = 1u << (t & 31);
+        if (!(atomicOr(&seen[t >> 5], bit) & bit)) {
+            const float l = row[t];
+            row[t] = l > 0.f ? l / p : l * p;
+        }
+    }
 }

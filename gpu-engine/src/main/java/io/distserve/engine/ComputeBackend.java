@@ -2,6 +2,7 @@ package io.distserve.engine;
 
 import io.distserve.engine.kv.KvCacheLayout;
 import io.distserve.engine.model.ModelConfig;
+import io.distserve.engine.sampling.RepetitionPenalties;
 import java.util.List;
 
 /**
@@ -48,15 +49,16 @@ public interface ComputeBackend extends AutoCloseable {
     }
 
     /**
-     * The same step as {@link #forward}, returning one sampled token per logit row: row {@code i} is sampled with
+     * The same step as {@link #forward}, returning one sampled token per logit row: row {@code i}, after its
+     * repetition penalty ({@code penalties}, {@link RepetitionPenalties}), is sampled with
      * {@link io.distserve.engine.sampling.RowSampling#sample} from {@code temperature[i]} (0: greedy, the token of
-     * {@link #forwardGreedy}), {@code topK[i]} (0: off), {@code topP[i]} (1: off), {@code minP[i]} (0: off) and the
-     * caller's uniform {@code uniform[i]} in [0, 1). No repetition penalty: the engine keeps such rows on the host
-     * Sampler. A device backend samples where the logits are and copies back ids only; the default samples
-     * {@link #forward}'s rows on the host with the same arithmetic. -1 for a row that is all NaN.
+     * {@link #forwardGreedy} on the penalised row), {@code topK[i]} (0: off), {@code topP[i]} (1: off),
+     * {@code minP[i]} (0: off) and the caller's uniform {@code uniform[i]} in [0, 1). A device backend penalises and
+     * samples where the logits are and copies back ids only; the default does the same on the host with the same
+     * arithmetic. -1 for a row that is all NaN.
      */
     default int[] forwardSampled(List<SequenceSlice> batch, float[] temperature, int[] topK, float[] topP,
-                                 float[] minP, double[] uniform) {
+                                 float[] minP, double[] uniform, RepetitionPenalties penalties) {
         List<float[]> rows = forward(batch);
         int[] ids = new int[rows.size()];
         int vocab = config().vocabSize();
@@ -66,6 +68,7 @@ public interface ComputeBackend extends AutoCloseable {
                 throw new IllegalStateException("backend returned a logit row of " + (row == null ? "null"
                         : row.length) + " entries, expected " + vocab);
             }
+            penalties.applyTo(i, row);
             ids[i] = io.distserve.engine.sampling.RowSampling.sample(row, temperature[i], topK[i], topP[i], minP[i],
                     uniform[i]);
         }

@@ -106,7 +106,6 @@ public final class LlmEngine implements AutoCloseable {
     private final Set<Integer> eosIds;
     private final EngineConfig config;
     private final Scheduler scheduler;
-    private final Sampler sampler = new Sampler();
     private final int vocabSize;
     private final int blockSize;
     private final int maxPositions;
@@ -510,36 +509,27 @@ public final class LlmEngine implements AutoCloseable {
         }
         // When every sequence that samples in this step is plainly greedy, the token is the argmax of its logits
         // row: let the backend pick it (on a GPU, only ids come back instead of vocabSize floats per row).
-        // Anything else (temperature, penalties) goes through the host Sampler on the full rows.
         boolean greedyStep = expectedRows > 0;
         for (ScheduledChunk c : chunks) {
             if (c.samples() && !Sampler.isPlainGreedy(c.sequence().params())) {
                 greedyStep = false;
             }
         }
-        // Otherwise, when no sampled sequence has a repetition penalty, the backend samples (temperature, top-k,
-        // top-p, min-p) from one uniform per row drawn here from the sequence's own generator: again only ids come
-        // back. Greedy rows of such a step go with temperature 0 (the argmax, as above) and draw nothing.
-        boolean sampledStep = !greedyStep && expectedRows > 0;
-        for (ScheduledChunk c : chunks) {
-            if (c.samples() && !RowSamplingRoute.deviceSamplable(c.sequence().params())) {
-                sampledStep = false;
-            }
-        }
-        List<float[]> logits = null;
+        // Otherwise the backend applies the repetition penalties and samples (temperature, top-k, top-p, min-p)
+        // from one uniform per row drawn here from the sequence's own generator: again only ids come back. Greedy
+        // rows of such a step go with temperature 0 (the argmax of the penalised row) and draw nothing.
         int[] greedyIds = null;
         try {
             if (greedyStep) {
                 greedyIds = backend.forwardGreedy(batch);
                 checkGreedyIds(greedyIds, expectedRows);
-            } else if (sampledStep) {
+            } else if (expectedRows > 0) {
                 RowSamplingRoute route = RowSamplingRoute.of(chunks, expectedRows, vocabSize);
                 greedyIds = backend.forwardSampled(batch, route.temperature, route.topK, route.topP, route.minP,
-                        route.uniform);
+                        route.uniform, route.penalties);
                 checkGreedyIds(greedyIds, expectedRows);
             } else {
-                logits = backend.forward(batch);
-                checkLogits(logits, expectedRows);
+                checkLogits(backend.forward(batch), 0);
             }
         } catch (Throwable t) {
             LOG.warn("forward step over {} sequences failed; failing them", chunks.size(), t);
@@ -560,15 +550,9 @@ public final class LlmEngine implements AutoCloseable {
                 seq.advanceComputed(c.length());
                 scheduler.cacheComputed(seq);
                 if (sampleRow >= 0) {
-                    int token;
-                    if (greedyIds != null) {
-                        token = greedyIds[sampleRow];
-                        if (token < 0) {  // what Sampler.sample throws for the same row
-                            throw new IllegalStateException("logits row has no usable value (all NaN)");
-                        }
-                    } else {
-                        token = sampler.sample(logits.get(sampleRow), seq.params(), seq.tokenBuffer(), seq.length(),
-                                seq.rng());
+                    int token = greedyIds[sampleRow];
+                    if (token < 0) {  // what Sampler.sample throws for the same row
+                        throw new IllegalStateException("logits row has no usable value (all NaN)");
                     }
                     deliverToken(seq, token, now);
                 }

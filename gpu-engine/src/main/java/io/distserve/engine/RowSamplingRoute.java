@@ -1,12 +1,13 @@
 package io.distserve.engine;
 
+import io.distserve.engine.sampling.RepetitionPenalties;
 import io.distserve.engine.sampling.SamplingParams;
 import io.distserve.engine.sched.ScheduledChunk;
 import java.util.List;
 
 /**
- * The per-row arguments of {@link ComputeBackend#forwardSampled} for one engine step, and which sampling
- * parameters may go that way.
+ * The per-row arguments of {@link ComputeBackend#forwardSampled} for one engine step: every sampling setting,
+ * the repetition penalty with the sequence's tokens included, goes to the backend.
  */
 final class RowSamplingRoute {
 
@@ -15,6 +16,7 @@ final class RowSamplingRoute {
     final float[] topP;
     final float[] minP;
     final double[] uniform;
+    final RepetitionPenalties penalties;
 
     private RowSamplingRoute(int rows) {
         temperature = new float[rows];
@@ -22,11 +24,7 @@ final class RowSamplingRoute {
         topP = new float[rows];
         minP = new float[rows];
         uniform = new double[rows];
-    }
-
-    /** No repetition penalty (it needs the sequence's history): the rest is done by the backend. */
-    static boolean deviceSamplable(SamplingParams p) {
-        return p.repetitionPenalty() == 1.0;
+        penalties = RepetitionPenalties.none(rows);
     }
 
     /**
@@ -42,6 +40,11 @@ final class RowSamplingRoute {
                 continue;
             }
             SamplingParams p = c.sequence().params();
+            if (p.repetitionPenalty() != 1.0) {
+                r.penalties.penalty()[i] = (float) p.repetitionPenalty();
+                r.penalties.history()[i] = c.sequence().tokenBuffer();
+                r.penalties.length()[i] = c.sequence().length();
+            }
             if (p.isGreedy()) {
                 r.temperature[i] = 0f;
                 r.topP[i] = 1f;

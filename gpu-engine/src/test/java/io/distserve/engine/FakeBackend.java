@@ -2,6 +2,7 @@ package io.distserve.engine;
 
 import io.distserve.engine.kv.KvCacheLayout;
 import io.distserve.engine.model.ModelConfig;
+import io.distserve.engine.sampling.RepetitionPenalties;
 import io.distserve.engine.safetensors.DType;
 import java.util.ArrayList;
 import java.util.List;
@@ -29,6 +30,8 @@ public final class FakeBackend implements ComputeBackend {
     private final AtomicInteger forwardCalls = new AtomicInteger();
     private final AtomicInteger greedyCalls = new AtomicInteger();
     private final AtomicInteger sampledCalls = new AtomicInteger();
+
+    private final AtomicInteger penalisedCalls = new AtomicInteger();
     private volatile Predicate<List<SequenceSlice>> failWhen = b -> false;
     private volatile long delayMillis;
 
@@ -92,6 +95,11 @@ public final class FakeBackend implements ComputeBackend {
         return ComputeBackend.super.forwardGreedy(batch);
     }
 
+    /** Steps that asked for sampled ids with a repetition penalty on some row. */
+    public int penalisedCalls() {
+        return penalisedCalls.get();
+    }
+
     /** Steps that asked for sampled ids ({@link #forwardSampled}, the interface's default). */
     public int sampledCalls() {
         return sampledCalls.get();
@@ -99,9 +107,12 @@ public final class FakeBackend implements ComputeBackend {
 
     @Override
     public int[] forwardSampled(List<SequenceSlice> batch, float[] temperature, int[] topK, float[] topP,
-                                float[] minP, double[] uniform) {
+                                float[] minP, double[] uniform, RepetitionPenalties penalties) {
         sampledCalls.incrementAndGet();
-        return ComputeBackend.super.forwardSampled(batch, temperature, topK, topP, minP, uniform);
+        if (penalties.any()) {
+            penalisedCalls.incrementAndGet();
+        }
+        return ComputeBackend.super.forwardSampled(batch, temperature, topK, topP, minP, uniform, penalties);
     }
 
     /** Copies one block's entries to another backend's block (a KV migration). */

@@ -455,11 +455,13 @@ class LlmEngineTest {
         assertThat(engine.generate(new GenerationRequest("g", prompt, greedy(12, true))).tokenIds())
                 .containsExactly(expected);
         assertThat(backend.greedyCalls()).isEqualTo(12);  // one prefill step + 11 decodes, all greedy
-        // a repetition penalty needs the whole row on the host: no greedy step
+        // a repetition penalty needs the sequence's tokens: not a plain greedy step, the backend penalises and
+        // takes the argmax (temperature 0)
         int before = backend.greedyCalls();
         SamplingParams penalised = new SamplingParams(0, 1, 0, 0, 1.3, null, 5, List.of(), List.of(), true, true);
         engine.generate(new GenerationRequest("p", prompt(6, 4), penalised));
         assertThat(backend.greedyCalls()).isEqualTo(before);
+        assertThat(backend.penalisedCalls()).isEqualTo(5);
         // greedy beside a sampled request in the same steps: logits for everyone, the greedy tokens unchanged
         RecordingListener g = listener();
         RecordingListener t = listener();
@@ -471,7 +473,7 @@ class LlmEngineTest {
     }
 
     @Test
-    void stepsWithoutRepetitionPenaltySampleInTheBackendAndPenalisedStepsOnTheHost() throws Exception {
+    void everySamplingSettingSamplesInTheBackendRepetitionPenaltyIncluded() throws Exception {
         engine();
         int[] prompt = prompt(6, 3);
         int[] expected = FakeBackend.reference(prompt, 12, VOCAB, EOS, true);
@@ -479,11 +481,13 @@ class LlmEngineTest {
         engine.generate(new GenerationRequest("t", prompt(6, 5), hot));
         assertThat(backend.sampledCalls()).isEqualTo(12);  // one prefill step + 11 decodes
         assertThat(backend.greedyCalls()).isZero();
-        // a repetition penalty keeps the step on the host Sampler (full logit rows)
+        // a repetition penalty goes to the backend too, with the sequence's tokens (only ids come back)
         int sampled = backend.sampledCalls();
         SamplingParams penalised = new SamplingParams(0.8, 1, 0, 0, 1.3, 7L, 5, List.of(), List.of(), true, true);
         engine.generate(new GenerationRequest("p", prompt(6, 4), penalised));
-        assertThat(backend.sampledCalls()).isEqualTo(sampled);
+        assertThat(backend.sampledCalls()).isEqualTo(sampled + 5);
+        assertThat(backend.penalisedCalls()).isEqualTo(5);
+        sampled = backend.sampledCalls();
         // greedy beside a sampled request in the same steps: both sampled in the backend, greedy tokens unchanged
         RecordingListener g = listener();
         RecordingListener t = listener();

@@ -8,6 +8,7 @@ import io.distserve.engine.SequenceSlice;
 import io.distserve.engine.kv.KvCacheLayout;
 import io.distserve.engine.model.ModelConfig;
 import io.distserve.engine.model.TensorStore;
+import io.distserve.engine.sampling.RepetitionPenalties;
 import io.distserve.engine.sampling.Sampler;
 import io.distserve.engine.safetensors.DType;
 import java.util.ArrayList;
@@ -57,6 +58,8 @@ public final class CudaBackend implements ComputeBackend {
     private final Scratch scratch;
     /** Per-row parameters of sample_rows ({@link CudaKernels#sampleParams}); grown on demand. */
     private DeviceBuffer sampleParams;
+    /** Offsets, penalties and ids of repetition_penalty ({@link CudaKernels#penaltyWords}); grown on demand. */
+    private DeviceBuffer penaltyArgs;
     private final RopeTables rope;
     private final float eps;
     private final float scale;
@@ -220,9 +223,11 @@ public final class CudaBackend implements ComputeBackend {
                         + free + " bytes free after the weights, a block needs " + perBlock + ")");
             }
             CudaBackend b = new CudaBackend(config, ctx, w, options.blockSize(), (int) blocks, s);
-            LOG.info("CUDA backend on {} (cc {}, {} SMs): weights {} MiB, KV pool {} blocks x {} tokens = {} MiB",
-                    ctx.deviceName(), ctx.computeCapability(), ctx.smCount(), w.bytes() >> 20, blocks,
-                    options.blockSize(), b.layout.totalBytes() >> 20);
+            String pdlOff = ctx.programmaticUnavailableReason();
+            LOG.info("CUDA backend on {} (cc {}, {} SMs): weights {} MiB, KV pool {} blocks x {} tokens = {} MiB; "
+                            + "decode graphs with programmatic launches: {}", ctx.deviceName(), ctx.computeCapability(),
+                    ctx.smCount(), w.bytes() >> 20, blocks, options.blockSize(), b.layout.totalBytes() >> 20,
+                    pdlOff == null ? "on" : "off (" + pdlOff + ")");
             return b;
         } catch (RuntimeException e) {
             if (s != null) {
@@ -327,13 +332,14 @@ public final class CudaBackend implements ComputeBackend {
      */
     @Override
     public synchronized int[] forwardSampled(List<SequenceSlice> batch, float[] temperature, int[] topK,
-                                             float[] topP, float[] minP, double[] uniform) {
+                                             float[] topP, float[] minP, double[] uniform,
+                                             RepetitionPenalties penalties) {
         int rows = run(batch, false);
         if (rows == 0) {
             return new int[0];
         }
         if (temperature.length != rows || topK.length != rows || topP.length != rows || minP.length != rows
-                || uniform.length != rows) {
+                || uniform.length != rows || penalties.rows() != rows) {
             throw new IllegalArgumentException("sampling parameters for " + temperature.length + " rows, the step has "
                     + rows);
         }
@@ -345,8 +351,28 @@ public final class CudaBackend implements ComputeBackend {
             sampleParams = ctx.allocate("sample_params", 4L * Math.max(words.length, 6 * 64));
         }
         sampleParams.upload(words);
+        if (penalties.any()) {
+            applyPenalties(penalties, rows);
+        }
         k.sample(scratch.logits, sampleParams, scratch.ids, rows, config.vocabSize());
         return downloadIds(rows);
+    }
+
+    /**
+     * repetition_penalty over the step's logit rows: offsets, penalties and ids in one upload
+     * ({@link CudaKernels#penaltyWords}) to a buffer grown on demand.
+     */
+    private void applyPenalties(RepetitionPenalties penalties, int rows) {
+        int[] words = CudaKernels.penaltyWords(penalties);
+        if (penaltyArgs == null || penaltyArgs.bytes() < 4L * words.length) {
+            if (penaltyArgs != null) {
+                penaltyArgs.close();
+            }
+            penaltyArgs = ctx.allocate("penalty_args", 4L * Math.max(words.length, 4096));
+        }
+        penaltyArgs.upload(words);
+        k.repetitionPenalty(scratch.logits, penaltyArgs.at(4L * (2 * rows + 1)), penaltyArgs.at(0),
+                penaltyArgs.at(4L * (rows + 1)), rows, config.vocabSize());
     }
 
     /**
@@ -465,6 +491,10 @@ public final class CudaBackend implements ComputeBackend {
                     sampleParams.close();
                     sampleParams = null;
                 }
+                if (penaltyArgs != null) {
+                    penaltyArgs.close();
+                    penaltyArgs = null;
+                }
                 kv.close();
                 w.close();
                 ctx.close();
@@ -532,6 +562,12 @@ public final class CudaBackend implements ComputeBackend {
 
         boolean enabled = !Boolean.getBoolean("distserve.cuda.sync")
                 && Boolean.parseBoolean(System.getProperty("distserve.cuda.graphs", "true"));
+        /**
+         * Kernels after the first are captured as programmatic launches (each may start while the one before
+         * drains; CUDA_NOTES section 11); off when unavailable ({@link CudaContext#programmaticUnavailableReason})
+         * or after a capture with them failed.
+         */
+        boolean programmatic = ctx.programmaticUnavailableReason() == null;
         private final java.util.Map<Integer, Graph> byN = new java.util.HashMap<>();
         private final java.util.Set<Integer> failed = new java.util.HashSet<>();
         long captures;
@@ -563,7 +599,7 @@ public final class CudaBackend implements ComputeBackend {
                     return false;
                 }
                 try {
-                    g = capture(step, plan);
+                    g = captureProgrammaticFirst(step, plan);
                 } catch (RuntimeException e) {
                     failed.add(n);
                     LOG.warn("CUDA graph capture of the decode step at batch {} failed; that batch size runs "
@@ -580,7 +616,24 @@ public final class CudaBackend implements ComputeBackend {
             return true;
         }
 
-        private Graph capture(CudaStep step, AttentionPlan plan) {
+        /**
+         * Captures with programmatic launches ({@link ProgrammaticLaunch}) while they work; a capture that fails
+         * with them is made again without, and they stay off for this backend (logged once).
+         */
+        private Graph captureProgrammaticFirst(CudaStep step, AttentionPlan plan) {
+            if (programmatic) {
+                try {
+                    return capture(step, plan, true);
+                } catch (RuntimeException e) {
+                    programmatic = false;
+                    LOG.warn("decode graphs: capture with programmatic launches failed, captured with plain launches "
+                            + "from now on: {}", e.toString());
+                }
+            }
+            return capture(step, plan, false);
+        }
+
+        private Graph capture(CudaStep step, AttentionPlan plan, boolean withProgrammatic) {
             int n = step.n;
             int maxStride = (config.maxPositions() + layout.blockSize() - 1) / layout.blockSize();
             DeviceBuffer meta = ctx.allocate("decode_meta_" + n, 4L * Meta.ints(n, n, plan.allItems(),
@@ -595,11 +648,14 @@ public final class CudaBackend implements ComputeBackend {
                 CUgraph graph = new CUgraph();
                 RuntimeException failure = null;
                 try {
+                    ctx.programmaticLaunches(withProgrammatic);
                     runLayers(n, plan, m);
                     lmHead(n, m);
                     k.argmax(scratch.logits, scratch.ids, n, config.vocabSize());
                 } catch (RuntimeException e) {
                     failure = e;
+                } finally {
+                    ctx.programmaticLaunches(false);
                 }
                 int rc = JCudaDriver.cuStreamEndCapture(ctx.stream(), graph);
                 if (failure != null) {

@@ -1151,6 +1151,62 @@ public final class CudaChecks {
         }
     }
 
+    /**
+     * repetition_penalty against the host's {@link io.distserve.engine.sampling.RepetitionPenalties#applyTo}, bit for
+     * bit: rows without a penalty, penalties above and below 1, histories empty, short and long (4,000 ids with
+     * repeats), ids outside the vocabulary, logits of both signs with NaN and infinities. Every row compared whole.
+     */
+    public Result repetitionPenalty(int vocab) {
+        float[] pens = {1f, 1.3f, 0.7f, 2f, 1.05f, 1.3f};
+        int[] lens = {50, 0, 1, 300, 4000, 4000};
+        int rows = pens.length;
+        int[][] hist = new int[rows][];
+        float[] logits = new float[rows * vocab];
+        for (int r = 0; r < rows; r++) {
+            hist[r] = new int[lens[r] + 3];  // room past the length: never read
+            for (int i = 0; i < hist[r].length; i++) {
+                int pick = rnd.nextInt(20);
+                hist[r][i] = pick == 0 ? -1 - rnd.nextInt(5) : pick == 1 ? vocab + rnd.nextInt(5)
+                        : pick < 8 ? rnd.nextInt(Math.min(vocab, 64)) : rnd.nextInt(vocab);  // many repeats
+            }
+            for (int j = 0; j < vocab; j++) {
+                logits[r * vocab + j] = j % 211 == 7 ? Float.NaN : j % 223 == 9 ? Float.NEGATIVE_INFINITY
+                        : j % 227 == 11 ? Float.POSITIVE_INFINITY : (float) (3 * rnd.nextGaussian());
+            }
+        }
+        io.distserve.engine.sampling.RepetitionPenalties p = new io.distserve.engine.sampling.RepetitionPenalties(
+                pens, hist, lens);
+        int[] words = CudaKernels.penaltyWords(p);
+        try (DeviceBuffer dl = floatBuffer("logits", logits); DeviceBuffer dw = intBuffer("penalty_args", words)) {
+            k.repetitionPenalty(dl, dw.at(4L * (2 * rows + 1)), dw.at(0), dw.at(4L * (rows + 1)), rows, vocab);
+            float[] got = new float[rows * vocab];
+            dl.download(0, Pointer.to(got), 4L * got.length);
+            int wrong = 0;
+            String first = null;
+            for (int r = 0; r < rows; r++) {
+                float[] ref = java.util.Arrays.copyOfRange(logits, r * vocab, (r + 1) * vocab);
+                p.applyTo(r, ref);
+                for (int j = 0; j < vocab; j++) {
+                    if (Float.floatToIntBits(ref[j]) != Float.floatToIntBits(got[r * vocab + j])) {
+                        wrong++;
+                        if (first == null) {
+                            first = "row " + r + " (penalty " + pens[r] + ") id " + j + ": got " + got[r * vocab + j]
+                                    + ", expected " + ref[j];
+                        }
+                    }
+                }
+            }
+            float ms = ctx.timeMillis(() -> k.repetitionPenalty(dl, dw.at(4L * (2 * rows + 1)), dw.at(0),
+                    dw.at(4L * (rows + 1)), rows, vocab));
+            Result res = new Result("repetition_penalty == host", rows + "x" + vocab + " (histories "
+                    + java.util.Arrays.toString(lens) + ")", wrong == 0 ? 0 : 1, wrong, 0, ms,
+                    wrong == 0 ? null : "FAIL: " + wrong + " logits differ; first " + first);
+            results.add(res);
+            sink.accept(res);
+            return res;
+        }
+    }
+
     // ---- whole backend ------------------------------------------------------------------------------------------
 
     /**
@@ -1540,6 +1596,8 @@ public final class CudaChecks {
         argmax(5, 151_936);
         sampleRows(1001);
         sampleRows(151_936);
+        repetitionPenalty(1001);
+        repetitionPenalty(151_936);
         backendVsCpu("qwen3", new ModelConfig("qwen3", 64, 160, 3, 4, 2, 16, 300, 256, 1_000_000.0, 1e-6, true, true,
                 -1, List.of(299), "bfloat16"), 4);
         backendVsCpu("llama", new ModelConfig("llama", 48, 128, 2, 6, 2, 8, 257, 128, 10_000.0, 1e-5, false, false,

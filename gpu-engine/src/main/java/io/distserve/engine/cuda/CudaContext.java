@@ -32,6 +32,11 @@ public final class CudaContext implements AutoCloseable {
     private final int ccMinor;
     private final long fatbinCrc;
     private volatile String lastKernel = "(none)";
+    /** cuLaunchKernelEx through JNA, bound on first use; null until then. */
+    private ProgrammaticLaunch.Loaded programmatic;
+    /** While true (a decode graph is being captured), kernels after the first are launched programmatically. */
+    private boolean programmaticOn;
+    private boolean kernelBefore;
     private boolean closed;
 
     CudaContext(int ordinal, byte[] fatbin) {
@@ -125,6 +130,44 @@ public final class CudaContext implements AutoCloseable {
 
     void lastKernel(String name) {
         lastKernel = name;
+    }
+
+    /**
+     * Whether programmatic dependent launches can be made here: null when they can, else why not (JNA or the
+     * driver's cuLaunchKernelEx missing, a device older than compute capability 9.0, or
+     * {@code -Ddistserve.cuda.pdl=false}).
+     */
+    synchronized String programmaticUnavailableReason() {
+        if (!Boolean.parseBoolean(System.getProperty("distserve.cuda.pdl", "true"))) {
+            return "disabled by -Ddistserve.cuda.pdl=false";
+        }
+        if (ccMajor < 9) {
+            return "needs compute capability 9.0, the device is " + computeCapability();
+        }
+        if (programmatic == null) {
+            programmatic = ProgrammaticLaunch.load();
+        }
+        return programmatic.unavailableReason();
+    }
+
+    /**
+     * From now on (until {@code programmaticLaunches(false)}), every kernel launched after another one is launched
+     * with programmatic stream serialization (the first is not: it has no kernel to overlap). Used around decode-
+     * graph captures only. @return whether it is on (false when {@link #programmaticUnavailableReason} says why not)
+     */
+    synchronized boolean programmaticLaunches(boolean on) {
+        programmaticOn = on && programmaticUnavailableReason() == null;
+        kernelBefore = false;
+        return programmaticOn;
+    }
+
+    /** The launcher for the next kernel launch, or null for a plain cuLaunchKernel. */
+    synchronized ProgrammaticLaunch programmaticLauncher() {
+        if (programmaticOn && kernelBefore) {
+            return programmatic.launcher();
+        }
+        kernelBefore = true;
+        return null;
     }
 
     /** The context itself, for the KV-transfer layer's threads (they make it current to reach the KV pool). */

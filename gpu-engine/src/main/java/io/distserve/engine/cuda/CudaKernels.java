@@ -121,6 +121,7 @@ public final class CudaKernels {
     private final Kernel argmax;
     private final Kernel spin;
     private final Kernel sample;
+    private final Kernel penalty;
     /** gemm_skinny{8,16,32}_{bf16,f32}: index 0, 1, 2 for M <= 8, 16, 32. */
     private final Kernel[] skinnyBf16 = new Kernel[3];
     private final Kernel[] skinnyF32 = new Kernel[3];
@@ -182,6 +183,7 @@ public final class CudaKernels {
         argmax = ctx.kernel("argmax_rows");
         spin = ctx.kernel("gpu_spin");
         sample = ctx.kernel("sample_rows");
+        penalty = ctx.kernel("repetition_penalty");
         for (int i = 0; i < 3; i++) {
             skinnyBf16[i] = ctx.kernel("gemm_skinny" + (8 << i) + "_bf16");
             skinnyF32[i] = ctx.kernel("gemm_skinny" + (8 << i) + "_f32");
@@ -259,7 +261,7 @@ public final class CudaKernels {
     /** Every kernel, for the resource table. */
     public Kernel[] all() {
         List<Kernel> all = new ArrayList<>(List.of(embedding, addRmsNorm, siluMul, qkRopeKv, gemmBf16, gemmF32,
-                gemm128Bf16, gemm128F32, attention, combine, prefill64, prefill128, argmax, sample));
+                gemm128Bf16, gemm128F32, attention, combine, prefill64, prefill128, argmax, sample, penalty));
         if (wgmmaBf16 != null) {
             all.add(wgmmaBf16);
             all.add(wgmmaF32);
@@ -1151,5 +1153,38 @@ public final class CudaKernels {
      */
     public void sample(Object logits, Object params, Object ids, int rows, int vocab) {
         sample.launch(rows, 1, 1, 1024, 0, logits, params, ids, vocab);
+    }
+
+    /**
+     * The repetition penalty of each row, in place (repetition_penalty in sampling.cu;
+     * {@link io.distserve.engine.sampling.RepetitionPenalties}): row r's ids are {@code hist[off[r] .. off[r + 1])},
+     * its penalty {@code penalties[r]} (fp32; 1 leaves the row alone).
+     */
+    public void repetitionPenalty(Object logits, Object hist, Object off, Object penalties, int rows, int vocab) {
+        penalty.launch(rows, 1, 1, 256, 4 * ((vocab + 31) / 32), logits, hist, off, penalties, vocab);
+    }
+
+    /**
+     * The device arguments of {@link #repetitionPenalty} for a step's penalties, as one int array: offsets [rows + 1],
+     * the penalties' fp32 bits [rows], then the penalised rows' ids (rows without a penalty contribute none).
+     */
+    public static int[] penaltyWords(io.distserve.engine.sampling.RepetitionPenalties p) {
+        int rows = p.rows();
+        long total = p.totalTokens();
+        if (total > Integer.MAX_VALUE - 2L * rows - 1) {
+            throw new IllegalArgumentException("repetition penalty: " + total + " history tokens in one step");
+        }
+        int[] words = new int[2 * rows + 1 + (int) total];
+        int o = 2 * rows + 1;
+        for (int r = 0; r < rows; r++) {
+            words[r] = o - (2 * rows + 1);
+            words[rows + 1 + r] = Float.floatToRawIntBits(p.penalty()[r]);
+            if (p.applies(r)) {
+                System.arraycopy(p.history()[r], 0, words, o, p.length()[r]);
+                o += p.length()[r];
+            }
+        }
+        words[rows] = o - (2 * rows + 1);
+        return words;
     }
 }

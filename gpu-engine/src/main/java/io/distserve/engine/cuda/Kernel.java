@@ -72,6 +72,14 @@ public final class Kernel {
         }
         context.makeCurrent();
         ensureDynamicShared(sharedBytes);
+        ProgrammaticLaunch programmatic = context.programmaticLauncher();
+        if (programmatic != null) {
+            int rc = programmatic.launch(function, context.stream(), gx, gy, gz, block, sharedBytes, args);
+            Cuda.check(rc, "cuLaunchKernelEx(" + name + ", programmatic, grid " + gx + "x" + gy + "x" + gz + ", block "
+                    + block + ", shared " + sharedBytes + ")");
+            context.lastKernel(name);
+            return;
+        }
         NativePointerObject[] ptrs = new NativePointerObject[args.length];
         for (int i = 0; i < args.length; i++) {
             Object a = args[i];

@@ -44,7 +44,7 @@ public final class Sampler {
     }
 
     /** HF semantics: each distinct seen token once; positive logits divided, the others multiplied. */
-    static void applyRepetitionPenalty(float[] logits, int[] history, int historyLength, float penalty) {
+    public static void applyRepetitionPenalty(float[] logits, int[] history, int historyLength, float penalty) {
         BitSet seen = new BitSet(logits.length);
         for (int i = 0; i < historyLength; i++) {
             int t = history[i];

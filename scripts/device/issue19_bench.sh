@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# On the device machine: issue 19's benchmark in one call (device minutes are scarce; each step checks the time
+# left and is skipped, saying so, when it would not fit the 10-minute limit of a call).
+#   Here: scripts/device/pack.sh. There: `bash scripts/device/issue19_bench.sh` with carry [".carry"].
+# 1. the self-check (scripts/device/cuda_check.sh) while qwen3-8b is generated beside it;
+# 2. ours, qwen3-8b: decode batch 1 / 32 / 128 (prompt 128, 64 new) and one 2,048-token prompt, programmatic
+#    launches on (the default), then off for batch 1 / 32 (the A/B of CUDA_NOTES section 11), one 8,192-token prompt;
+# 3. transformers eager on the same weights (batch 1 / 32, 32 new; the 2,048-token prompt);
+# 4. the tables: ours vs HF vs the roofline from the copy bandwidth and matmul rate measured in this run;
+# 5. qwen3-0.6b batch 1, programmatic launches on and off.
+# Writes $OUT/issue19.txt, $OUT/cuda_check.txt and the JSONs.
+source scripts/device/env.sh
+out=${OUT:-/tmp/out}; mkdir -p "$out"
+log="$out/issue19.txt"
+budget=${BUDGET_S:-570}
+set +e
+{ date -u; nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,power.limit --format=csv,noheader; } | tee "$log"
+JV=("$JAVA" -Xmx48g -XX:MaxDirectMemorySize=16g -cp /tmp/distserve-app io.distserve.cli.DistServeCli)
+JVNOPDL=("$JAVA" -Xmx48g -XX:MaxDirectMemorySize=16g -Ddistserve.cuda.pdl=false -cp /tmp/distserve-app io.distserve.cli.DistServeCli)
+fits() {  # seconds needed, what
+  if (( SECONDS + $1 > budget )); then echo "== SKIPPED (time): $2" | tee -a "$log"; return 1; fi
+}
+gen() {  # shape
+  [ -f "/tmp/$1/config.json" ] && return
+  local t0=$SECONDS
+  "${JV[@]}" model generate --shape "$1" --seed 1 --tokenizer "$TOKENIZER" --out "/tmp/$1" --log-level WARNING | tail -1
+  echo "generated $1 in $((SECONDS - t0)) s"
+}
+bench() {  # label, java command array name, args...
+  local label=$1; shift
+  local -n cmd=$1; shift
+  echo "== $label ($((SECONDS)) s into the call)" | tee -a "$log"
+  timeout $((budget - SECONDS)) "${cmd[@]}" bench engine --backend cuda "$@" --log-level INFO 2>&1 \
+    | awk '!/ INFO /||/tuned in|tuning cache|programmatic/' | tee -a "$log"
+}
+
+gen qwen3-8b > /tmp/gen8b.log 2>&1 &
+genpid=$!
+timeout 200 bash scripts/device/cuda_check.sh > /tmp/cuda_check.log 2>&1
+echo "== self-check: exit $? ($SECONDS s); $(grep -c ' PASS ' /tmp/cuda_check.log) rows PASS, $(grep -c ' FAIL' /tmp/cuda_check.log) FAIL" | tee -a "$log"
+grep -E "FAIL|graph replay|repetition_penalty|CHECKS|CRASH" /tmp/cuda_check.log | cut -c1-230 | head -24 | tee -a "$log"
+wait $genpid; cat /tmp/gen8b.log | tee -a "$log"
+
+fits 120 "ours, programmatic launches on" && bench "ours qwen3-8b, programmatic launches on" JV --model /tmp/qwen3-8b \
+  --batch 1,32,128 --prompt-tokens 128 --new-tokens 64 --prefill 2048 --json "$out/ours_8b.json"
+fits 80 "ours, programmatic launches off" && bench "ours qwen3-8b, programmatic launches OFF" JVNOPDL --model /tmp/qwen3-8b \
+  --batch 1,32 --prompt-tokens 128 --new-tokens 64 --json "$out/ours_8b_nopdl.json"
+fits 60 "8,192-token prompt" && bench "ours qwen3-8b, one 8,192-token prompt" JV --model /tmp/qwen3-8b --batch 1 \
+  --prompt-tokens 16 --new-tokens 2 --prefill 8192
+if fits 110 "HF eager qwen3-8b"; then
+  echo "== HF transformers eager, qwen3-8b" | tee -a "$log"
+  timeout $((budget - SECONDS)) python3 gpu-engine/scripts/hf_bench.py /tmp/qwen3-8b --batches 1,32 --prompt 128 --new 32 \
+    --prefill 2048 --json "$out/hf_qwen3-8b.json" 2>&1 | grep -v Warning | tee -a "$log"
+fi
+if [ -f "$out/ours_8b.json" ] && fits 30 "tables"; then
+  hf=(); [ -f "$out/hf_qwen3-8b.json" ] && hf=(--hf "$out/hf_qwen3-8b.json")
+  echo "== tables: programmatic launches on" | tee -a "$log"
+  python3 gpu-engine/scripts/bench_table.py --ours "$out/ours_8b.json" "${hf[@]}" --models /tmp/qwen3-8b --measure 2>&1 | tee -a "$log"
+fi
+if fits 60 "qwen3-0.6b"; then
+  gen qwen3-0.6b | tee -a "$log"
+  bench "ours qwen3-0.6b, programmatic launches on" JV --model /tmp/qwen3-0.6b --batch 1 --prompt-tokens 128 --new-tokens 64
+  fits 25 "qwen3-0.6b off" && bench "ours qwen3-0.6b, programmatic launches OFF" JVNOPDL --model /tmp/qwen3-0.6b --batch 1 \
+    --prompt-tokens 128 --new-tokens 64
+fi
+echo "== done at $SECONDS s; $(date -u)" | tee -a "$log"
