@@ -804,16 +804,19 @@ public final class CudaKernels {
     }
 
     /**
-     * The candidates the tuner times for a bucket: the forced variant's (its slicings / warps), or skinny W 4/8/16,
-     * dual, split S 1/2/4/8 and pipe S 1/2/4/8. Every one of them is correct for any M in 1..32 (tokens >= M are
-     * zero or token 0 and never stored; the self-check's rows at M 1, 5, 8, 13, 16 and 17..32 check it).
+     * The candidates the tuner times for a bucket: the forced variant's (its slicings / warps), or skinny W 4/8/16
+     * and dual. The split and pipe GEMMs (S 1/2/4/8) are timed only when forced: on the qwen3-8b shapes (H100 and
+     * H200, 2026-11-21 to 12-05) neither won a bucket since the tuner times GPU work only, while timing
+     * their 8 candidates was two thirds of the ~1.1 s the tuner added to a qwen3-8b load (issue 19). Every
+     * variant is correct for any M in 1..32 (tokens >= M are zero or token 0 and never stored; the self-check's
+     * rows at M 1, 5, 8, 13, 16 and 17..32 check it).
      */
     List<Gemm32Choice> decodeCandidates(int bucket) {
         Gemm32Choice f = forced[bucket];
         int[] slicings = clusterRefusal == null ? new int[] {1, 2, 4, 8} : new int[] {1};
         List<Gemm32Choice> out = new ArrayList<>();
         for (Gemm32Variant v : Gemm32Variant.values()) {
-            if (f != null && f.variant() != v) {
+            if (f != null && f.variant() != v || f == null && v.sliced) {
                 continue;
             }
             if (f != null && f.slices() != 0 && v != Gemm32Variant.DUAL) {
