@@ -4,10 +4,12 @@
 #   Here: scripts/device/pack.sh. There: `bash scripts/device/issue19_bench.sh` with carry [".carry"].
 # 1. the self-check (scripts/device/cuda_check.sh) while qwen3-8b is generated beside it;
 # 2. ours, qwen3-8b: decode batch 1 / 32 / 128 (prompt 128, 64 new) and one 2,048-token prompt, programmatic
-#    launches on (the default), then off for batch 1 / 32 (the A/B of CUDA_NOTES section 11), one 8,192-token prompt;
-# 3. transformers eager on the same weights (batch 1 / 32, 32 new; the 2,048-token prompt);
-# 4. the tables: ours vs HF vs the roofline from the copy bandwidth and matmul rate measured in this run;
-# 5. qwen3-0.6b batch 1, programmatic launches on and off.
+#    launches on (the default), then off for batch 1 / 32 (the A/B of CUDA_NOTES section 11);
+# 3. qwen3-0.6b batch 1, programmatic launches on and off;
+# 4. Nsight Compute: qwen3-8b batch-1 steps kernel by kernel (eager), to set against the graph step time;
+# 5. transformers eager on the same weights (batch 1 / 32, 16 new; the 2,048-token prompt);
+# 6. the tables: ours vs HF vs the roofline from the copy bandwidth and matmul rate measured in this run;
+# 7. one 8,192-token prompt.
 # Writes $OUT/issue19.txt, $OUT/cuda_check.txt and the JSONs.
 source scripts/device/env.sh
 out=${OUT:-/tmp/out}; mkdir -p "$out"
@@ -36,31 +38,41 @@ bench() {  # label, java command array name, args...
 
 gen qwen3-8b > /tmp/gen8b.log 2>&1 &
 genpid=$!
-timeout 200 bash scripts/device/cuda_check.sh > /tmp/cuda_check.log 2>&1
+timeout 180 bash scripts/device/cuda_check.sh > /tmp/cuda_check.log 2>&1
 echo "== self-check: exit $? ($SECONDS s); $(grep -c ' PASS ' /tmp/cuda_check.log) rows PASS, $(grep -c ' FAIL' /tmp/cuda_check.log) FAIL" | tee -a "$log"
 grep -E "FAIL|graph replay|repetition_penalty|CHECKS|CRASH" /tmp/cuda_check.log | cut -c1-230 | head -24 | tee -a "$log"
 wait $genpid; cat /tmp/gen8b.log | tee -a "$log"
 
 fits 120 "ours, programmatic launches on" && bench "ours qwen3-8b, programmatic launches on" JV --model /tmp/qwen3-8b \
   --batch 1,32,128 --prompt-tokens 128 --new-tokens 64 --prefill 2048 --json "$out/ours_8b.json"
-fits 80 "ours, programmatic launches off" && bench "ours qwen3-8b, programmatic launches OFF" JVNOPDL --model /tmp/qwen3-8b \
-  --batch 1,32 --prompt-tokens 128 --new-tokens 64 --json "$out/ours_8b_nopdl.json"
-fits 60 "8,192-token prompt" && bench "ours qwen3-8b, one 8,192-token prompt" JV --model /tmp/qwen3-8b --batch 1 \
-  --prompt-tokens 16 --new-tokens 2 --prefill 8192
-if fits 110 "HF eager qwen3-8b"; then
-  echo "== HF transformers eager, qwen3-8b" | tee -a "$log"
-  timeout $((budget - SECONDS)) python3 gpu-engine/scripts/hf_bench.py /tmp/qwen3-8b --batches 1,32 --prompt 128 --new 32 \
-    --prefill 2048 --json "$out/hf_qwen3-8b.json" 2>&1 | grep -v Warning | tee -a "$log"
+fits 50 "ours, programmatic launches off" && bench "ours qwen3-8b, programmatic launches OFF" JVNOPDL --model /tmp/qwen3-8b \
+  --batch 1,32 --prompt-tokens 128 --new-tokens 32 --json "$out/ours_8b_nopdl.json"
+if fits 50 "qwen3-0.6b"; then
+  gen qwen3-0.6b | tee -a "$log"
+  bench "ours qwen3-0.6b, programmatic launches on" JV --model /tmp/qwen3-0.6b --batch 1 --prompt-tokens 128 --new-tokens 64
+  fits 20 "qwen3-0.6b off" && bench "ours qwen3-0.6b, programmatic launches OFF" JVNOPDL --model /tmp/qwen3-0.6b --batch 1 \
+    --prompt-tokens 128 --new-tokens 64
 fi
-if [ -f "$out/ours_8b.json" ] && fits 30 "tables"; then
+if fits 90 "ncu, qwen3-8b batch 1"; then
+  NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  echo "== ncu: qwen3-8b batch-1 steps, eager, kernel by kernel ($SECONDS s)" | tee -a "$log"
+  timeout 100 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
+    "$JAVA" -Xmx48g -XX:MaxDirectMemorySize=16g -Ddistserve.cuda.graphs=false -cp /tmp/distserve-app \
+    io.distserve.cli.DistServeCli bench engine --backend cuda --model /tmp/qwen3-8b --batch 1 --prompt-tokens 128 \
+    --new-tokens 3 --log-level WARNING > /tmp/ncu1.csv 2> /tmp/ncu1.err
+  echo "ncu rc $?" | tee -a "$log"
+  python3 gpu-engine/scripts/ncu_summary.py /tmp/ncu1.csv 2>&1 | tee -a "$log"
+fi
+if fits 100 "HF eager qwen3-8b"; then
+  echo "== HF transformers eager, qwen3-8b ($SECONDS s)" | tee -a "$log"
+  timeout $((budget - SECONDS - 20)) python3 gpu-engine/scripts/hf_bench.py /tmp/qwen3-8b --batches 1,32 --prompt 128 \
+    --new 16 --prefill 2048 --json "$out/hf_qwen3-8b.json" 2>&1 | grep -v Warning | tee -a "$log"
+fi
+if [ -f "$out/ours_8b.json" ] && fits 20 "tables"; then
   hf=(); [ -f "$out/hf_qwen3-8b.json" ] && hf=(--hf "$out/hf_qwen3-8b.json")
   echo "== tables: programmatic launches on" | tee -a "$log"
   python3 gpu-engine/scripts/bench_table.py --ours "$out/ours_8b.json" "${hf[@]}" --models /tmp/qwen3-8b --measure 2>&1 | tee -a "$log"
 fi
-if fits 60 "qwen3-0.6b"; then
-  gen qwen3-0.6b | tee -a "$log"
-  bench "ours qwen3-0.6b, programmatic launches on" JV --model /tmp/qwen3-0.6b --batch 1 --prompt-tokens 128 --new-tokens 64
-  fits 25 "qwen3-0.6b off" && bench "ours qwen3-0.6b, programmatic launches OFF" JVNOPDL --model /tmp/qwen3-0.6b --batch 1 \
-    --prompt-tokens 128 --new-tokens 64
-fi
+fits 45 "8,192-token prompt" && bench "ours qwen3-8b, one 8,192-token prompt" JV --model /tmp/qwen3-8b --batch 1 \
+  --prompt-tokens 16 --new-tokens 2 --prefill 8192
 echo "== done at $SECONDS s; $(date -u)" | tee -a "$log"
