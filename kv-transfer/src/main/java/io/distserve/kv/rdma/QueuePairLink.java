@@ -105,7 +105,12 @@ final class QueuePairLink implements AutoCloseable {
      */
     @Override
     public void close() {
-        closed = true;
+        synchronized (this) {
+            if (closed) {
+                return;
+            }
+            closed = true;
+        }
         qp.close();
         sendSlots.release(Integer.MAX_VALUE / 2);
     }

@@ -240,10 +240,10 @@ final class StagedPipeline implements AutoCloseable {
                     sweepLanded(slots, true);
                 }
             }
-        } catch (TransferException | DeviceException e) {
+        } catch (TransferException | RuntimeException e) {
+            // a device fault, or a bug: either way the batch fails, and the stager goes on with the next
             TransferException why = e instanceof TransferException te ? te
-                    : new TransferException("copying a migration from " + peer + " to the GPU failed: "
-                    + e.getMessage(), e);
+                    : new TransferException("a migration from " + peer + " failed: " + e, e);
             b.failure.compareAndSet(null, why);
             abort.accept(b.links, why.getMessage()); // no READ of it lands after this
             settleAll(slots);

@@ -92,7 +92,7 @@ final class StagingClient implements AutoCloseable {
                 out.flush();
             }
         } catch (IOException e) {
-            throw new TransferException("rdma: sending a staging request to " + peer + " failed: " + e, e);
+            throw new TransferException("rdma: sending a request on the staging channel to " + peer + " failed: " + e, e);
         }
     }
 
