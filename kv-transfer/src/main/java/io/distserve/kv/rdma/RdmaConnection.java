@@ -111,7 +111,9 @@ final class RdmaConnection implements Connection {
         this.peer = peer;
         this.options = options;
         this.route = route;
-        this.readPlanner = new ReadPlanner(options.maxMessageBytes());
+        // runs are cut at the NIC's max message only after striping (WorkRequestPlanner), or into slots (staged):
+        // here they stay whole, so that the queue pairs' shares come out even
+        this.readPlanner = new ReadPlanner(Integer.MAX_VALUE);
         this.wrPlanner = new WorkRequestPlanner(options.maxMessageBytes(), options.signalEvery());
         this.stripes = new StripePlanner(options.minStripeBytes());
         this.connectTimeout = connectTimeout;
