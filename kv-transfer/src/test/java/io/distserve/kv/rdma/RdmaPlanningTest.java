@@ -58,34 +58,50 @@ class RdmaPlanningTest {
     }
 
     /**
-     * The number this transport posts for a 2,048-token qwen3-8b migration (blocks of 64 tokens, 36 layers, 8 KV
-     * heads of 128, bf16, all layers of a block contiguous): 32 blocks of 9 MiB. Blocks a sequence took from the
-     * free list one after another are adjacent, so the planner coalesces them; scattered ones cost one READ each.
+     * What this transport posts for a 2,048-token qwen3-8b migration (blocks of 64 tokens, 36 layers, 8 KV heads of
+     * 128, bf16, K and V, all layers of a block contiguous): 32 blocks of 9 MiB, 302 MB, from a pool of 1,000 blocks
+     * registered in 1 GiB memory regions, over the default 2 queue pairs (kv-transfer/BENCHMARKS.md). Blocks a
+     * sequence took from the free list one after another are adjacent and coalesce; scattered ones cost a READ each.
      * LMDeploy's DistServe posts one per (layer, block): 36 x 32 = 1,152 (2,304 with K and V apart).
      */
     @Test
-    void aTwoThousandTokenQwen3EightBMigrationIsAFewReads() {
-        long bytesPerBlock = 36L * 2 * 8 * 128 * 2 * 64;
-        assertThat(bytesPerBlock).isEqualTo(9_437_184);
-        int blocks = 2048 / 64;
-        long poolBytes = 1000 * bytesPerBlock;
-        RegionLayout pool = RegionLayout.single(poolBytes);
-        RegisteredLayout one = new RegisteredLayout(pool, List.of(new RdmaVerbs.Segment(0x1000_0000_0000L, 1, 2)));
+    void aTwoThousandTokenQwen3EightBMigrationIsAFewReadsOrAFewStagingRoundTrips() {
+        long block = 36L * 2 * 8 * 128 * 2 * 64;
+        assertThat(block).isEqualTo(9_437_184);
+        RegionLayout pool = RegionLayout.single(1000 * block);
+        RegionLayout regions = PoolRegistration.pieces(pool, PoolRegistration.DEFAULT_MAX_MR_BYTES);
+        assertThat(regions.segmentCount()).isEqualTo(9); // 9.4 GB in 1 GiB regions
+        List<RdmaVerbs.Segment> keys = new ArrayList<>();
+        for (int i = 0; i < 9; i++) {
+            keys.add(new RdmaVerbs.Segment(0x1000_0000_0000L + i * (2L << 30), i, i));
+        }
+        RegisteredLayout registered = new RegisteredLayout(regions, keys);
         ReadPlanner planner = new ReadPlanner(Integer.MAX_VALUE);
         WorkRequestPlanner wr = new WorkRequestPlanner(1L << 30, 64);
-        List<ReadOp> adjacent = new ArrayList<>();
+        StripePlanner stripes = new StripePlanner(1 << 20);
+        List<ReadOp> inOneRegion = new ArrayList<>();
+        List<ReadOp> acrossARegionEnd = new ArrayList<>();
         List<ReadOp> scattered = new ArrayList<>();
-        for (int i = 0; i < blocks; i++) {
-            adjacent.add(new ReadOp((100L + i) * bytesPerBlock, (500L + i) * bytesPerBlock, bytesPerBlock));
-            scattered.add(new ReadOp((100L + 3 * i) * bytesPerBlock, (500L + 2 * i) * bytesPerBlock, bytesPerBlock));
+        for (int i = 0; i < 32; i++) {
+            inOneRegion.add(new ReadOp((10L + i) * block, (500L + i) * block, block));
+            acrossARegionEnd.add(new ReadOp((100L + i) * block, (500L + i) * block, block));
+            scattered.add(new ReadOp((100L + 3 * i) * block, (500L + 2 * i) * block, block));
         }
-        List<ReadWorkRequest> a = wr.plan(0, planner.plan(adjacent, pool, pool).transfers(), one, one);
-        List<ReadWorkRequest> s = wr.plan(0, planner.plan(scattered, pool, pool).transfers(), one, one);
-        // 302 MB in one run, under the NIC's 1 GiB max_msg_sz: one READ
-        assertThat(a).hasSize(1);
-        assertThat(a.get(0).length()).isEqualTo(blocks * (int) bytesPerBlock);
-        assertThat(s).hasSize(32);
-        assertThat(s.stream().filter(ReadWorkRequest::signaled).count()).isEqualTo(1);
+        // direct (host pools, or GPU pools through GPUDirect): READs per queue pair
+        java.util.function.Function<List<ReadOp>, List<List<ReadWorkRequest>>> direct = ops -> stripes.stripe(
+                planner.plan(ops, regions, regions).transfers(), 2).stream()
+                .map(lane -> wr.plan(0, lane, registered, registered)).toList();
+        List<List<ReadWorkRequest>> a = direct.apply(inOneRegion);
+        assertThat(a).extracting(List::size).containsExactly(1, 1); // 151 MB on each queue pair
+        assertThat(a.get(0).get(0).length()).isEqualTo(16 * (int) block);
+        assertThat(direct.apply(acrossARegionEnd)).extracting(List::size).containsExactly(2, 1);
+        List<List<ReadWorkRequest>> s = direct.apply(scattered);
+        assertThat(s).extracting(List::size).containsExactly(16, 16);
+        assertThat(s).allSatisfy(lane -> assertThat(lane.stream().filter(ReadWorkRequest::signaled)).hasSize(1));
+        // staged (a GPU pool without GPUDirect): one STAGE round trip and one READ per 16 MiB slot
+        int slot = 16 << 20;
+        assertThat(StagedPipeline.cut(planner.plan(inOneRegion, pool, pool).transfers(), slot)).hasSize(18);
+        assertThat(StagedPipeline.cut(planner.plan(scattered, pool, pool).transfers(), slot)).hasSize(32);
     }
 
     @Test
