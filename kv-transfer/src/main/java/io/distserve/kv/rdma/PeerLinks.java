@@ -11,6 +11,18 @@ final class PeerLinks {
 
     private final List<QueuePairLink> queuePairs = new ArrayList<>();
     private StagingClient staging;
+    private String failure; // guarded by this
+
+    /**
+     * Records why these links fail and returns the first reason recorded: once one queue pair has failed, the
+     * others' errors (closed under a poster, flushed) are consequences, not news.
+     */
+    synchronized String failure(String why) {
+        if (failure == null) {
+            failure = why;
+        }
+        return failure;
+    }
 
     void add(QueuePairLink link) {
         queuePairs.add(link);

@@ -250,7 +250,7 @@ final class RdmaConnection implements Connection {
 
             @Override
             public void failed(QueuePairLink link, String why) {
-                failLinks(links, why + " (peer " + remote.address() + ")");
+                failLinks(links, why);
             }
         };
         try {
@@ -296,7 +296,8 @@ final class RdmaConnection implements Connection {
      * Tears a peer's links down (no READ lands after this) and fails the batches in flight on them, naming the peer
      * and what was outstanding. The next read connects again. Idempotent.
      */
-    void failLinks(PeerLinks links, String why) {
+    void failLinks(PeerLinks links, String reason) {
+        String why = links.failure(reason);
         synchronized (lock) {
             if (current == links) {
                 current = null;
@@ -306,7 +307,8 @@ final class RdmaConnection implements Connection {
         List<Map.Entry<Integer, InFlight>> mine = inFlight.entrySet().stream()
                 .filter(e -> e.getValue().links() == links).toList();
         long bytes = mine.stream().mapToLong(e -> e.getValue().bytes()).sum();
-        String outstanding = mine.size() + " batch(es), " + bytes + " bytes outstanding";
+        String outstanding = (why.contains(remote.address()) ? "" : "peer " + remote.address() + ", ")
+                + mine.size() + " batch(es), " + bytes + " bytes outstanding";
         for (Map.Entry<Integer, InFlight> e : mine) {
             if (inFlight.remove(e.getKey(), e.getValue())) {
                 e.getValue().fail(new TransferException(why + " (" + outstanding + ")"));

@@ -244,8 +244,10 @@ final class StagedPipeline implements AutoCloseable {
             // a device fault, or a bug: either way the batch fails, and the stager goes on with the next
             TransferException why = e instanceof TransferException te ? te
                     : new TransferException("a migration from " + peer + " failed: " + e, e);
+            // tears the links down (no READ of it lands after this) and fails every batch on them, this one
+            // included, with the message that names the peer and what was outstanding
+            abort.accept(b.links, why.getMessage());
             b.failure.compareAndSet(null, why);
-            abort.accept(b.links, why.getMessage()); // no READ of it lands after this
             settleAll(slots);
             b.future.fail(b.failure.get());
             return;

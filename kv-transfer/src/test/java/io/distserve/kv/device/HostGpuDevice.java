@@ -306,6 +306,18 @@ public final class HostGpuDevice implements GpuDevice {
         return new HostMemory(buffer.duplicate().clear().slice(), () -> { });
     }
 
+    /** A KV pool of {@code bytes} in this device's "memory", filled from {@code seed} (0: zeros); binds the caller. */
+    public DeviceRegion pool(int bytes, long seed) {
+        ByteBuffer b = ByteBuffer.allocateDirect(bytes);
+        if (seed != 0) {
+            byte[] data = new byte[bytes];
+            new java.util.Random(seed).nextBytes(data);
+            b.put(data).clear();
+        }
+        bind();
+        return new DeviceRegion(this, wrap(b));
+    }
+
     @Override
     public String pciBusId() {
         return pciBusId;

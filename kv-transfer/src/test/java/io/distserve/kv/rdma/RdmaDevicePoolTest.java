@@ -1,7 +1,6 @@
 package io.distserve.kv.rdma;
 
 import static io.distserve.kv.rdma.RdmaTestPools.assertSameBytes;
-import static io.distserve.kv.rdma.RdmaTestPools.devicePool;
 import static io.distserve.kv.rdma.RdmaTestPools.scattered;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -68,7 +67,7 @@ class RdmaDevicePoolTest {
     private DeviceRegion gpuPool(long seed) {
         HostGpuDevice device = HostGpuDevice.standalone(30);
         devices.add(device);
-        return devicePool(device, POOL, seed);
+        return device.pool(POOL, seed);
     }
 
     private RdmaTransport transport(MemoryRegion pool, GpuDirectSupport gdr, Map<String, String> more)
@@ -81,6 +80,17 @@ class RdmaDevicePoolTest {
         t.register(pool);
         t.start();
         return t;
+    }
+
+    /** A prefill engine's GPU pool (seeded) and a decode engine's (zeros), each served by a started transport. */
+    private record Pair(DeviceRegion source, DeviceRegion target, RdmaTransport prefill, RdmaTransport decode) {
+    }
+
+    private Pair pair(long seed, GpuDirectSupport prefillGdr, GpuDirectSupport decodeGdr) throws TransferException {
+        DeviceRegion source = gpuPool(seed);
+        DeviceRegion target = gpuPool(0);
+        return new Pair(source, target, transport(source, prefillGdr, Map.of()), transport(target, decodeGdr,
+                Map.of()));
     }
 
     @AfterEach
@@ -110,63 +120,51 @@ class RdmaDevicePoolTest {
 
     @Test
     void withGpuDirectOnBothSidesTheNicReadsAndWritesGpuMemoryWithNoStaging() throws Exception {
-        DeviceRegion source = gpuPool(5);
-        DeviceRegion target = gpuPool(0);
-        RdmaTransport prefill = transport(source, withPeerMemory, Map.of());
-        RdmaTransport decode = transport(target, withPeerMemory, Map.of());
-        EndpointInfo e = prefill.localEndpoint();
+        Pair p = pair(5, withPeerMemory, withPeerMemory);
+        EndpointInfo e = p.prefill().localEndpoint();
         RdmaEndpoint parsed = RdmaEndpoint.parse(e);
         assertThat(parsed.gpuDirect()).isTrue();
         assertThat(parsed.segments()).hasSize(7); // 256 KiB in regions of at most 40,000 bytes
         assertThat(parsed.stagingPort()).isPositive(); // kept for pairs under --disable-gdr
-        try (Connection c = decode.connect(e, T)) {
-            pullRounds(c, source, target, 8, 11);
+        try (Connection c = p.decode().connect(e, T)) {
+            pullRounds(c, p.source(), p.target(), 8, 11);
             // one READ crossing region ends on both sides
             c.read(List.of(new ReadOp(39_000, 79_500, 82_000))).await(T);
-            assertSameBytes(source, target, List.of(new ReadOp(39_000, 79_500, 82_000)));
+            assertSameBytes(p.source(), p.target(), List.of(new ReadOp(39_000, 79_500, 82_000)));
         }
-        assertThat(prefill.stagingSessionCount()).isZero();
+        assertThat(p.prefill().stagingSessionCount()).isZero();
         assertThat(devices.get(1).livePinnedBuffers()).isZero();
     }
 
     @Test
     void withoutPeerMemoryThePrefillStagesAndTheDecodeLandsThroughPinnedBuffers() throws Exception {
-        DeviceRegion source = gpuPool(6);
-        DeviceRegion target = gpuPool(0);
-        RdmaTransport prefill = transport(source, withoutPeerMemory, Map.of());
-        RdmaTransport decode = transport(target, withoutPeerMemory, Map.of());
-        RdmaEndpoint parsed = RdmaEndpoint.parse(prefill.localEndpoint());
+        Pair p = pair(6, withoutPeerMemory, withoutPeerMemory);
+        RdmaEndpoint parsed = RdmaEndpoint.parse(p.prefill().localEndpoint());
         assertThat(parsed.direct()).isFalse();
         assertThat(parsed.gpuDirect()).isFalse();
-        try (Connection c = decode.connect(prefill.localEndpoint(), T)) {
+        try (Connection c = p.decode().connect(p.prefill().localEndpoint(), T)) {
             assertThat(devices.get(1).livePinnedBuffers()).isEqualTo(3); // the landing slots
-            pullRounds(c, source, target, 8, 12);
-            assertThat(prefill.stagingSessionCount()).isEqualTo(1);
+            pullRounds(c, p.source(), p.target(), 8, 12);
+            assertThat(p.prefill().stagingSessionCount()).isEqualTo(1);
         }
     }
 
     @Test
     void aStagedPrefillLandsStraightInAGpuDirectDecodePool() throws Exception {
-        DeviceRegion source = gpuPool(7);
-        DeviceRegion target = gpuPool(0);
-        RdmaTransport prefill = transport(source, withoutPeerMemory, Map.of());
-        RdmaTransport decode = transport(target, withPeerMemory, Map.of());
-        try (Connection c = decode.connect(prefill.localEndpoint(), T)) {
-            pullRounds(c, source, target, 6, 13);
+        Pair p = pair(7, withoutPeerMemory, withPeerMemory);
+        try (Connection c = p.decode().connect(p.prefill().localEndpoint(), T)) {
+            pullRounds(c, p.source(), p.target(), 6, 13);
         }
         assertThat(devices.get(1).livePinnedBuffers()).isZero();
     }
 
     @Test
     void aGpuDirectPrefillIsReadIntoAStagedDecodesPinnedBuffers() throws Exception {
-        DeviceRegion source = gpuPool(8);
-        DeviceRegion target = gpuPool(0);
-        RdmaTransport prefill = transport(source, withPeerMemory, Map.of());
-        RdmaTransport decode = transport(target, withoutPeerMemory, Map.of());
-        try (Connection c = decode.connect(prefill.localEndpoint(), T)) {
-            pullRounds(c, source, target, 6, 14);
+        Pair p = pair(8, withPeerMemory, withoutPeerMemory);
+        try (Connection c = p.decode().connect(p.prefill().localEndpoint(), T)) {
+            pullRounds(c, p.source(), p.target(), 6, 14);
         }
-        assertThat(prefill.stagingSessionCount()).isZero();
+        assertThat(p.prefill().stagingSessionCount()).isZero();
     }
 
     @Test
@@ -182,15 +180,12 @@ class RdmaDevicePoolTest {
 
     @Test
     void aPairUnderDisableGdrIsStagedOnBothSidesThoughBothPoolsAreRegistered() throws Exception {
-        DeviceRegion source = gpuPool(10);
-        DeviceRegion target = gpuPool(0);
-        RdmaTransport prefill = transport(source, withPeerMemory, Map.of());
-        RdmaTransport decode = transport(target, withPeerMemory, Map.of());
-        EndpointInfo paired = RdmaEndpoint.forPair(prefill.localEndpoint(), "IB", true);
-        try (Connection c = decode.connect(paired, T)) {
+        Pair p = pair(10, withPeerMemory, withPeerMemory);
+        EndpointInfo paired = RdmaEndpoint.forPair(p.prefill().localEndpoint(), "IB", true);
+        try (Connection c = p.decode().connect(paired, T)) {
             assertThat(devices.get(1).livePinnedBuffers()).isEqualTo(3);
-            pullRounds(c, source, target, 6, 16);
-            assertThat(prefill.stagingSessionCount()).isEqualTo(1);
+            pullRounds(c, p.source(), p.target(), 6, 16);
+            assertThat(p.prefill().stagingSessionCount()).isEqualTo(1);
         }
     }
 
@@ -212,73 +207,61 @@ class RdmaDevicePoolTest {
 
     @Test
     void aFailedReadOfAStagedPieceFailsTheBatchNamingThePeerAndTheNextReadReconnects() throws Exception {
-        DeviceRegion source = gpuPool(13);
-        DeviceRegion target = gpuPool(0);
-        RdmaTransport prefill = transport(source, withoutPeerMemory, Map.of());
-        RdmaTransport decode = transport(target, withoutPeerMemory, Map.of());
-        try (Connection c = decode.connect(prefill.localEndpoint(), T)) {
+        Pair p = pair(13, withoutPeerMemory, withoutPeerMemory);
+        try (Connection c = p.decode().connect(p.prefill().localEndpoint(), T)) {
             int connects = fabric.connects.get();
             fabric.mode = FakeFabric.Mode.FAIL_NEXT;
             TransferFuture f = c.read(List.of(new ReadOp(0, 0, 40_000)));
             assertThatThrownBy(() -> f.await(T)).isInstanceOf(TransferException.class)
-                    .hasMessageContaining(prefill.localEndpoint().address())
+                    .hasMessageContaining(p.prefill().localEndpoint().address())
                     .hasMessageContaining("IBV_WC_REM_ACCESS_ERR")
                     .hasMessageContaining("40000 bytes outstanding");
-            pullRounds(c, source, target, 3, 18);
+            pullRounds(c, p.source(), p.target(), 3, 18);
             assertThat(fabric.connects.get()).isEqualTo(connects + 2); // both queue pairs again
         }
     }
 
     @Test
     void theStagingChannelDyingFailsWhatWasInFlightAndTheNextReadReconnects() throws Exception {
-        DeviceRegion source = gpuPool(14);
-        DeviceRegion target = gpuPool(0);
-        RdmaTransport prefill = transport(source, withoutPeerMemory, Map.of());
-        RdmaTransport decode = transport(target, withoutPeerMemory, Map.of());
-        try (Connection c = decode.connect(prefill.localEndpoint(), T)) {
+        Pair p = pair(14, withoutPeerMemory, withoutPeerMemory);
+        try (Connection c = p.decode().connect(p.prefill().localEndpoint(), T)) {
             fabric.mode = FakeFabric.Mode.HANG; // the first READs never complete: the batch stays in flight
             TransferFuture f = c.read(List.of(new ReadOp(0, 0, 40_000)));
-            prefill.dropStagingSessions();
+            p.prefill().dropStagingSessions();
             assertThatThrownBy(() -> f.await(T)).isInstanceOf(TransferException.class)
                     .isNotInstanceOf(TransferTimeoutException.class)
                     .hasMessageContaining("staging channel to 127.0.0.1:")
                     .hasMessageContaining("outstanding");
             fabric.mode = FakeFabric.Mode.NORMAL;
-            pullRounds(c, source, target, 3, 19);
+            pullRounds(c, p.source(), p.target(), 3, 19);
         }
     }
 
     @Test
     void aStagedBatchThatHangsTimesOutOnlyOnceItsCopiesHaveRun() throws Exception {
-        DeviceRegion source = gpuPool(15);
-        DeviceRegion target = gpuPool(0);
-        RdmaTransport prefill = transport(source, withoutPeerMemory, Map.of());
-        RdmaTransport decode = transport(target, withoutPeerMemory, Map.of());
-        try (Connection c = decode.connect(prefill.localEndpoint(), T)) {
+        Pair p = pair(15, withoutPeerMemory, withoutPeerMemory);
+        try (Connection c = p.decode().connect(p.prefill().localEndpoint(), T)) {
             fabric.mode = FakeFabric.Mode.HANG;
             TransferFuture hung = c.read(List.of(new ReadOp(0, 0, 40_000)));
             assertThatThrownBy(() -> hung.await(Duration.ofMillis(200))).isInstanceOf(TransferTimeoutException.class);
             assertThat(hung.isDone()).isTrue(); // failed by its stager before await threw
             fabric.mode = FakeFabric.Mode.NORMAL;
-            pullRounds(c, source, target, 3, 20);
+            pullRounds(c, p.source(), p.target(), 3, 20);
         }
     }
 
     @Test
     void aRunThePrefillCannotStageIsRefusedNamingWhy() throws Exception {
-        DeviceRegion source = gpuPool(16);
-        DeviceRegion target = gpuPool(0);
-        RdmaTransport prefill = transport(source, withoutPeerMemory, Map.of());
-        RdmaTransport decode = transport(target, withoutPeerMemory, Map.of());
-        EndpointInfo real = prefill.localEndpoint();
-        // a stale endpoint claiming twice the pool: the decode plans reads the prefill refuses to stage
+        Pair p = pair(16, withoutPeerMemory, withoutPeerMemory);
+        EndpointInfo real = p.prefill().localEndpoint();
+        // a stale endpoint claiming twice the pool: the decode engine plans reads the prefill engine refuses to stage
         EndpointInfo stale = new EndpointInfo(real.transport(), real.host(), real.port(), 2L * POOL,
                 List.of(2L * POOL), real.token(), real.attributes());
-        try (Connection c = decode.connect(stale, T)) {
+        try (Connection c = p.decode().connect(stale, T)) {
             TransferFuture f = c.read(List.of(new ReadOp(POOL + 100, 0, 5000)));
             assertThatThrownBy(() -> f.await(T)).isInstanceOf(TransferException.class)
                     .hasMessageContaining("refused to stage").hasMessageContaining("outside the pool");
-            pullRounds(c, source, target, 2, 21);
+            pullRounds(c, p.source(), p.target(), 2, 21);
         }
     }
 

@@ -5,7 +5,6 @@ import io.distserve.kv.device.HostGpuDevice;
 import io.distserve.kv.transfer.MemoryRegion;
 import io.distserve.kv.transfer.ReadOp;
 import io.distserve.kv.transfer.TransportOptions;
-import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -22,18 +21,6 @@ final class RdmaTestPools {
     static TransportOptions options(int queuePairs, Map<String, String> extra) {
         return new TransportOptions("127.0.0.1", 0, null, queuePairs, 8L << 20, 0, Duration.ofSeconds(2),
                 extra);
-    }
-
-    /** A GPU pool of the device double, filled from {@code seed} (0: zeros). */
-    static DeviceRegion devicePool(HostGpuDevice device, int bytes, long seed) {
-        ByteBuffer b = ByteBuffer.allocateDirect(bytes);
-        if (seed != 0) {
-            byte[] data = new byte[bytes];
-            new Random(seed).nextBytes(data);
-            b.put(data).clear();
-        }
-        device.bind();
-        return new DeviceRegion(device, device.wrap(b));
     }
 
     static byte[] bytes(MemoryRegion r, long offset, int length) {

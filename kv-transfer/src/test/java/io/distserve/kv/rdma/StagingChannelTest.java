@@ -36,7 +36,7 @@ class StagingChannelTest {
     @BeforeEach
     void serve() throws Exception {
         device = HostGpuDevice.standalone(20);
-        DeviceRegion pool = RdmaTestPools.devicePool(device, 64 * 1024, 3);
+        DeviceRegion pool = device.pool(64 * 1024, 3);
         server = new StagingServer(new StagingServer.Settings(pool, fabric.verbs(0x1000, device),
                 Tokens.bytes(TOKEN), 2, 4096, Duration.ofSeconds(2)), "127.0.0.1");
     }
