@@ -55,12 +55,12 @@ final class ProxyCommand implements Callable<Integer> {
                     + "run on one host, else TCP), or forced TCP, NVLINK or RDMA; any case (default: ${DEFAULT-VALUE}).")
     MigrationProtocol migrationProtocol;
 
-    @Option(names = "--link-type", description = "RDMA link type, RoCE or IB (LMDeploy's flag; for the rdma "
-            + "transport, which this build does not have yet).")
+    @Option(names = "--link-type", description = "RDMA link type, RoCE or IB (LMDeploy's flag): sent to the prefill "
+            + "engine of each pair that migrates over rdma, whose endpoint carries it.")
     LinkType linkType;
 
-    @Option(names = "--disable-gdr", description = "No GPUDirect RDMA (LMDeploy's flag; for the rdma transport, which "
-            + "this build does not have yet).")
+    @Option(names = "--disable-gdr", description = "No GPUDirect RDMA (LMDeploy's flag): pairs over rdma keep the NIC "
+            + "off GPU memory, staging GPU pools through pinned host memory on both sides.")
     boolean disableGdr;
 
     @Option(names = "--api-keys", arity = "1..*", paramLabel = "KEY",

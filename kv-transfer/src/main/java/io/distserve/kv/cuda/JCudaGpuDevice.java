@@ -161,6 +161,17 @@ public final class JCudaGpuDevice implements GpuDevice {
         return new JCudaMemory(this, JCudaMemory.Kind.IMPORTED, p, size[0]);
     }
 
+    @Override
+    public long gpuDirectAddress(DeviceMemory memory) {
+        if (!(memory instanceof JCudaMemory m) || m.device() != this) {
+            throw new IllegalArgumentException(memory + " is not memory of this device");
+        }
+        bind();
+        Driver.check(JCudaDriver.cuPointerSetAttribute(Pointer.to(new int[] {1}),
+                CUpointer_attribute.CU_POINTER_ATTRIBUTE_SYNC_MEMOPS, m.at(0)), "cuPointerSetAttribute(SYNC_MEMOPS)");
+        return address(m.at(0));
+    }
+
     /** A kernel of this module's fatbin ({@code kv_gather}, ...), the module loaded on first use. */
     synchronized CUfunction kernel(String name) {
         if (closed) {

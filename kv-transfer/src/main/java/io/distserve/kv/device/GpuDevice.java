@@ -41,6 +41,16 @@ public interface GpuDevice extends AutoCloseable {
      */
     ImportedMemory openIpc(byte[] handle);
 
+    /**
+     * The address of {@code memory} in the device's virtual address space, for a NIC to register it as an RDMA
+     * memory region (GPUDirect RDMA, through the nvidia_peermem module). Marks the allocation for synchronous memory
+     * operations ({@code CU_POINTER_ATTRIBUTE_SYNC_MEMOPS}), which NVIDIA requires of memory a NIC reads: copies
+     * into it then complete before a later READ can see it.
+     *
+     * @throws DeviceException if the driver cannot tell (memory not of this context)
+     */
+    long gpuDirectAddress(DeviceMemory memory);
+
     /** Frees what the device allocated for the transports (the kernels' module). The context stays: it is the engine's. */
     @Override
     void close();

@@ -16,8 +16,7 @@ import com.ibm.disni.verbs.RdmaCmId;
 import com.ibm.disni.verbs.RdmaConnParam;
 import com.ibm.disni.verbs.RdmaEventChannel;
 import com.ibm.disni.verbs.SVCPollCq;
-import io.distserve.kv.transfer.MemoryRegion;
-import io.distserve.kv.transfer.RegionLayout;
+import com.ibm.disni.verbs.SVCRegMr;
 import io.distserve.kv.transfer.TransferException;
 import io.distserve.kv.transfer.TransferTimeoutException;
 import java.io.IOException;
@@ -51,7 +50,9 @@ final class DisniVerbs implements RdmaVerbs {
     private RdmaCmId listenId;
     private IbvContext context;
     private IbvPd pd;
-    private final List<IbvMr> mrs = new ArrayList<>();
+    private static final int ACCESS = IbvMr.IBV_ACCESS_LOCAL_WRITE | IbvMr.IBV_ACCESS_REMOTE_READ;
+
+    private final List<DisniRegistered> mrs = new ArrayList<>();
     private Thread acceptor;
     private volatile boolean closed;
 
@@ -80,36 +81,73 @@ final class DisniVerbs implements RdmaVerbs {
     }
 
     @Override
-    public synchronized Registration register(MemoryRegion region) throws TransferException {
-        if (pd == null) {
-            throw new IllegalStateException("listen before register: the protection domain lives on the CM id's "
-                    + "device");
+    public Registered registerHost(ByteBuffer buffer) throws TransferException {
+        if (!buffer.isDirect()) {
+            throw new IllegalArgumentException("only direct buffers can be registered");
         }
-        int access = IbvMr.IBV_ACCESS_LOCAL_WRITE | IbvMr.IBV_ACCESS_REMOTE_READ;
-        RegionLayout layout = region.layout();
-        List<Segment> segments = new ArrayList<>();
+        return register("host buffer of " + buffer.capacity() + " bytes", p -> p.regMr(buffer, ACCESS));
+    }
+
+    @Override
+    public Registered registerDevice(long deviceAddress, int length) throws TransferException {
+        if (length < 1) {
+            throw new IllegalArgumentException("length must be positive: " + length);
+        }
+        return register("device memory at 0x" + Long.toHexString(deviceAddress) + " (" + length + " bytes)",
+                p -> p.regMr(deviceAddress, length, ACCESS));
+    }
+
+    private interface RegMr {
+        SVCRegMr call(IbvPd pd) throws IOException;
+    }
+
+    private synchronized Registered register(String what, RegMr regMr) throws TransferException {
+        if (pd == null || closed) {
+            throw new IllegalStateException("listen before registering memory: the protection domain lives on the "
+                    + "CM id's device");
+        }
+        IbvMr mr;
         try {
-            for (int s = 0; s < layout.segmentCount(); s++) {
-                long size = layout.segmentSizes().get(s);
-                if (size > Integer.MAX_VALUE) {
-                    throw new TransferException("rdma: segment " + s + " of " + size + " bytes exceeds one memory "
-                            + "region's 2 GiB");
-                }
-                if (!region.isHostAccessible()) {
-                    throw new TransferException("rdma: the pool is in device memory; registering it needs "
-                            + "GPUDirect (the nvidia_peermem module), which this transport does not do yet: use "
-                            + "nvlink on one host or tcp");
-                }
-                ByteBuffer buf = region.slice(layout.segmentStart(s), (int) size);
-                IbvMr mr = pd.regMr(buf, access).execute().free().getMr();
-                mrs.add(mr);
-                segments.add(new Segment(mr.getAddr(), mr.getLkey(), mr.getRkey()));
-            }
+            mr = regMr.call(pd).execute().free().getMr();
         } catch (IOException e) {
-            throw e instanceof TransferException te ? te
-                    : new TransferException("rdma: registering the pool failed: " + e, e);
+            throw new TransferException("rdma: ibv_reg_mr of " + what + " failed: " + e, e);
         }
-        return new Registration(segments, false);
+        DisniRegistered r = new DisniRegistered(mr);
+        mrs.add(r);
+        return r;
+    }
+
+    /** One memory region; deregistered by its owner, or by {@link #close()} if the owner did not. */
+    private final class DisniRegistered implements Registered {
+        private final IbvMr mr;
+        private final Segment segment;
+        private boolean deregistered;
+
+        DisniRegistered(IbvMr mr) {
+            this.mr = mr;
+            this.segment = new Segment(mr.getAddr(), mr.getLkey(), mr.getRkey());
+        }
+
+        @Override
+        public Segment segment() {
+            return segment;
+        }
+
+        @Override
+        public void close() {
+            synchronized (DisniVerbs.this) {
+                if (deregistered) {
+                    return;
+                }
+                deregistered = true;
+                mrs.remove(this);
+            }
+            try {
+                mr.deregMr().execute().free();
+            } catch (IOException e) {
+                LOG.warn("rdma: ibv_dereg_mr failed: {}", e.toString());
+            }
+        }
     }
 
     /** The serving side: accept every connection request with a queue pair of its own (READs need no CPU here). */
@@ -323,8 +361,8 @@ final class DisniVerbs implements RdmaVerbs {
             }
         }
         try {
-            for (IbvMr mr : mrs) {
-                mr.deregMr().execute().free();
+            for (DisniRegistered mr : List.copyOf(mrs)) {
+                mr.close();
             }
             if (pd != null) {
                 pd.deallocPd();

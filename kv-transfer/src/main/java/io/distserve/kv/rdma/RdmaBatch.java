@@ -12,9 +12,10 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 
 /**
- * One migration's READs in flight: done when every signalled request of it has completed (on a reliable
- * connection a completion implies every request posted before it; counting them all also holds when completions
- * come out of order), failed on the first error completion or when the connection dies.
+ * One migration in flight: done when every signalled READ of it has completed (on a reliable connection a
+ * completion implies every request posted before it; counting them all also holds when completions come out of
+ * order or over several queue pairs), or, when staged, every piece has landed; failed on the first error
+ * completion or when the connection dies.
  */
 final class RdmaBatch implements TransferFuture {
 
@@ -46,7 +47,7 @@ final class RdmaBatch implements TransferFuture {
         return requests;
     }
 
-    /** A signalled request of this batch completed well; returns whether the batch is now complete. */
+    /** A signalled request (or a staged piece) of this batch completed well; returns whether the batch is now done. */
     synchronized boolean completed() {
         if (--signaledLeft == 0) {
             done.complete(new TransferResult(bytes, requests, System.nanoTime() - startNanos));
@@ -75,7 +76,10 @@ final class RdmaBatch implements TransferFuture {
         try {
             return done.get(timeout.toNanos(), TimeUnit.NANOSECONDS);
         } catch (TimeoutException e) {
-            abort.run(); // the queue pair goes to the error state: nothing of this batch lands after this
+            abort.run(); // its queue pairs go to the error state: no READ of this batch lands after this
+            // and a staged batch is failed by its stager once its copies to the GPU have run: wait for that too, so
+            // that the caller may reuse the blocks when this throws
+            done.handle((r, t) -> null).join();
             throw new TransferTimeoutException("RDMA batch " + id + " (" + requests + " READs, " + bytes
                     + " bytes) did not complete in " + timeout.toMillis() + " ms");
         } catch (ExecutionException e) {

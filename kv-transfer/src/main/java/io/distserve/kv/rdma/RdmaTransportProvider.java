@@ -1,5 +1,6 @@
 package io.distserve.kv.rdma;
 
+import io.distserve.kv.device.DeviceRegion;
 import io.distserve.kv.transfer.KvTransport;
 import io.distserve.kv.transfer.MemoryRegion;
 import io.distserve.kv.transfer.ProbedTransportProvider;
@@ -22,12 +23,11 @@ public final class RdmaTransportProvider extends ProbedTransportProvider {
         return RdmaAvailability.host().reason();
     }
 
-    /** GPU pools need GPUDirect registration (nvidia_peermem), which this build does not do yet. */
+    /** Host pools, and GPU pools (through GPUDirect where the peer-memory module is loaded, else staged). */
     @Override
     public Optional<String> unsupportedReason(MemoryRegion region) {
-        return region.isHostAccessible() ? Optional.empty()
-                : Optional.of("rdma reads GPU memory only through GPUDirect, which this build does not register yet "
-                        + "(use nvlink on one host, tcp between hosts)");
+        return region.isHostAccessible() || region instanceof DeviceRegion ? Optional.empty()
+                : Optional.of("rdma serves host memory or a GPU pool (DeviceRegion), not " + region);
     }
 
     @Override

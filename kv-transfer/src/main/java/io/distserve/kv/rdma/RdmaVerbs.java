@@ -1,26 +1,29 @@
 package io.distserve.kv.rdma;
 
-import io.distserve.kv.transfer.MemoryRegion;
 import io.distserve.kv.transfer.TransferException;
+import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.List;
 
 /**
- * The few verbs the rdma transport uses, so that its planning, bookkeeping and failure handling run (and are
- * tested) apart from a NIC: {@link DisniVerbs} binds them to DiSNI; tests use a fake that executes the READs
+ * The few verbs the rdma transport uses, so that its planning, staging, bookkeeping and failure handling run (and
+ * are tested) apart from a NIC: {@link DisniVerbs} binds them to DiSNI; tests use a fake that executes the READs
  * against local memory.
  */
 public interface RdmaVerbs extends AutoCloseable {
 
-    /** One registered memory region (a segment of the pool): where it starts and its keys. */
+    /** One registered memory region: where it starts and its keys. */
     record Segment(long address, int lkey, int rkey) {
     }
 
-    /** The pool registered with the protection domain: one memory region per segment of its layout. */
-    record Registration(List<Segment> segments, boolean gpuDirect) {
-        public Registration {
-            segments = List.copyOf(segments);
-        }
+    /** A memory region registered with the protection domain (local write, remote read); close deregisters it. */
+    interface Registered extends AutoCloseable {
+
+        Segment segment();
+
+        /** Idempotent. */
+        @Override
+        void close();
     }
 
     /** One completion-queue entry of a signalled request. */
@@ -44,11 +47,17 @@ public interface RdmaVerbs extends AutoCloseable {
         void close();
     }
 
-    /** Registers the pool once (host memory: its buffers; device memory: through GPUDirect where possible). */
-    Registration register(MemoryRegion region) throws TransferException;
-
     /** Listens for peers on the RDMA CM address; returns the port bound (the given one, or a free one for 0). */
     int listen(String host, int port) throws TransferException;
+
+    /** Registers host memory: the whole of a direct buffer (a pool segment, a pinned staging buffer). */
+    Registered registerHost(ByteBuffer buffer) throws TransferException;
+
+    /**
+     * Registers device memory by its device address (GPUDirect RDMA: {@code ibv_reg_mr} on a CUDA pointer, which
+     * works only where the nvidia_peermem module is loaded).
+     */
+    Registered registerDevice(long deviceAddress, int length) throws TransferException;
 
     /** Connects a queue pair with a send queue of {@code sendDepth} entries to a peer's CM address. */
     QueuePair connect(String host, int port, int sendDepth, Duration timeout) throws TransferException;

@@ -1,7 +1,6 @@
 package io.distserve.kv.rdma;
 
 import io.distserve.kv.transfer.ReadOp;
-import io.distserve.kv.transfer.RegionLayout;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -11,7 +10,7 @@ import java.util.List;
  * at the NIC's maximum message size, the chain signalled at its last request and every {@code signalEvery}
  * requests before it, so that the send queue's unsignalled entries are reaped before it fills.
  */
-public final class WorkRequestPlanner {
+final class WorkRequestPlanner {
 
     private final long maxMessageBytes;
     private final int signalEvery;
@@ -20,7 +19,7 @@ public final class WorkRequestPlanner {
      * @param maxMessageBytes the NIC's max_msg_sz (1 GiB on ConnectX-7; at most 2^31 - 1, a READ's length field)
      * @param signalEvery     at most this many requests in a row unsignalled: half the send queue's depth
      */
-    public WorkRequestPlanner(long maxMessageBytes, int signalEvery) {
+    WorkRequestPlanner(long maxMessageBytes, int signalEvery) {
         if (maxMessageBytes < 1 || maxMessageBytes > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("maxMessageBytes must be in [1, 2^31): " + maxMessageBytes);
         }
@@ -32,15 +31,10 @@ public final class WorkRequestPlanner {
     }
 
     /**
-     * The work requests of one batch. Each run lies within one segment on both sides (the read planner splits at
-     * segment ends), whose registration gives its address and key.
-     *
-     * @param local        this engine's registered segments, in layout order
-     * @param remote       the peer's published segments (address, rkey), in layout order
+     * The work requests of one batch (or of one queue pair's share of it), indexed from 0. Each run lies within one
+     * memory region on both sides (the read planner splits at region ends), which gives its address and key.
      */
-    public List<ReadWorkRequest> plan(int batch, List<ReadOp> runs, RegionLayout localLayout,
-                                      List<RdmaVerbs.Segment> local, RegionLayout remoteLayout,
-                                      List<RdmaVerbs.Segment> remote) {
+    List<ReadWorkRequest> plan(int batch, List<ReadOp> runs, RegisteredLayout local, RegisteredLayout remote) {
         List<ReadWorkRequest> out = new ArrayList<>();
         int count = 0;
         for (ReadOp op : runs) {
@@ -48,28 +42,24 @@ public final class WorkRequestPlanner {
         }
         int i = 0;
         for (ReadOp op : runs) {
-            int ls = localLayout.segmentOf(op.localOffset());
-            int rs = remoteLayout.segmentOf(op.remoteOffset());
-            RdmaVerbs.Segment l = local.get(ls);
-            RdmaVerbs.Segment r = remote.get(rs);
-            long lAddr = l.address() + (op.localOffset() - localLayout.segmentStart(ls));
-            long rAddr = r.address() + (op.remoteOffset() - remoteLayout.segmentStart(rs));
+            RdmaVerbs.Segment l = local.at(op.localOffset());
+            RdmaVerbs.Segment r = remote.at(op.remoteOffset());
             for (long done = 0; done < op.length(); done += maxMessageBytes) {
                 long n = Math.min(maxMessageBytes, op.length() - done);
                 boolean signaled = i == count - 1 || (i + 1) % signalEvery == 0;
-                out.add(new ReadWorkRequest(ReadWorkRequest.wrId(batch, i), lAddr + done, l.lkey(), rAddr + done,
-                        r.rkey(), (int) n, signaled));
+                out.add(new ReadWorkRequest(ReadWorkRequest.wrId(batch, i), l.address() + done, l.lkey(),
+                        r.address() + done, r.rkey(), (int) n, signaled));
                 i++;
             }
         }
         return out;
     }
 
-    public long maxMessageBytes() {
+    long maxMessageBytes() {
         return maxMessageBytes;
     }
 
-    public int signalEvery() {
+    int signalEvery() {
         return signalEvery;
     }
 }

@@ -1,6 +1,7 @@
 package io.distserve.kv.tcp;
 
 import io.distserve.kv.transfer.MemoryRegion;
+import io.distserve.kv.transfer.Tokens;
 import io.distserve.kv.transfer.TransportOptions;
 import java.io.DataInputStream;
 import java.io.EOFException;

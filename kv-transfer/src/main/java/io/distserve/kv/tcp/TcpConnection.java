@@ -7,6 +7,7 @@ import io.distserve.kv.transfer.ReadOp;
 import io.distserve.kv.transfer.ReadPlan;
 import io.distserve.kv.transfer.ReadPlanner;
 import io.distserve.kv.transfer.RegionLayout;
+import io.distserve.kv.transfer.Tokens;
 import io.distserve.kv.transfer.TransferException;
 import io.distserve.kv.transfer.TransferFuture;
 import io.distserve.kv.transfer.TransportOptions;

@@ -5,6 +5,7 @@ import io.distserve.kv.transfer.Connection;
 import io.distserve.kv.transfer.EndpointInfo;
 import io.distserve.kv.transfer.KvTransport;
 import io.distserve.kv.transfer.MemoryRegion;
+import io.distserve.kv.transfer.Tokens;
 import io.distserve.kv.transfer.TransferException;
 import io.distserve.kv.transfer.TransportOptions;
 import java.io.IOException;

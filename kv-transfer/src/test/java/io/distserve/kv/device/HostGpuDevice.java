@@ -272,6 +272,9 @@ public final class HostGpuDevice implements GpuDevice {
     private final AtomicInteger liveImports = new AtomicInteger();
     private final AtomicInteger gathers = new AtomicInteger();
     private final AtomicInteger streamNames = new AtomicInteger();
+    /** Fake device addresses handed out by {@link #gpuDirectAddress}, 64 GiB apart, so a NIC double can resolve them. */
+    private final ConcurrentHashMap<Long, HostMemory> byAddress = new ConcurrentHashMap<>();
+    private final ConcurrentHashMap<HostMemory, Long> addresses = new ConcurrentHashMap<>();
 
     private HostGpuDevice(Host host, String pciBusId, int maxDelayMicros) {
         this.host = host;
@@ -301,6 +304,18 @@ public final class HostGpuDevice implements GpuDevice {
     /** "Device memory" over the caller's buffer (e.g. a CPU engine's KV pool standing in for a GPU one). */
     public HostMemory wrap(ByteBuffer buffer) {
         return new HostMemory(buffer.duplicate().clear().slice(), () -> { });
+    }
+
+    /** A KV pool of {@code bytes} in this device's "memory", filled from {@code seed} (0: zeros); binds the caller. */
+    public DeviceRegion pool(int bytes, long seed) {
+        ByteBuffer b = ByteBuffer.allocateDirect(bytes);
+        if (seed != 0) {
+            byte[] data = new byte[bytes];
+            new java.util.Random(seed).nextBytes(data);
+            b.put(data).clear();
+        }
+        bind();
+        return new DeviceRegion(this, wrap(b));
     }
 
     @Override
@@ -354,6 +369,33 @@ public final class HostGpuDevice implements GpuDevice {
         }
         liveImports.incrementAndGet();
         return new HostMemory(e.memory().bytes, liveImports::decrementAndGet);
+    }
+
+    @Override
+    public long gpuDirectAddress(DeviceMemory memory) {
+        checkBound();
+        HostMemory m = mem(memory);
+        return addresses.computeIfAbsent(m, k -> {
+            long a = 0x5000_0000_0000L + ((long) addresses.size() << 36);
+            byAddress.put(a, k);
+            return a;
+        });
+    }
+
+    /**
+     * What a NIC registering {@code [address, address + length)} through GPUDirect would reach: a view of the device
+     * memory that {@link #gpuDirectAddress} gave out an address in.
+     *
+     * @throws IllegalArgumentException if the range is not inside one such memory (ibv_reg_mr would fail)
+     */
+    public ByteBuffer deviceBytes(long address, long length) {
+        for (var e : byAddress.entrySet()) {
+            long off = address - e.getKey();
+            if (off >= 0 && length >= 0 && off + length <= e.getValue().size()) {
+                return e.getValue().range(off, length);
+            }
+        }
+        throw new IllegalArgumentException("no device memory at 0x" + Long.toHexString(address) + " (+" + length + ")");
     }
 
     public int livePinnedBuffers() {

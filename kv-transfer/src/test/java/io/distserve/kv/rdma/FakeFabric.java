@@ -1,7 +1,6 @@
 package io.distserve.kv.rdma;
 
-import io.distserve.kv.transfer.MemoryRegion;
-import io.distserve.kv.transfer.RegionLayout;
+import io.distserve.kv.device.HostGpuDevice;
 import io.distserve.kv.transfer.TransferException;
 import java.nio.ByteBuffer;
 import java.time.Duration;
@@ -11,20 +10,25 @@ import java.util.List;
 import java.util.Map;
 import java.util.Random;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
- * A pretend RDMA network for tests: every {@link Verbs} registers its pool's segments under fake addresses and
- * keys; a queue pair executes posted READs by copying between the registered buffers, completing the signalled
- * requests, in order or shuffled, and can be told to fail a request or to hang. Checks what a NIC would refuse: a
- * wrong key, an address outside the region, more requests outstanding than the send queue holds.
+ * A pretend RDMA network for tests: every {@link Verbs} registers buffers under fake addresses and keys (device
+ * memory under the address the device double gave out, resolved through it, as GPUDirect would); a queue pair
+ * executes a posted READ at once by copying between the registered buffers and queues the signalled requests'
+ * completions, in order or shuffled, and can be told to fail a request, to hang, or to hold its completions until
+ * released. Checks what a NIC would refuse: a wrong key, an address outside the region, a deregistered region,
+ * more requests outstanding than the send queue holds.
  */
 final class FakeFabric {
 
-    /** What the next READs do. */
-    enum Mode { NORMAL, SHUFFLE, FAIL_NEXT, HANG }
+    /** What the next READs do (the fabric's default, or one queue pair's). */
+    enum Mode { NORMAL, SHUFFLE, FAIL_NEXT, HANG, HOLD }
 
     private record Mr(ByteBuffer buffer, long address, long size) {
     }
@@ -34,35 +38,76 @@ final class FakeFabric {
     private final AtomicInteger nextKey = new AtomicInteger(100);
     private final AtomicInteger nextPort = new AtomicInteger(7000);
     volatile Mode mode = Mode.NORMAL;
+    /** When set, ibv_reg_mr on a device pointer fails (a driver without peer memory support). */
+    volatile boolean refuseDeviceMemory;
     final AtomicInteger connects = new AtomicInteger();
     final AtomicInteger maxOutstanding = new AtomicInteger();
     final List<Integer> postedChains = Collections.synchronizedList(new ArrayList<>());
+    /** Every queue pair made, in order. */
+    final List<FakeQp> qps = new CopyOnWriteArrayList<>();
 
     Verbs verbs(long baseAddress) {
-        return new Verbs(baseAddress);
+        return new Verbs(baseAddress, null);
+    }
+
+    /** Verbs of an engine whose GPU is {@code device}: it registers device memory through GPUDirect. */
+    Verbs verbs(long baseAddress, HostGpuDevice device) {
+        return new Verbs(baseAddress, device);
+    }
+
+    /** Memory regions registered and not yet deregistered, over the whole fabric. */
+    int liveRegistrations() {
+        return byKey.size();
+    }
+
+    int liveQueuePairs() {
+        return (int) qps.stream().filter(q -> !q.closed).count();
     }
 
     final class Verbs implements RdmaVerbs {
-        private final long base;
+        private final HostGpuDevice device;
+        private final AtomicLong nextAddress;
         private int port;
 
-        Verbs(long base) {
-            this.base = base;
+        Verbs(long base, HostGpuDevice device) {
+            this.device = device;
+            this.nextAddress = new AtomicLong(base);
         }
 
         @Override
-        public Registration register(MemoryRegion region) {
-            RegionLayout layout = region.layout();
-            List<Segment> segs = new ArrayList<>();
-            for (int s = 0; s < layout.segmentCount(); s++) {
-                long start = layout.segmentStart(s);
-                long size = layout.segmentSizes().get(s);
-                int key = nextKey.getAndIncrement();
-                long addr = base + start + s * 4096L; // gaps between segments, as separate registrations have
-                byKey.put(key, new Mr(region.slice(start, (int) size), addr, size));
-                segs.add(new Segment(addr, key, key));
+        public Registered registerHost(ByteBuffer buffer) {
+            if (!buffer.isDirect()) {
+                throw new AssertionError("registering a heap buffer");
             }
-            return new Registration(segs, false);
+            long size = buffer.capacity();
+            long addr = nextAddress.getAndAdd(size + 4096); // gaps between regions, as separate registrations have
+            return register(new Mr(buffer.duplicate().clear(), addr, size));
+        }
+
+        @Override
+        public Registered registerDevice(long deviceAddress, int length) throws TransferException {
+            if (device == null || refuseDeviceMemory) {
+                throw new TransferException("fake: ibv_reg_mr on a device pointer failed (EFAULT: no peer memory "
+                        + "client)");
+            }
+            return register(new Mr(device.deviceBytes(deviceAddress, length), deviceAddress, length));
+        }
+
+        private Registered register(Mr mr) {
+            int key = nextKey.getAndIncrement();
+            byKey.put(key, mr);
+            Segment segment = new Segment(mr.address(), key, key);
+            return new Registered() {
+                @Override
+                public Segment segment() {
+                    return segment;
+                }
+
+                @Override
+                public void close() {
+                    byKey.remove(key);
+                }
+            };
         }
 
         @Override
@@ -78,7 +123,9 @@ final class FakeFabric {
                 throw new TransferException("fake: nothing listens on " + host + ":" + port);
             }
             connects.incrementAndGet();
-            return new FakeQp(sendDepth);
+            FakeQp qp = new FakeQp(sendDepth);
+            qps.add(qp);
+            return qp;
         }
 
         @Override
@@ -87,15 +134,26 @@ final class FakeFabric {
         }
     }
 
-    private final class FakeQp implements RdmaVerbs.QueuePair {
+    final class FakeQp implements RdmaVerbs.QueuePair {
         private final int depth;
         private final LinkedBlockingQueue<RdmaVerbs.Completion> cq = new LinkedBlockingQueue<>();
+        private final List<RdmaVerbs.Completion> held = new ArrayList<>();
         private final List<Long> outstanding = new ArrayList<>();
         private final Random random = new Random(3);
-        private volatile boolean closed;
+        /** This queue pair's mode; null: the fabric's. */
+        volatile Mode mode;
+        final AtomicInteger postedRequests = new AtomicInteger();
+        /** Counts down each time the completion thread comes back to poll: it has handled what it got before. */
+        volatile CountDownLatch polled = new CountDownLatch(0);
+        volatile boolean closed;
 
         FakeQp(int depth) {
             this.depth = depth;
+        }
+
+        private Mode mode() {
+            Mode m = mode;
+            return m == null ? FakeFabric.this.mode : m;
         }
 
         @Override
@@ -108,18 +166,23 @@ final class FakeFabric {
                         + chain.size() + " posted > depth " + depth);
             }
             postedChains.add(chain.size());
+            postedRequests.addAndGet(chain.size());
             for (ReadWorkRequest r : chain) {
                 outstanding.add(r.wrId());
             }
             maxOutstanding.accumulateAndGet(outstanding.size(), Math::max);
-            Mode m = mode;
+            Mode m = mode();
             if (m == Mode.HANG) {
                 return; // nothing completes; nothing lands once closed
             }
             List<RdmaVerbs.Completion> done = new ArrayList<>();
             for (ReadWorkRequest r : chain) {
                 if (m == Mode.FAIL_NEXT) {
-                    mode = Mode.NORMAL;
+                    if (mode != null) {
+                        mode = Mode.NORMAL;
+                    } else {
+                        FakeFabric.this.mode = Mode.NORMAL;
+                    }
                     done.add(new RdmaVerbs.Completion(r.wrId(), false, "IBV_WC_REM_ACCESS_ERR (fake)"));
                     break;
                 }
@@ -131,14 +194,24 @@ final class FakeFabric {
             if (m == Mode.SHUFFLE) {
                 Collections.shuffle(done, random);
             }
-            cq.addAll(done);
+            if (m == Mode.HOLD) {
+                held.addAll(done);
+            } else {
+                cq.addAll(done);
+            }
+        }
+
+        /** Delivers the completions held so far. */
+        synchronized void release() {
+            cq.addAll(held);
+            held.clear();
         }
 
         private void copy(ReadWorkRequest r) {
             Mr src = byKey.get(r.rkey());
             Mr dst = byKey.get(r.lkey());
             if (src == null || dst == null) {
-                throw new AssertionError("unknown key in " + r);
+                throw new AssertionError("unknown or deregistered key in " + r);
             }
             long so = r.remoteAddress() - src.address();
             long dOff = r.localAddress() - dst.address();
@@ -152,6 +225,7 @@ final class FakeFabric {
 
         @Override
         public List<RdmaVerbs.Completion> poll(Duration timeout) throws TransferException {
+            polled.countDown();
             List<RdmaVerbs.Completion> out = new ArrayList<>();
             try {
                 RdmaVerbs.Completion first = cq.poll(timeout.toMillis(), TimeUnit.MILLISECONDS);
@@ -179,6 +253,7 @@ final class FakeFabric {
         public synchronized void close() {
             closed = true;
             outstanding.clear();
+            held.clear();
         }
     }
 }

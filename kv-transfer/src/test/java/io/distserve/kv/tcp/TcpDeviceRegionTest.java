@@ -51,14 +51,7 @@ class TcpDeviceRegionTest {
     private DeviceRegion deviceRegion(int bytes, long seed) {
         HostGpuDevice device = HostGpuDevice.standalone(30);
         devices.add(device);
-        ByteBuffer b = ByteBuffer.allocateDirect(bytes);
-        if (seed != 0) {
-            byte[] data = new byte[bytes];
-            new Random(seed).nextBytes(data);
-            b.put(data).clear();
-        }
-        device.bind();
-        return new DeviceRegion(device, device.wrap(b));
+        return device.pool(bytes, seed);
     }
 
     @AfterEach

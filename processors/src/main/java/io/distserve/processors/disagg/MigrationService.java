@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.distserve.engine.kv.BlockManager;
 import io.distserve.engine.kv.KvCacheLayout;
+import io.distserve.kv.rdma.RdmaEndpoint;
 import io.distserve.kv.transfer.Connection;
 import io.distserve.kv.transfer.EndpointRefusedException;
 import io.distserve.kv.transfer.HostIdentity;
@@ -180,22 +181,16 @@ public final class MigrationService implements AutoCloseable {
 
     /**
      * As {@link #initialize(String, String)}, with the proxy's RDMA settings (null: none): for the rdma transport
-     * the endpoint carries the link type asked for, and a pool registered for GPUDirect is refused (400
-     * endpoint_refused) when the proxy disables GPUDirect.
+     * the endpoint carries the link type asked for, and under --disable-gdr tells the decode engine to keep the NIC
+     * off GPU memory on both sides (a GPUDirect pool is then read through its staging channel).
      */
     public ObjectNode initialize(String remoteEngineId, String protocol, RdmaSettings rdma) {
         KvTransport t = offeredTransport(protocol, "protocol");
         EndpointInfo endpoint = t.localEndpoint();
         if (rdma != null && t.name().equals("rdma")) {
-            if (rdma.disableGdr() && "true".equals(endpoint.attributes().get("gpu_direct"))) {
-                throw new OpenAiException(400, "invalid_request_error", "rdma_config.disable_gdr", "endpoint_refused",
-                        "This engine's KV pool is registered for GPUDirect RDMA; with --disable-gdr it would have to "
-                                + "be staged through host memory, which the rdma transport does not do: use tcp.");
-            }
-            java.util.Map<String, String> attrs = new java.util.LinkedHashMap<>(endpoint.attributes());
-            attrs.put("link_type", rdma.linkType());
-            endpoint = new EndpointInfo(endpoint.transport(), endpoint.host(), endpoint.port(), endpoint.regionSize(),
-                    endpoint.segmentSizes(), endpoint.token(), attrs);
+            // under --disable-gdr a GPUDirect pool is offered through its staging channel only, and the decode
+            // engine lands through pinned memory too
+            endpoint = RdmaEndpoint.forPair(endpoint, rdma.linkType(), rdma.disableGdr());
         }
         ObjectNode out = json.createObjectNode();
         out.put("engine_id", engineId);

@@ -1,4 +1,4 @@
-package io.distserve.kv.tcp;
+package io.distserve.kv.transfer;
 
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
@@ -6,24 +6,24 @@ import java.security.SecureRandom;
 import java.util.HexFormat;
 
 /** Per-transport secrets a peer must present. */
-final class Tokens {
+public final class Tokens {
 
     private Tokens() {
     }
 
     /** 256 random bits, hex: unguessable, and plain ASCII so it survives JSON untouched. */
-    static String newToken(SecureRandom random) {
+    public static String newToken(SecureRandom random) {
         byte[] b = new byte[32];
         random.nextBytes(b);
         return HexFormat.of().formatHex(b);
     }
 
     /** Constant-time comparison, so response timing does not leak how much of a guess was right. */
-    static boolean matches(byte[] expected, byte[] presented) {
+    public static boolean matches(byte[] expected, byte[] presented) {
         return MessageDigest.isEqual(expected, presented);
     }
 
-    static byte[] bytes(String token) {
+    public static byte[] bytes(String token) {
         return token.getBytes(StandardCharsets.UTF_8);
     }
 }
