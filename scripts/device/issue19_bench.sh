@@ -38,7 +38,7 @@ bench() {  # label, java command array name, args...
 
 gen qwen3-8b > /tmp/gen8b.log 2>&1 &
 genpid=$!
-timeout 180 bash scripts/device/cuda_check.sh > /tmp/cuda_check.log 2>&1
+timeout ${CHECK_S:-180} bash scripts/device/cuda_check.sh > /tmp/cuda_check.log 2>&1
 echo "== self-check: exit $? ($SECONDS s); $(grep -c ' PASS ' /tmp/cuda_check.log) rows PASS, $(grep -c ' FAIL' /tmp/cuda_check.log) FAIL" | tee -a "$log"
 grep -E "FAIL|graph replay|repetition_penalty|CHECKS|CRASH" /tmp/cuda_check.log | cut -c1-230 | head -24 | tee -a "$log"
 wait $genpid; cat /tmp/gen8b.log | tee -a "$log"
