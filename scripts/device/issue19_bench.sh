@@ -3,9 +3,9 @@
 # left and is skipped, saying so, when it would not fit the 10-minute limit of a call).
 #   Here: scripts/device/pack.sh. There: `bash scripts/device/issue19_bench.sh` with carry [".carry"].
 # 1. the self-check (scripts/device/cuda_check.sh) while qwen3-8b is generated beside it;
-# 2. ours, qwen3-8b: decode batch 1 / 32 / 128 (prompt 128, 64 new) and one 2,048-token prompt, programmatic
-#    launches on (the default), then off for batch 1 / 32 (the A/B of CUDA_NOTES section 11);
-# 3. qwen3-0.6b batch 1, programmatic launches on and off;
+# 2. ours, qwen3-8b: decode batch 1 / 32 / 128 (prompt 128, 64 new) and one 2,048-token prompt with the defaults,
+#    then batch 1 / 32 with programmatic launches on (the A/B of CUDA_NOTES section 11);
+# 3. qwen3-0.6b batch 1, defaults and programmatic launches on;
 # 4. Nsight Compute: qwen3-8b batch-1 steps kernel by kernel (eager), to set against the graph step time;
 # 5. transformers eager on the same weights (batch 1 / 32, 16 new; the 2,048-token prompt);
 # 6. the tables: ours vs HF vs the roofline from the copy bandwidth and matmul rate measured in this run;
@@ -18,7 +18,7 @@ budget=${BUDGET_S:-570}
 set +e
 { date -u; nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,power.limit --format=csv,noheader; } | tee "$log"
 JV=("$JAVA" -Xmx48g -XX:MaxDirectMemorySize=16g -cp /tmp/distserve-app io.distserve.cli.DistServeCli)
-JVNOPDL=("$JAVA" -Xmx48g -XX:MaxDirectMemorySize=16g -Ddistserve.cuda.pdl=false -cp /tmp/distserve-app io.distserve.cli.DistServeCli)
+JVPDL=("$JAVA" -Xmx48g -XX:MaxDirectMemorySize=16g -Ddistserve.cuda.pdl=true -cp /tmp/distserve-app io.distserve.cli.DistServeCli)
 fits() {  # seconds needed, what
   if (( SECONDS + $1 > budget )); then echo "== SKIPPED (time): $2" | tee -a "$log"; return 1; fi
 }
@@ -43,14 +43,14 @@ echo "== self-check: exit $? ($SECONDS s); $(grep -c ' PASS ' /tmp/cuda_check.lo
 grep -E "FAIL|graph replay|repetition_penalty|CHECKS|CRASH" /tmp/cuda_check.log | cut -c1-230 | head -24 | tee -a "$log"
 wait $genpid; cat /tmp/gen8b.log | tee -a "$log"
 
-fits 120 "ours, programmatic launches on" && bench "ours qwen3-8b, programmatic launches on" JV --model /tmp/qwen3-8b \
+fits 120 "ours" && bench "ours qwen3-8b (defaults)" JV --model /tmp/qwen3-8b \
   --batch 1,32,128 --prompt-tokens 128 --new-tokens 64 --prefill 2048 --json "$out/ours_8b.json"
-fits 50 "ours, programmatic launches off" && bench "ours qwen3-8b, programmatic launches OFF" JVNOPDL --model /tmp/qwen3-8b \
-  --batch 1,32 --prompt-tokens 128 --new-tokens 32 --json "$out/ours_8b_nopdl.json"
+fits 50 "ours, programmatic launches on" && bench "ours qwen3-8b, programmatic launches ON" JVPDL --model /tmp/qwen3-8b \
+  --batch 1,32 --prompt-tokens 128 --new-tokens 32 --json "$out/ours_8b_pdl.json"
 if fits 50 "qwen3-0.6b"; then
   gen qwen3-0.6b | tee -a "$log"
-  bench "ours qwen3-0.6b, programmatic launches on" JV --model /tmp/qwen3-0.6b --batch 1 --prompt-tokens 128 --new-tokens 64
-  fits 20 "qwen3-0.6b off" && bench "ours qwen3-0.6b, programmatic launches OFF" JVNOPDL --model /tmp/qwen3-0.6b --batch 1 \
+  bench "ours qwen3-0.6b (defaults)" JV --model /tmp/qwen3-0.6b --batch 1 --prompt-tokens 128 --new-tokens 64
+  fits 20 "qwen3-0.6b pdl" && bench "ours qwen3-0.6b, programmatic launches ON" JVPDL --model /tmp/qwen3-0.6b --batch 1 \
     --prompt-tokens 128 --new-tokens 64
 fi
 if fits 90 "ncu, qwen3-8b batch 1"; then
@@ -70,7 +70,7 @@ if fits 100 "HF eager qwen3-8b"; then
 fi
 if [ -f "$out/ours_8b.json" ] && fits 20 "tables"; then
   hf=(); [ -f "$out/hf_qwen3-8b.json" ] && hf=(--hf "$out/hf_qwen3-8b.json")
-  echo "== tables: programmatic launches on" | tee -a "$log"
+  echo "== tables (defaults)" | tee -a "$log"
   python3 gpu-engine/scripts/bench_table.py --ours "$out/ours_8b.json" "${hf[@]}" --models /tmp/qwen3-8b --measure 2>&1 | tee -a "$log"
 fi
 fits 45 "8,192-token prompt" && bench "ours qwen3-8b, one 8,192-token prompt" JV --model /tmp/qwen3-8b --batch 1 \

@@ -115,12 +115,6 @@ __device__ __forceinline__ void pdl_enter() {
 #endif
 }
 
-// Asks L2 for the line holding p (no register, no wait): a GEMM's first weights, fetched before pdl_enter() while
-// the previous kernel drains.
-__device__ __forceinline__ void prefetch_l2(const void* p) {
-    asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p));
-}
-
 // Stores one fp32 result as the output type (bf16: round to nearest even).
 template <typename T> __device__ __forceinline__ void store_out(T* p, float v);
 template <> __device__ __forceinline__ void store_out<float>(float* p, float v) { *p = v; }

@@ -57,15 +57,8 @@ __device__ __forceinline__ void gemm_skinny(const bf16* __restrict__ A, const bf
 
     const uint4 zero = make_uint4(0, 0, 0, 0);
     const int chunks = (K + SK_CHUNK - 1) / SK_CHUNK;
-    // this warp's first run of weights, asked of L2 while the kernel before still runs (programmatic launch)
-#pragma unroll
-    for (int u = 0; u < SK_UNROLL; u++) {
-        const int kOff = (warp * SK_UNROLL + u) * SK_CHUNK;
-        if (kOff + 8 * tid4 < K) {
-            if (okLo) prefetch_l2(wLo + kOff);
-            if (okHi) prefetch_l2(wHi + kOff);
-        }
-    }
+    // No L2 prefetch of the first run before the wait: measured on an H100 (2026-12-06), it slowed every launch
+    // (gate|up at M 1 103.6 us instead of 71.3, the LM head 667 instead of 404), programmatic or not.
     pdl_enter();
     for (int c0 = warp * SK_UNROLL; c0 < chunks; c0 += warps * SK_UNROLL) {
         // every load of this run first (2 UNROLL weight vectors + NT UNROLL token vectors per lane) ...

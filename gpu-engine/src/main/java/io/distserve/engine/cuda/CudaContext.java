@@ -135,11 +135,12 @@ public final class CudaContext implements AutoCloseable {
     /**
      * Whether programmatic dependent launches can be made here: null when they can, else why not (JNA or the
      * driver's cuLaunchKernelEx missing, a device older than compute capability 9.0, or
-     * {@code -Ddistserve.cuda.pdl=false}).
+     * off unless {@code -Ddistserve.cuda.pdl=true}).
      */
     synchronized String programmaticUnavailableReason() {
-        if (!Boolean.parseBoolean(System.getProperty("distserve.cuda.pdl", "true"))) {
-            return "disabled by -Ddistserve.cuda.pdl=false";
+        if (!Boolean.parseBoolean(System.getProperty("distserve.cuda.pdl", "false"))) {
+            return "off by default: no gain measured on an H100 (gpu-engine/CUDA_NOTES.md section 11); "
+                    + "-Ddistserve.cuda.pdl=true turns it on";
         }
         if (ccMajor < 9) {
             return "needs compute capability 9.0, the device is " + computeCapability();
