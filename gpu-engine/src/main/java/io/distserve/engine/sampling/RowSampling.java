@@ -10,7 +10,8 @@ package io.distserve.engine.sampling;
  * The draw is by inverse CDF over the kept tokens in ascending id order (not the Sampler's order, so the same
  * generator state can pick a different token than {@link Sampler#sample}; the distribution is the same).
  *
- * <p>Repetition penalty is not handled here: such rows stay on the host {@link Sampler}.
+ * <p>Repetition penalty is applied to the row before this ({@link RepetitionPenalties}; on the GPU the
+ * repetition_penalty kernel).
  */
 public final class RowSampling {
 

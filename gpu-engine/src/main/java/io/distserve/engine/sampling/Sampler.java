@@ -8,6 +8,11 @@ import java.util.random.RandomGenerator;
  * Picks the next token from one row of logits: repetition penalty, then greedy argmax (temperature 0) or
  * temperature, top-k, top-p, min-p and a draw from the per-sequence random generator.
  *
+ * <p>The engine samples through {@link io.distserve.engine.ComputeBackend#forwardSampled} ({@link RowSampling} on
+ * the host, sample_rows on the GPU); {@link #sample} stays as the independent implementation RowSampling's kept set
+ * and probabilities are tested against, and this class keeps the pieces both paths share (greedy token, repetition
+ * penalty).
+ *
  * <p>Stateless and thread-safe. Built for wide vocabularies (151,936 for Qwen3): no step sorts the whole row. Top-k
  * keeps a heap of k candidates; top-p buckets the probabilities and sorts only the bucket where the nucleus ends
  * (exact, because the nucleus is a prefix of the descending order); min-p is a threshold on
