@@ -4,8 +4,8 @@
 #   Here: scripts/device/pack.sh. There: `bash scripts/device/issue19_bench.sh` with carry [".carry"].
 # 1. the self-check (scripts/device/cuda_check.sh) while qwen3-8b is generated beside it;
 # 2. ours, qwen3-8b: decode batch 1 / 32 / 128 (prompt 128, 64 new) and one 2,048-token prompt with the defaults,
-#    then batch 1 / 32 with programmatic launches on (the A/B of CUDA_NOTES section 11);
-# 3. qwen3-0.6b batch 1, defaults and programmatic launches on;
+#    then (PDL_AB=1) batch 1 / 32 with programmatic launches on (the A/B of CUDA_NOTES section 11);
+# 3. qwen3-0.6b batch 1, defaults (and, PDL_AB=1, programmatic launches on);
 # 4. Nsight Compute: qwen3-8b batch-1 steps kernel by kernel (eager), to set against the graph step time;
 # 5. transformers eager on the same weights (batch 1 / 32, 16 new; the 2,048-token prompt);
 # 6. the tables: ours vs HF vs the roofline from the copy bandwidth and matmul rate measured in this run;
@@ -45,12 +45,12 @@ wait $genpid; cat /tmp/gen8b.log | tee -a "$log"
 
 fits 120 "ours" && bench "ours qwen3-8b (defaults)" JV --model /tmp/qwen3-8b \
   --batch 1,32,128 --prompt-tokens 128 --new-tokens 64 --prefill 2048 --json "$out/ours_8b.json"
-fits 50 "ours, programmatic launches on" && bench "ours qwen3-8b, programmatic launches ON" JVPDL --model /tmp/qwen3-8b \
+[ "${PDL_AB:-0}" = 1 ] && fits 50 "ours, programmatic launches on" && bench "ours qwen3-8b, programmatic launches ON" JVPDL --model /tmp/qwen3-8b \
   --batch 1,32 --prompt-tokens 128 --new-tokens 32 --json "$out/ours_8b_pdl.json"
 if fits 50 "qwen3-0.6b"; then
   gen qwen3-0.6b | tee -a "$log"
   bench "ours qwen3-0.6b (defaults)" JV --model /tmp/qwen3-0.6b --batch 1 --prompt-tokens 128 --new-tokens 64
-  fits 20 "qwen3-0.6b pdl" && bench "ours qwen3-0.6b, programmatic launches ON" JVPDL --model /tmp/qwen3-0.6b --batch 1 \
+  [ "${PDL_AB:-0}" = 1 ] && fits 20 "qwen3-0.6b pdl" && bench "ours qwen3-0.6b, programmatic launches ON" JVPDL --model /tmp/qwen3-0.6b --batch 1 \
     --prompt-tokens 128 --new-tokens 64
 fi
 if fits 90 "ncu, qwen3-8b batch 1"; then
@@ -62,6 +62,15 @@ if fits 90 "ncu, qwen3-8b batch 1"; then
     --new-tokens 3 --log-level WARNING > /tmp/ncu1.csv 2> /tmp/ncu1.err
   echo "ncu rc $?" | tee -a "$log"
   python3 gpu-engine/scripts/ncu_summary.py /tmp/ncu1.csv 2>&1 | tee -a "$log"
+fi
+if [ -f /tmp/qwen3-0.6b/config.json ] && fits 60 "ncu, qwen3-0.6b batch 1"; then
+  echo "== ncu: qwen3-0.6b batch-1 steps, eager, kernel by kernel ($SECONDS s)" | tee -a "$log"
+  timeout 50 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
+    "$JAVA" -Xmx48g -XX:MaxDirectMemorySize=16g -Ddistserve.cuda.graphs=false -cp /tmp/distserve-app \
+    io.distserve.cli.DistServeCli bench engine --backend cuda --model /tmp/qwen3-0.6b --batch 1 --prompt-tokens 128 \
+    --new-tokens 3 --log-level WARNING > /tmp/ncu06.csv 2> /tmp/ncu06.err
+  echo "ncu rc $?" | tee -a "$log"
+  python3 gpu-engine/scripts/ncu_summary.py /tmp/ncu06.csv 2>&1 | tee -a "$log"
 fi
 if fits 100 "HF eager qwen3-8b"; then
   echo "== HF transformers eager, qwen3-8b ($SECONDS s)" | tee -a "$log"

@@ -9,10 +9,13 @@
 // written by qk_norm_rope_kv_write before this launch).
 //
 // Split-KV ("flash-decoding"): when the grid is too small to fill the GPU (decode of few sequences with long
-// contexts) the host sets splits > 1; each split writes its unnormalized output and (max, sum) to a workspace
-// and attention_combine merges them. With splits == 1 the block writes the final bf16 output itself. The split
-// length comes from device memory (geom): a decode graph fixes the number of splits (grid.z) when it is captured
-// and each replay covers its context with that many splits or fewer; splits past the context are empty partials.
+// contexts) the host sets splits > 1; each split writes its unnormalized output and (max, sum) to a workspace, and
+// the last split of an (item, head group) to finish merges them (splitDone counts the finished splits per block
+// tile, and that block resets its counter to 0 for the next launch or graph replay): no second kernel. The merge
+// sums the splits in order 0, 1, ... whichever block does it, so the result does not depend on timing. With
+// splits == 1 the block writes the final bf16 output itself. The split length comes from device memory (geom): a
+// decode graph fixes the number of splits (grid.z) when it is captured and each replay covers its context with
+// that many splits or fewer; splits past the context only count themselves done.
 //
 // Dynamic shared memory (bytes): 4 * (2 * R * hd + R * KT + 3 * RMAX + KT * (hd / 2 + 1) + KT * hd / 2); the host
 // computes the same (CudaKernels.attentionSharedBytes) and raises the kernel's limit past 48 KB when needed.
@@ -35,6 +38,7 @@ extern "C" __global__ void __launch_bounds__(128) paged_attention(
         bf16* __restrict__ out,                // [n, heads, hd] (splits == 1)
         float* __restrict__ partO,             // [splits][n * heads][hd] (splits > 1)
         float* __restrict__ partML,            // [splits][n * heads][2]
+        int* __restrict__ splitDone,           // [grid.x * grid.y], zero between launches (splits > 1)
         int n, int heads, int kvHeads, int hd, int HG, int QT, int layer, int numLayers, int blockSize,
         float scale) {
     pdl_enter();
@@ -64,15 +68,7 @@ extern "C" __global__ void __launch_bounds__(128) paged_attention(
     const int rows = nTok * HG;                             // valid rows: 0 .. rows-1
     const size_t nRows = (size_t)n * heads;
 
-    if (kBegin >= kEnd) {  // no key of this split is visible to any row: an empty partial
-        for (int r = tid; r < rows; r += blockDim.x) {
-            size_t gr = (size_t)(tok0 + r / HG) * heads + head0 + r % HG;
-            partML[((size_t)split * nRows + gr) * 2] = -INFINITY;
-            partML[((size_t)split * nRows + gr) * 2 + 1] = 0.f;
-        }
-        return;
-    }
-
+    if (kBegin < kEnd) {  // else no key of this split is visible to any row: nothing to write
     for (int i = tid; i < R * hd; i += blockDim.x) {
         int r = i / hd, d = i - r * hd;
         float v = 0.f;
@@ -164,27 +160,47 @@ extern "C" __global__ void __launch_bounds__(128) paged_attention(
             }
         }
     }
-}
+    }  // kBegin < kEnd
+    if (splits == 1) return;
 
-// Merges the splits of paged_attention: out[row] = sum_z O_z e^(m_z - M) / sum_z l_z e^(m_z - M).
-// grid (n * heads), block 128 (threads over the head dim).
-extern "C" __global__ void __launch_bounds__(128) attention_combine(const float* __restrict__ partO,
-        const float* __restrict__ partML, bf16* __restrict__ out, int nRows, int hd, int splits) {
-    pdl_enter();
-    size_t row = blockIdx.x;
-    float mMax = -INFINITY;
-    for (int z = 0; z < splits; z++) mMax = fmaxf(mMax, partML[((size_t)z * nRows + row) * 2]);
-    float denom = 0.f;
-    for (int z = 0; z < splits; z++) {
-        float m = partML[((size_t)z * nRows + row) * 2];
-        if (m != -INFINITY) denom += partML[((size_t)z * nRows + row) * 2 + 1] * __expf(m - mMax);
+    // Split-KV: the last of the splits of this (item, head group) to get here merges them.
+    __shared__ int lastSplit;
+    __threadfence();  // this block's partials visible device-wide before it counts itself done
+    __syncthreads();
+    if (tid == 0) {
+        int* done = splitDone + blockIdx.x * gridDim.y + blockIdx.y;
+        lastSplit = atomicAdd(done, 1) == splits - 1;
+        if (lastSplit) *done = 0;  // every split has counted: ready for the next launch
     }
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-        float acc = 0.f;
-        for (int z = 0; z < splits; z++) {
-            float m = partML[((size_t)z * nRows + row) * 2];
-            if (m != -INFINITY) acc += partO[((size_t)z * nRows + row) * hd + d] * __expf(m - mMax);
+    __syncthreads();
+    if (!lastSplit) return;
+    __threadfence();
+    // splits z with z * splitLen >= the item's end hold no key for any row (never written this launch)
+    const int live = min(splits, (pos0 + nTok + splitLen - 1) / splitLen);
+    // per row: M = max_z m_z and the denominator sum_z l_z e^(m_z - M) (Ms, Ls reused: this block's own stats
+    // are in the workspace now)
+    __syncthreads();
+    for (int r = tid; r < rows; r += blockDim.x) {
+        size_t gr = (size_t)(tok0 + r / HG) * heads + head0 + r % HG;
+        float mMax = -INFINITY;
+        for (int z = 0; z < live; z++) mMax = fmaxf(mMax, __ldcg(partML + ((size_t)z * nRows + gr) * 2));
+        float denom = 0.f;
+        for (int z = 0; z < live; z++) {
+            float m = __ldcg(partML + ((size_t)z * nRows + gr) * 2);
+            if (m != -INFINITY) denom += __ldcg(partML + ((size_t)z * nRows + gr) * 2 + 1) * __expf(m - mMax);
         }
-        out[row * hd + d] = __float2bfloat16_rn(acc / denom);
+        Ms[r] = mMax;
+        Ls[r] = denom;
+    }
+    __syncthreads();
+    for (int i = tid; i < rows * hd; i += blockDim.x) {
+        int r = i / hd, d = i - r * hd;
+        size_t gr = (size_t)(tok0 + r / HG) * heads + head0 + r % HG;
+        float acc = 0.f;
+        for (int z = 0; z < live; z++) {
+            float m = __ldcg(partML + ((size_t)z * nRows + gr) * 2);
+            if (m != -INFINITY) acc += __ldcg(partO + ((size_t)z * nRows + gr) * hd + d) * __expf(m - Ms[r]);
+        }
+        out[gr * hd + d] = __float2bfloat16_rn(acc / Ls[r]);
     }
 }

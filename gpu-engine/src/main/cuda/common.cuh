@@ -115,10 +115,27 @@ __device__ __forceinline__ void pdl_enter() {
 #endif
 }
 
+// The gated MLP's activation of one element, silu(g) * u, for g and u as rounded to bf16 (the gate|up GEMM's
+// output): silu_mul (elementwise.cu) and the gate|up GEMMs' fused epilogue (gemm_skinny.cu, gemm_decode32.cu) both
+// call this, so that both paths give the same bits.
+__device__ __forceinline__ float silu_mul1(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
+// The gate|up weight is stored with gate and up rows interleaved in groups of GATE_GROUP (CudaWeights): output rows
+// 16 i .. 16 i + 7 are gate rows 8 i .. 8 i + 7 and rows 16 i + 8 .. 16 i + 15 the up rows of the same features, so
+// one 16-row mma tile holds both halves of 8 activations (rows gid and gid + 8 of the fragment), and a row of the
+// GEMM's output is [gate 8 | up 8] per 16-byte pair of vectors.
+#define GATE_GROUP 8
+
 // Stores one fp32 result as the output type (bf16: round to nearest even).
 template <typename T> __device__ __forceinline__ void store_out(T* p, float v);
 template <> __device__ __forceinline__ void store_out<float>(float* p, float v) { *p = v; }
 template <> __device__ __forceinline__ void store_out<bf16>(bf16* p, float v) { *p = __float2bfloat16_rn(v); }
+
+// act = silu_mul1(bf16(g), bf16(u)) rounded to bf16: what the gate|up GEMM storing bf16 followed by silu_mul gives.
+__device__ __forceinline__ void store_gated(bf16* p, float g, float u) {
+    *p = __float2bfloat16_rn(silu_mul1(__bfloat162float(__float2bfloat16_rn(g)),
+                                       __bfloat162float(__float2bfloat16_rn(u))));
+}
 
 // Element index of (block, layer, k=0|v=1, kvHead, slot 0, dim 0) in the block-major paged KV pool
 // [block][layer][k,v][kvHead][slot][headDim] (io.distserve.engine.kv.KvCacheLayout#elementIndex).

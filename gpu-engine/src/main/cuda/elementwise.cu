@@ -22,6 +22,11 @@ extern "C" __global__ void __launch_bounds__(128) embedding_gather(const bf16* _
 //   v = x[s] (+ delta[s] when delta != null); when writeBack, x[s] = v;
 //   out[r] = bf16(w * (v * 1/sqrt(mean(v^2) + eps)))
 // The residual stream x and the deltas (o_proj, down_proj outputs) are fp32; out feeds the next GEMM.
+// A decode step runs this on one row per launch, twice per layer, so the launch is a chain of memory round trips:
+// every load of the row (x, delta, the norm weight: at most RMS_VECS float4 per thread, hidden <= 256 x 4 x
+// RMS_VECS, checked on the host) is issued at once into registers, then one block reduction, then the stores;
+// no second pass over x.
+#define RMS_VECS 8
 extern "C" __global__ void __launch_bounds__(256) add_rmsnorm(float* __restrict__ x, const float* __restrict__ delta,
         const bf16* __restrict__ w, bf16* __restrict__ out, const int* __restrict__ rowIdx, int hidden, float eps,
         int writeBack) {
@@ -30,37 +35,52 @@ extern "C" __global__ void __launch_bounds__(256) add_rmsnorm(float* __restrict_
     int s = rowIdx ? rowIdx[r] : r;
     float4* xr = reinterpret_cast<float4*>(x + (size_t)s * hidden);
     const float4* dr = delta ? reinterpret_cast<const float4*>(delta + (size_t)s * hidden) : nullptr;
-    int vecs = hidden / 4;
-    float ss = 0.f;
-    for (int i = threadIdx.x; i < vecs; i += blockDim.x) {
-        float4 v = xr[i];
-        if (dr) {
-            float4 d = dr[i];
-            v.x += d.x; v.y += d.y; v.z += d.z; v.w += d.w;
-            if (writeBack) xr[i] = v;
+    const uint2* wv = reinterpret_cast<const uint2*>(w);  // 4 bf16 per float4 of x
+    const int vecs = hidden / 4;
+    float4 v[RMS_VECS];
+    uint2 g[RMS_VECS];
+#pragma unroll
+    for (int j = 0; j < RMS_VECS; j++) {
+        int i = threadIdx.x + j * blockDim.x;
+        if (i < vecs) {
+            v[j] = xr[i];
+            g[j] = wv[i];
         }
-        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
     }
-    ss = block_sum(ss);  // its barriers also order the write-back before the re-reads below
-    float inv = 1.0f / sqrtf(ss / hidden + eps);
-    const uint4* wv = reinterpret_cast<const uint4*>(w);
-    uint4* o = reinterpret_cast<uint4*>(out + (size_t)r * hidden);
-    for (int i = threadIdx.x; i < hidden / 8; i += blockDim.x) {
-        float4 a = xr[2 * i], b = xr[2 * i + 1];
-        if (dr && !writeBack) {
-            float4 da = dr[2 * i], db = dr[2 * i + 1];
-            a.x += da.x; a.y += da.y; a.z += da.z; a.w += da.w;
-            b.x += db.x; b.y += db.y; b.z += db.z; b.w += db.w;
+    if (dr) {
+#pragma unroll
+        for (int j = 0; j < RMS_VECS; j++) {
+            int i = threadIdx.x + j * blockDim.x;
+            if (i < vecs) {
+                float4 d = dr[i];
+                v[j].x += d.x; v[j].y += d.y; v[j].z += d.z; v[j].w += d.w;
+                if (writeBack) xr[i] = v[j];
+            }
         }
-        float g[8];
-        unpack8(wv[i], g);
-        float f[8] = {g[0] * (a.x * inv), g[1] * (a.y * inv), g[2] * (a.z * inv), g[3] * (a.w * inv),
-                      g[4] * (b.x * inv), g[5] * (b.y * inv), g[6] * (b.z * inv), g[7] * (b.w * inv)};
-        o[i] = pack8(f);
+    }
+    float ss = 0.f;
+#pragma unroll
+    for (int j = 0; j < RMS_VECS; j++) {
+        if (threadIdx.x + j * blockDim.x < vecs) {
+            ss += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
+        }
+    }
+    ss = block_sum(ss);
+    float inv = 1.0f / sqrtf(ss / hidden + eps);
+    uint2* o = reinterpret_cast<uint2*>(out + (size_t)r * hidden);
+#pragma unroll
+    for (int j = 0; j < RMS_VECS; j++) {
+        int i = threadIdx.x + j * blockDim.x;
+        if (i < vecs) {
+            o[i] = make_uint2(pack2(bf16_lo(g[j].x) * (v[j].x * inv), bf16_hi(g[j].x) * (v[j].y * inv)),
+                              pack2(bf16_lo(g[j].y) * (v[j].z * inv), bf16_hi(g[j].y) * (v[j].w * inv)));
+        }
     }
 }
 
-// act[t, i] = silu(gu[t, i]) * gu[t, inter + i] for gu = [gate | up] (the fused gate_up GEMM's output).
+// act[t, i] = silu(gate[t, i]) * up[t, i] from gu = the gate|up GEMM's output, whose rows interleave gate and up in
+// groups of GATE_GROUP = 8 features (common.cuh): vector 2 c of a row is gate 8 c .. 8 c + 7, vector 2 c + 1 the same
+// features' up. For prefill-sized steps; decode steps get act straight from the GEMM's fused epilogue.
 // 1-D grid over n * inter / 8 vectors, block 256.
 extern "C" __global__ void __launch_bounds__(256) silu_mul(const bf16* __restrict__ gu, bf16* __restrict__ act,
         int n, int inter) {
@@ -72,10 +92,10 @@ extern "C" __global__ void __launch_bounds__(256) silu_mul(const bf16* __restric
     int c = (int)(i - t * vpr);
     const uint4* row = reinterpret_cast<const uint4*>(gu + t * 2 * inter);
     float g[8], u[8], f[8];
-    unpack8(row[c], g);
-    unpack8(row[vpr + c], u);
+    unpack8(row[2 * c], g);
+    unpack8(row[2 * c + 1], u);
 #pragma unroll
-    for (int k = 0; k < 8; k++) f[k] = g[k] / (1.0f + expf(-g[k])) * u[k];
+    for (int k = 0; k < 8; k++) f[k] = silu_mul1(g[k], u[k]);
     reinterpret_cast<uint4*>(act + t * inter)[c] = pack8(f);
 }
 

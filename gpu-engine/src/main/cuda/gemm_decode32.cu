@@ -52,7 +52,7 @@ __device__ __forceinline__ uint4 d32_ld_shared16(uint32_t addr) {
 
 // grid (ceil(N / 32)), block 32 * warps (warps split K in runs of D32_UNROLL chunks), dynamic shared memory
 // warps * 32 * 33 * 4 bytes.
-template <typename OutT>
+template <typename OutT, bool GATED = false>
 __device__ __forceinline__ void gemm_dual32(const bf16* __restrict__ A, const bf16* __restrict__ W,
                                             OutT* __restrict__ C, int M, int N, int K, int lda, int ldw, int ldc) {
     constexpr int NT = 4;  // n-tiles of 8 tokens
@@ -142,6 +142,22 @@ __device__ __forceinline__ void gemm_dual32(const bf16* __restrict__ A, const bf
             mine[(r + 8) * D32_LDR + col + 1] = acc[t][j][3];
         }
     __syncthreads();
+    if constexpr (GATED) {
+        // two 16-row tiles of 8 gate over 8 up rows (GATE_GROUP, common.cuh): 16 features, C = act[M, N / 2]
+        for (int i = threadIdx.x; i < (D32_ROWS / 2) * 32; i += blockDim.x) {
+            const int m = i / (D32_ROWS / 2), f = i - m * (D32_ROWS / 2);
+            const int r = (f / GATE_GROUP) * 2 * GATE_GROUP + f % GATE_GROUP;  // the gate row of feature f
+            if (m < M && row0 + r < N) {
+                float g = 0.f, u = 0.f;
+                for (int q = 0; q < warps; q++) {
+                    g += d32_red[((size_t)q * D32_ROWS + r) * D32_LDR + m];
+                    u += d32_red[((size_t)q * D32_ROWS + r + GATE_GROUP) * D32_LDR + m];
+                }
+                store_gated(C + (size_t)m * ldc + row0 / 2 + f, g, u);
+            }
+        }
+        return;
+    }
     for (int i = threadIdx.x; i < D32_ROWS * 32; i += blockDim.x) {
         const int m = i / D32_ROWS, r = i - m * D32_ROWS;  // consecutive threads: consecutive outputs of one token
         if (m < M && row0 + r < N) {
@@ -159,6 +175,11 @@ __device__ __forceinline__ void gemm_dual32(const bf16* __restrict__ A, const bf
     }
 DUAL32_KERNEL(bf16, gemm_dual32_bf16)
 DUAL32_KERNEL(float, gemm_dual32_f32)
+// the gate|up GEMM with silu(gate) * up in its epilogue (as gemm_skinny*_silu): C = act [M, N / 2]
+extern "C" __global__ void __launch_bounds__(256, 2) gemm_dual32_silu(const bf16* __restrict__ A,
+        const bf16* __restrict__ W, bf16* __restrict__ C, int M, int N, int K, int lda, int ldw, int ldc) {
+    gemm_dual32<bf16, true>(A, W, C, M, N, K, lda, ldw, ldc);
+}
 
 // ---- gemm_pipe32 ------------------------------------------------------------------------------------------------
 

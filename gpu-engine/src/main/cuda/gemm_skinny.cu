@@ -20,6 +20,8 @@
 // taking runs of UNROLL consecutive 32-wide chunks (a 256-byte run of every one of its 16 rows per iteration,
 // 2 UNROLL 16-byte weight loads in flight per lane). The per-warp partial sums meet in shared memory and the block
 // writes its 16 x M outputs; the order of that sum is fixed, so results are deterministic.
+// Gated variant (gemm_skinny*_silu): the block's 16 rows are 8 gate and 8 up rows of the interleaved gate|up weight,
+// and it stores silu(gate) * up for its 8 features instead of the 16 sums (CUDA_NOTES section 13).
 // Edges: rows >= N and tokens >= M load zeros and are not stored; K must be a multiple of 8 (checked on the
 // host), so a 16-byte vector is either wholly inside K or wholly outside.
 #include "common.cuh"
@@ -28,7 +30,7 @@
 #define SK_CHUNK 32
 #define SK_UNROLL 4
 
-template <int NT, typename OutT>
+template <int NT, typename OutT, bool GATED = false>
 __device__ __forceinline__ void gemm_skinny(const bf16* __restrict__ A, const bf16* __restrict__ W,
                                             OutT* __restrict__ C, int M, int N, int K, int lda, int ldw, int ldc) {
     constexpr int COLS = 8 * NT;      // tokens covered
@@ -99,6 +101,21 @@ __device__ __forceinline__ void gemm_skinny(const bf16* __restrict__ A, const bf
         mine[(gid + 8) * LDR + col + 1] = acc[j][3];
     }
     __syncthreads();
+    if constexpr (GATED) {
+        // the tile is 8 gate rows over the same features' 8 up rows (GATE_GROUP, common.cuh): C = act[M, N / 2]
+        for (int i = threadIdx.x; i < GATE_GROUP * COLS; i += blockDim.x) {
+            const int m = i / GATE_GROUP, r = i - m * GATE_GROUP;
+            if (m < M && row0 + r < N) {
+                float g = 0.f, u = 0.f;
+                for (int w = 0; w < warps; w++) {
+                    g += red[((size_t)w * SK_ROWS + r) * LDR + m];
+                    u += red[((size_t)w * SK_ROWS + r + GATE_GROUP) * LDR + m];
+                }
+                store_gated(C + (size_t)m * ldc + row0 / 2 + r, g, u);
+            }
+        }
+        return;
+    }
     for (int i = threadIdx.x; i < SK_ROWS * COLS; i += blockDim.x) {
         const int m = i / SK_ROWS, r = i - m * SK_ROWS;  // consecutive threads: consecutive outputs of one token
         if (m < M && row0 + r < N) {
@@ -122,3 +139,14 @@ SKINNY_KERNEL(4, bf16, gemm_skinny32_bf16)
 SKINNY_KERNEL(1, float, gemm_skinny8_f32)
 SKINNY_KERNEL(2, float, gemm_skinny16_f32)
 SKINNY_KERNEL(4, float, gemm_skinny32_f32)
+
+// The gate|up GEMM with the activation fused into its epilogue (decode steps): W is the interleaved gate|up weight
+// (N = 2 inter rows), C = act [M, inter] (ldc = inter), act = silu_mul1 of the bf16-rounded gate and up sums.
+#define SKINNY_SILU_KERNEL(NT, NAME)                                                                               \
+    extern "C" __global__ void __launch_bounds__(512) NAME(const bf16* __restrict__ A, const bf16* __restrict__ W,  \
+            bf16* __restrict__ C, int M, int N, int K, int lda, int ldw, int ldc) {                                \
+        gemm_skinny<NT, bf16, true>(A, W, C, M, N, K, lda, ldw, ldc);                                             \
+    }
+SKINNY_SILU_KERNEL(1, gemm_skinny8_silu)
+SKINNY_SILU_KERNEL(2, gemm_skinny16_silu)
+SKINNY_SILU_KERNEL(4, gemm_skinny32_silu)

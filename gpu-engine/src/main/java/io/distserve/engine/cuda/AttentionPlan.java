@@ -11,8 +11,8 @@ package io.distserve.engine.cuda;
  *     64 / {@code prefillHeadsPerBlock} tokens, {@code prefillHeadsPerBlock} (4, 2 or 1) heads of one KV head per
  *     block, no split; ordered by decreasing last position (the longest key ranges start first).</li>
  * </ul>
- * A step with prefill items never splits its paged_attention items: attention_combine rewrites every row of the
- * step, and the prefill rows have no partials.
+ * A step with prefill items never splits its paged_attention items: the prefill items fill the GPU (split-KV is
+ * for grids too small to), and the merge of the splits runs in the last split's block (attention.cu).
  *
  * @param items         paged_attention work items (grid.x)
  * @param itemTable     {slice, first token in the batch, tokens, first position} per item: the {@code items}

@@ -255,6 +255,10 @@ public final class CudaBackend implements ComputeBackend {
                     + "multiples of 8 and head dim <= 256; got " + c.hiddenSize() + ", " + c.intermediateSize() + ", "
                     + c.headDim());
         }
+        if (c.hiddenSize() > CudaKernels.RMS_MAX_HIDDEN) {
+            throw new IllegalArgumentException("the CUDA backend supports hidden sizes up to "
+                    + CudaKernels.RMS_MAX_HIDDEN + " (its RMSNorm holds a row in registers); got " + c.hiddenSize());
+        }
         if (blockSize < 1) {
             throw new IllegalArgumentException("block size must be >= 1, got " + blockSize);
         }
@@ -443,19 +447,18 @@ public final class CudaBackend implements ComputeBackend {
         k.qkNormRopeKvWrite(s.qkv, s.q, kv, meta.positions, meta.slots, layer.qNorm(), layer.kNorm(), rope.cos(),
                 rope.sin(), n, config.numHeads(), config.numKvHeads(), config.headDim(), l, config.numLayers(),
                 layout.blockSize(), eps);
-        k.attention(s.q, kv, meta.items, meta.tables, meta.geom, s.attn, s.partO, s.partML, plan, n,
+        k.attention(s.q, kv, meta.items, meta.tables, meta.geom, s.attn, s.partO, s.partML, s.splitDone, plan, n,
                 config.numHeads(), config.numKvHeads(), config.headDim(), l, config.numLayers(), layout.blockSize(),
                 scale);
         k.gemm(s.attn, layer.o(), s.delta, n, hidden, config.qDim(), true);
     }
 
-    /** delta = down(silu(gate(xn)) * up(xn)). */
+    /** delta = down(silu(gate(xn)) * up(xn)); decode steps get the activation from the gate|up GEMM itself. */
     private void mlp(CudaWeights.Layer layer, int n) {
         int hidden = config.hiddenSize();
         int inter = config.intermediateSize();
         Scratch s = scratch;
-        k.gemm(s.xn, layer.gateUp(), s.gateUp, n, 2 * inter, hidden, false);
-        k.siluMul(s.gateUp, s.act, n, inter);
+        k.gemmSiluMul(s.xn, layer.gateUp(), s.gateUp, s.act, n, inter, hidden);
         k.gemm(s.act, layer.down(), s.delta, n, hidden, inter, true);
     }
 
@@ -710,7 +713,7 @@ public final class CudaBackend implements ComputeBackend {
         /** Capacity of the split-KV workspace in (token, split) pairs. */
         private long partCap;
         private int metaCap;
-        DeviceBuffer x, delta, xn, qkv, q, attn, gateUp, act, xs, logits, ids, partO, partML, meta;
+        DeviceBuffer x, delta, xn, qkv, q, attn, gateUp, act, xs, logits, ids, partO, partML, splitDone, meta;
 
         Scratch(CudaContext ctx, ModelConfig c) {
             this.ctx = ctx;
@@ -754,6 +757,14 @@ public final class CudaBackend implements ComputeBackend {
                 partO = ctx.allocate("attn_part_o", 4L * cap * c.numHeads() * c.headDim());
                 partML = ctx.allocate("attn_part_ml", 8L * cap * c.numHeads());
                 partCap = cap;
+            }
+            // paged_attention's split counters: zero once here, every launch leaves them zero
+            if (splits > 1 && (splitDone == null || splitDone.bytes() < 4 * CudaKernels.splitDoneInts(n,
+                    c.numHeads()))) {
+                splitDone = close(splitDone);
+                splitDone = ctx.allocate("attn_split_done", 4 * CudaKernels.splitDoneInts(Math.max(n, tokens),
+                        c.numHeads()));
+                splitDone.fill32(0);
                 grown = true;
             }
             return grown;
@@ -794,6 +805,7 @@ public final class CudaBackend implements ComputeBackend {
             freeTokenBuffers();
             partO = close(partO);
             partML = close(partML);
+            splitDone = close(splitDone);
             xs = close(xs);
             logits = close(logits);
             ids = close(ids);

@@ -614,10 +614,10 @@ public final class CudaChecks {
         float[] gu = new float[n * 2 * inter];
         short[] gb = randomBf16(gu.length, 2.0, gu);
         double[] ref = new double[n * inter];
-        for (int t = 0; t < n; t++) {
+        for (int t = 0; t < n; t++) {  // gate|up as the interleaved weight's GEMM writes it (CudaKernels.siluMul)
             for (int i = 0; i < inter; i++) {
-                double g = gu[t * 2 * inter + i];
-                ref[t * inter + i] = g / (1 + Math.exp(-g)) * gu[t * 2 * inter + inter + i];
+                double g = gu[t * 2 * inter + CudaKernels.interleavedGateUpRow(i, false)];
+                ref[t * inter + i] = g / (1 + Math.exp(-g)) * gu[t * 2 * inter + CudaKernels.interleavedGateUpRow(i, true)];
             }
         }
         try (DeviceBuffer d = bf16Buffer("gu", gb); DeviceBuffer o = ctx.allocate("act", 2L * n * inter + 4)) {
@@ -625,6 +625,78 @@ public final class CudaChecks {
             float ms = ctx.timeMillis(() -> k.siluMul(d, o, n, inter));
             return record("silu_mul", n + "x" + inter, fromBf16(downloadBf16(o, n * inter)), ref, TOL_BF16, ms, null);
         }
+    }
+
+    /** paged_attention's split counters for n tokens, zeroed (as the backend's scratch holds them). */
+    private DeviceBuffer splitCounters(int n, int heads) {
+        DeviceBuffer d = ctx.allocate("split_done", 4 * CudaKernels.splitDoneInts(n, heads));
+        d.fill32(0);
+        return d;
+    }
+
+    /**
+     * The gate|up GEMM with the activation in its epilogue (gemm_skinny*_silu with W warps, gemm_dual32_silu)
+     * against the same GEMM writing gate|up followed by silu_mul: bit for bit, at every M given, on an interleaved
+     * gate|up weight of 2 inter x K; the error column is against float64 silu(gate) * up of the bf16-rounded sums.
+     */
+    public Result gemmSiluFused(int inter, int kDim, int[] ms, CudaKernels.Gemm32Choice... choices) {
+        int n = 2 * inter;
+        int maxM = Arrays.stream(ms).max().orElse(1);
+        float[] a = new float[maxM * kDim];
+        float[] w = new float[n * kDim];
+        short[] ab = randomBf16(a.length, 1.0, a);
+        short[] wb = randomBf16(w.length, 0.05, w);
+        List<String> notes = new ArrayList<>();
+        int bad = 0;
+        double[] worstOut = new double[0];
+        double[] worstRef = new double[0];
+        double worst = -1;
+        float msFused = 0;
+        try (DeviceBuffer da = bf16Buffer("a", ab); DeviceBuffer dw = bf16Buffer("w", wb);
+             DeviceBuffer gu = ctx.allocate("gu", 2L * maxM * n); DeviceBuffer act = ctx.allocate("act", 2L * maxM * inter);
+             DeviceBuffer act2 = ctx.allocate("act2", 2L * maxM * inter)) {
+            for (CudaKernels.Gemm32Choice c : choices) {
+                for (int m : ms) {
+                    act.fill16(NAN_BF16);
+                    act2.fill16(NAN_BF16);
+                    k.gemm32(c, da, dw, gu, m, n, kDim, kDim, kDim, n, false);
+                    k.siluMul(gu, act, m, inter);
+                    float t = ctx.timeMillis(() -> k.gemmSiluFused(c, da, dw, act2, m, inter, kDim));
+                    int[] unfused = rawBits(act, m * inter, false);
+                    int[] fused = rawBits(act2, m * inter, false);
+                    int d = differing(unfused, fused);
+                    bad += d;
+                    if (d > 0) {
+                        notes.add(c + " M " + m + ": " + d + " differ");
+                    }
+                    // float64 reference from the stored gate|up (itself checked by the GEMM rows)
+                    double[] g = fromBf16(downloadBf16(gu, m * n));
+                    double[] ref = new double[m * inter];
+                    for (int r = 0; r < m; r++) {
+                        for (int i = 0; i < inter; i++) {
+                            double gate = g[r * n + CudaKernels.interleavedGateUpRow(i, false)];
+                            double up = g[r * n + CudaKernels.interleavedGateUpRow(i, true)];
+                            ref[r * inter + i] = gate / (1 + Math.exp(-gate)) * up;
+                        }
+                    }
+                    double[] out = fromBf16(downloadBf16(act2, m * inter));
+                    double err = 0;
+                    for (int i = 0; i < ref.length; i++) {
+                        err = Math.max(err, Double.isNaN(out[i]) ? Double.POSITIVE_INFINITY : Math.abs(out[i] - ref[i]));
+                    }
+                    if (err > worst) {
+                        worst = err;
+                        worstOut = out;
+                        worstRef = ref;
+                    }
+                    msFused = t;
+                }
+            }
+        }
+        String note = bad == 0 ? "fused == gemm + silu_mul bit for bit (" + Arrays.toString(choices) + " x M "
+                + Arrays.toString(ms) + ")" : "FAIL: " + String.join("; ", notes);
+        return record("gemm gate|up + silu epilogue", Arrays.stream(ms).max().orElse(1) + "x" + inter + "x" + kDim,
+                worstOut, worstRef, TOL_BF16, msFused, note);
     }
 
     /** A paged pool of random bf16 K/V, a shuffled block table per slice, and the slices' geometry. */
@@ -858,9 +930,10 @@ public final class CudaChecks {
              DeviceBuffer geom = intBuffer("geom", new int[] {plan.splitLen(), stride});
              DeviceBuffer out = ctx.allocate("out", 2L * n * heads * hd);
              DeviceBuffer partO = ctx.allocate("partO", 4L * Math.max(1, plan.splits()) * n * heads * hd);
-             DeviceBuffer partML = ctx.allocate("partML", 8L * Math.max(1, plan.splits()) * n * heads)) {
+             DeviceBuffer partML = ctx.allocate("partML", 8L * Math.max(1, plan.splits()) * n * heads);
+             DeviceBuffer done = splitCounters(n, heads)) {
             out.fill16(NAN_BF16);
-            float ms = ctx.timeMillis(() -> k.attention(dq, pool.dev, items, dt, geom, out, partO, partML, plan, n,
+            float ms = ctx.timeMillis(() -> k.attention(dq, pool.dev, items, dt, geom, out, partO, partML, done, plan, n,
                     heads, kvHeads, hd, pool.layer, pool.layers, bs, (float) scale));
             double[] ref = attentionRef(q, pool, tables, lens, starts, sliceStart, heads, heads / kvHeads, hd, scale);
             return new AttentionRun(plan, n, maxEnd, fromBf16(downloadBf16(out, n * heads * hd)), ref, ms);
@@ -989,9 +1062,11 @@ public final class CudaChecks {
                 try (DeviceBuffer items = intBuffer("items", plan.itemTable());
                      DeviceBuffer geom = intBuffer("geom", new int[] {plan.splitLen(), tables[0].length});
                      DeviceBuffer partO = ctx.allocate("partO", 4L * Math.max(1, plan.splits()) * tokens * heads * hd);
-                     DeviceBuffer partML = ctx.allocate("partML", 8L * Math.max(1, plan.splits()) * tokens * heads)) {
+                     DeviceBuffer partML = ctx.allocate("partML", 8L * Math.max(1, plan.splits()) * tokens * heads);
+                     DeviceBuffer done = splitCounters(tokens, heads)) {
                     out.fill16(NAN_BF16);
-                    Runnable call = () -> k.attention(dq, pool.dev, items, dt, geom, out, partO, partML, plan, tokens,
+                    Runnable call = () -> k.attention(dq, pool.dev, items, dt, geom, out, partO, partML, done, plan,
+                            tokens,
                             heads, kvHeads, hd, pool.layer, pool.layers, bs, (float) scale);
                     call.run();  // warm-up (and the output checked below)
                     float ms = ctx.timeMillis(() -> {
@@ -1568,6 +1643,14 @@ public final class CudaChecks {
                         GemmPath.AUTO});
         embeddingAndNorm(300, 136, 29);
         siluMul(13, 344);
+        // the decode path's gate|up GEMMs with silu in the epilogue, every M bucket, odd K, a partial dual tile
+        gemmSiluFused(344, 1016, new int[] {1, 5, 8, 13, 16, 29, 32},
+                new CudaKernels.Gemm32Choice(CudaKernels.Gemm32Variant.SKINNY, 4),
+                new CudaKernels.Gemm32Choice(CudaKernels.Gemm32Variant.SKINNY, 16),
+                new CudaKernels.Gemm32Choice(CudaKernels.Gemm32Variant.DUAL, 0));
+        gemmSiluFused(12288, 4096, new int[] {1, 8, 32},
+                new CudaKernels.Gemm32Choice(CudaKernels.Gemm32Variant.SKINNY, 0),
+                new CudaKernels.Gemm32Choice(CudaKernels.Gemm32Variant.DUAL, 0));
         qkNormRopeKvWrite(4, 2, 16, 4, true);
         qkNormRopeKvWrite(6, 2, 128, 16, false);
         qkNormRopeKvWrite(8, 1, 256, 64, true);

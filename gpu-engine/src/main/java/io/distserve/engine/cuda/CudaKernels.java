@@ -115,7 +115,6 @@ public final class CudaKernels {
     private final Kernel wgmmaF32;
     private final String wgmmaOff;
     private final Kernel attention;
-    private final Kernel combine;
     private final Kernel prefill64;
     private final Kernel prefill128;
     private final Kernel argmax;
@@ -125,12 +124,15 @@ public final class CudaKernels {
     /** gemm_skinny{8,16,32}_{bf16,f32}: index 0, 1, 2 for M <= 8, 16, 32. */
     private final Kernel[] skinnyBf16 = new Kernel[3];
     private final Kernel[] skinnyF32 = new Kernel[3];
+    /** gemm_skinny{8,16,32}_silu: the gate|up GEMM with the activation in its epilogue. */
+    private final Kernel[] skinnySilu = new Kernel[3];
     /** gemm_split32_s{1,2,4,8}_{bf16,f32}: index log2(S). */
     private final Kernel[] splitBf16 = new Kernel[4];
     private final Kernel[] splitF32 = new Kernel[4];
     /** gemm_dual32_{bf16,f32}. */
     private final Kernel dualBf16;
     private final Kernel dualF32;
+    private final Kernel dualSilu;
     /** gemm_pipe32_u4_s{1,2,4,8}_{bf16,f32}: index log2(S). */
     private final Kernel[] pipeBf16 = new Kernel[4];
     private final Kernel[] pipeF32 = new Kernel[4];
@@ -177,7 +179,6 @@ public final class CudaKernels {
         wgmmaF32 = wf;
         wgmmaOff = off;
         attention = ctx.kernel("paged_attention");
-        combine = ctx.kernel("attention_combine");
         prefill64 = ctx.kernel("attention_prefill_hd64");
         prefill128 = ctx.kernel("attention_prefill_hd128");
         argmax = ctx.kernel("argmax_rows");
@@ -187,6 +188,7 @@ public final class CudaKernels {
         for (int i = 0; i < 3; i++) {
             skinnyBf16[i] = ctx.kernel("gemm_skinny" + (8 << i) + "_bf16");
             skinnyF32[i] = ctx.kernel("gemm_skinny" + (8 << i) + "_f32");
+            skinnySilu[i] = ctx.kernel("gemm_skinny" + (8 << i) + "_silu");
         }
         for (int i = 0; i < 4; i++) {
             splitBf16[i] = ctx.kernel("gemm_split32_s" + (1 << i) + "_bf16");
@@ -199,6 +201,7 @@ public final class CudaKernels {
         }
         dualBf16 = ctx.kernel("gemm_dual32_bf16");
         dualF32 = ctx.kernel("gemm_dual32_f32");
+        dualSilu = ctx.kernel("gemm_dual32_silu");
         for (int i = 0; i < 4; i++) {
             pipeBf16[i] = ctx.kernel("gemm_pipe32_u4_s" + (1 << i) + "_bf16");
             pipeF32[i] = ctx.kernel("gemm_pipe32_u4_s" + (1 << i) + "_f32");
@@ -261,21 +264,26 @@ public final class CudaKernels {
     /** Every kernel, for the resource table. */
     public Kernel[] all() {
         List<Kernel> all = new ArrayList<>(List.of(embedding, addRmsNorm, siluMul, qkRopeKv, gemmBf16, gemmF32,
-                gemm128Bf16, gemm128F32, attention, combine, prefill64, prefill128, argmax, sample, penalty));
+                gemm128Bf16, gemm128F32, attention, prefill64, prefill128, argmax, sample, penalty));
         if (wgmmaBf16 != null) {
             all.add(wgmmaBf16);
             all.add(wgmmaF32);
         }
         all.addAll(Arrays.asList(skinnyBf16));
         all.addAll(Arrays.asList(skinnyF32));
+        all.addAll(Arrays.asList(skinnySilu));
         all.addAll(Arrays.asList(splitBf16));
         all.addAll(Arrays.asList(splitF32));
         all.add(dualBf16);
         all.add(dualF32);
+        all.add(dualSilu);
         all.addAll(Arrays.asList(pipeBf16));
         all.addAll(Arrays.asList(pipeF32));
         return all.toArray(new Kernel[0]);
     }
+
+    /** Largest hidden size add_rmsnorm holds in registers: 256 threads x RMS_VECS (8) float4 (elementwise.cu). */
+    static final int RMS_MAX_HIDDEN = 256 * 4 * 8;
 
     /** {@code x[t] = float(table[tokens[t]])}; hidden % 8 == 0. */
     public void embedding(Object table, Object tokens, Object x, int n, int hidden) {
@@ -288,10 +296,17 @@ public final class CudaKernels {
      */
     public void addRmsNorm(Object x, Object delta, Object w, Object out, Object rowIdx, int rows, int hidden,
                            float eps, boolean writeBack) {
+        if (hidden % 8 != 0 || hidden > RMS_MAX_HIDDEN) {
+            throw new IllegalArgumentException("add_rmsnorm: hidden size must be a multiple of 8 and at most "
+                    + RMS_MAX_HIDDEN + ", got " + hidden);
+        }
         addRmsNorm.launch(rows, 1, 1, 256, 0, x, delta, w, out, rowIdx, hidden, eps, writeBack ? 1 : 0);
     }
 
-    /** act[t] = silu(gu[t, :inter]) * gu[t, inter:]; inter % 8 == 0. */
+    /**
+     * act[t, i] = silu(gate[t, i]) * up[t, i] for gu = the output of the interleaved gate|up weight
+     * ({@link #interleaveGateUp}): [gate 8 features | up 8 features] per 16 columns; inter % 8 == 0.
+     */
     public void siluMul(Object gateUp, Object act, int n, int inter) {
         long vecs = (long) n * (inter / 8);
         siluMul.launch((int) ((vecs + 255) / 256), 1, 1, 256, 0, gateUp, act, n, inter);
@@ -304,6 +319,61 @@ public final class CudaKernels {
         int warpsPerBlock = 4;
         qkRopeKv.launch(n, (heads + 2 * kvHeads + warpsPerBlock - 1) / warpsPerBlock, 1, 32 * warpsPerBlock, 0, qkv, qOut, cache, positions, slots, qNorm, kNorm, cos, sin, heads, kvHeads,
                 headDim, layer, numLayers, blockSize, eps);
+    }
+
+    /**
+     * act[M, inter] = silu(xn . gate^T) * (xn . up^T) for the gate|up weight interleaved by {@link #interleaveGateUp}
+     * (2 inter rows, K columns). Decode-sized M whose pick (the tuner's, for the 2 inter x K shape) is the skinny or
+     * the dual GEMM runs it with the activation in the GEMM's epilogue (gemm_skinny*_silu, gemm_dual32_silu): one
+     * launch, no gate|up round trip through memory. Otherwise the GEMM writes {@code gateUp} and silu_mul follows.
+     * Both give the same bits (the epilogue rounds gate and up to bf16 first, as the stored gate|up is).
+     *
+     * @param gateUp [M, 2 inter] bf16 scratch for the unfused path
+     */
+    public void gemmSiluMul(Object xn, Object w, Object gateUp, Object act, int m, int inter, int k) {
+        if (m >= 1 && m <= SKINNY_MAX_M) {
+            Gemm32Choice c = decodeChoice(m, 2 * inter, k, false);
+            if (c.variant() == Gemm32Variant.SKINNY || c.variant() == Gemm32Variant.DUAL) {
+                gemmSiluFused(c, xn, w, act, m, inter, k);
+                return;
+            }
+        }
+        gemm(xn, w, gateUp, m, 2 * inter, k, false);
+        siluMul(gateUp, act, m, inter);
+    }
+
+    /** The fused gate|up + activation GEMM on the skinny (with the choice's warps) or the dual kernel. */
+    public void gemmSiluFused(Gemm32Choice c, Object xn, Object w, Object act, int m, int inter, int k) {
+        checkGemm("gemm (gate|up + silu)", k, k, k);
+        if (m < 1 || m > SKINNY_MAX_M || inter % GATE_GROUP != 0) {
+            throw new IllegalArgumentException("gemm (gate|up + silu): M must be in [1, " + SKINNY_MAX_M
+                    + "] and inter a multiple of " + GATE_GROUP + ", got M=" + m + " inter=" + inter);
+        }
+        int n = 2 * inter;
+        if (c.variant() == Gemm32Variant.DUAL) {
+            int warps = dualWarps(k);
+            dualSilu.launch((n + DUAL_ROWS - 1) / DUAL_ROWS, 1, 1, 32 * warps, dualSharedBytes(warps), xn, w, act, m,
+                    n, k, k, k, inter);
+        } else if (c.variant() == Gemm32Variant.SKINNY) {
+            int warps = skinnyWarps(n, k, c.slices());
+            int variant = m <= 8 ? 0 : m <= 16 ? 1 : 2;
+            int shared = warps * SKINNY_ROWS * (8 * (1 << variant) + 1) * 4;
+            skinnySilu[variant].launch((n + SKINNY_ROWS - 1) / SKINNY_ROWS, 1, 1, 32 * warps, shared, xn, w, act, m,
+                    n, k, k, k, inter);
+        } else {
+            throw new IllegalArgumentException("gemm (gate|up + silu): no fused " + c.variant() + " kernel");
+        }
+    }
+
+    /** Rows of a gate or an up group in the interleaved gate|up weight (GATE_GROUP in common.cuh). */
+    public static final int GATE_GROUP = 8;
+
+    /**
+     * Output row of the interleaved gate|up weight that holds gate row {@code i} ({@code up}: up row i), for
+     * {@code inter} features: groups of {@link #GATE_GROUP} gate rows, each followed by the same features' up rows.
+     */
+    public static int interleavedGateUpRow(int i, boolean up) {
+        return (i / GATE_GROUP) * 2 * GATE_GROUP + (up ? GATE_GROUP : 0) + i % GATE_GROUP;
     }
 
     /** True when {@link #gemmWgmma} can run here (an sm_90 device, the kernel loaded, not disabled). */
@@ -716,13 +786,19 @@ public final class CudaKernels {
             throw new IllegalArgumentException("gemm (dual): M must be in [1, " + SKINNY_MAX_M + "], got " + m);
         }
         int tiles = (n + DUAL_ROWS - 1) / DUAL_ROWS;
+        int warps = dualWarps(k);
+        (f32Out ? dualF32 : dualBf16).launch(tiles, 1, 1, 32 * warps, dualSharedBytes(warps), a, w, c, m, n, k, lda,
+                ldw, ldc);
+    }
+
+    /** gemm_dual32's warps: 8, halved while half of them still cover K's runs of DUAL_UNROLL chunks. */
+    private static int dualWarps(int k) {
         int warps = 8;
         int runs = (k + 32 * DUAL_UNROLL - 1) / (32 * DUAL_UNROLL);
         while (warps > 1 && warps / 2 >= runs) {
             warps /= 2;
         }
-        (f32Out ? dualF32 : dualBf16).launch(tiles, 1, 1, 32 * warps, dualSharedBytes(warps), a, w, c, m, n, k, lda,
-                ldw, ldc);
+        return warps;
     }
 
     /** gemm_dual32's reduction buffer: warps x 32 rows x 33 floats. */
@@ -1036,13 +1112,13 @@ public final class CudaKernels {
 
     /**
      * Causal GQA attention of one layer over the paged cache, as the plan cuts it ({@link AttentionPlan}):
-     * attention_prefill for the prefill items (tensor cores), paged_attention (+ attention_combine when split)
+     * attention_prefill for the prefill items (tensor cores), paged_attention (split-KV merged in its last split)
      * for the others, each writing its own rows of {@code out}. {@code items} holds the plan's item table (the
      * paged_attention items, then the prefill items); {@code geom} holds {splitLen, tableStride} in device memory
      * (what a decode graph replays with new values); with {@code splits > 1}, partO/partML are the workspace.
      */
     public void attention(Object q, Object cache, Object items, Object blockTables, Object geom, Object out,
-                          Object partO, Object partML, AttentionPlan plan, int n, int heads, int kvHeads, int headDim,
+                          Object partO, Object partML, Object splitDone, AttentionPlan plan, int n, int heads, int kvHeads, int headDim,
                           int layer, int numLayers, int blockSize, float scale) {
         if (plan.prefillItems() > 0) {
             attentionPrefill(q, cache, byteOffset(items, 16L * plan.items()), blockTables, geom, out,
@@ -1050,23 +1126,30 @@ public final class CudaKernels {
                     blockSize, scale);
         }
         if (plan.items() > 0) {
-            pagedAttention(q, cache, items, blockTables, geom, out, partO, partML, plan, n, heads, kvHeads, headDim,
+            pagedAttention(q, cache, items, blockTables, geom, out, partO, partML, splitDone, plan, n, heads, kvHeads,
+                    headDim,
                     layer, numLayers, blockSize, scale);
         }
     }
 
-    /** paged_attention (see attention.cu) over the plan's first {@code plan.items()} items, + combine if split. */
+    /**
+     * paged_attention (see attention.cu) over the plan's first {@code plan.items()} items; when split, the last
+     * split of each block tile merges the partials in the same launch, counting in {@code splitDone} (at least
+     * {@link #splitDoneInts} ints, zero before the first launch; every launch leaves them zero).
+     */
     public void pagedAttention(Object q, Object cache, Object items, Object blockTables, Object geom, Object out,
-                               Object partO, Object partML, AttentionPlan plan, int n, int heads, int kvHeads,
-                               int headDim, int layer, int numLayers, int blockSize, float scale) {
+                               Object partO, Object partML, Object splitDone, AttentionPlan plan, int n, int heads,
+                               int kvHeads, int headDim, int layer, int numLayers, int blockSize, float scale) {
         int rows = plan.tokensPerItem() * plan.headsPerBlock();
         attention.launch(plan.items(), heads / plan.headsPerBlock(), plan.splits(), 128,
-                attentionSharedBytes(rows, headDim), q, cache, items, blockTables, geom, out, partO, partML, n,
-                heads, kvHeads, headDim, plan.headsPerBlock(), plan.tokensPerItem(), layer, numLayers, blockSize,
-                scale);
-        if (plan.splits() > 1 && plan.items() > 0) {
-            combine.launch(n * heads, 1, 1, 128, 0, partO, partML, out, n * heads, headDim, plan.splits());
-        }
+                attentionSharedBytes(rows, headDim), q, cache, items, blockTables, geom, out, partO, partML,
+                splitDone, n, heads, kvHeads, headDim, plan.headsPerBlock(), plan.tokensPerItem(), layer, numLayers,
+                blockSize, scale);
+    }
+
+    /** Split counters paged_attention needs for a step of {@code n} tokens: one per (item, head group). */
+    public static long splitDoneInts(int n, int heads) {
+        return (long) n * heads;
     }
 
     /** Head dims with an attention_prefill variant. */

@@ -15,7 +15,9 @@ import jcuda.Pointer;
 /**
  * The model's weights in device memory, bf16 as stored (a non-bf16 checkpoint is converted once, on upload).
  * Projections that read the same input are concatenated along their output rows so that each is one GEMM:
- * {@code qkv = [q_proj; k_proj; v_proj]} and {@code gateUp = [gate_proj; up_proj]}. A tied LM head is the
+ * {@code qkv = [q_proj; k_proj; v_proj]} and {@code gateUp} = gate_proj and up_proj with their rows interleaved in
+ * groups of {@link CudaKernels#GATE_GROUP} (8 gate rows, the same 8 features' up rows, ...), so that a decode GEMM's
+ * 16-row tile holds both halves of its features and can apply the activation itself. A tied LM head is the
  * embedding buffer itself.
  */
 final class CudaWeights implements AutoCloseable {
@@ -51,8 +53,7 @@ final class CudaWeights implements AutoCloseable {
                 put(qkv, 2 * qDim * hidden, store, n.kProj(), kvDim, hidden);
                 put(qkv, 2 * (qDim + kvDim) * hidden, store, n.vProj(), kvDim, hidden);
                 DeviceBuffer gateUp = alloc(ctx, p + "gate_up", 2 * 2 * inter * hidden);
-                put(gateUp, 0, store, n.gateProj(), inter, hidden);
-                put(gateUp, 2 * inter * hidden, store, n.upProj(), inter, hidden);
+                putInterleaved(gateUp, store, n.gateProj(), n.upProj(), inter, hidden);
                 ls.add(new Layer(
                         upload(ctx, p + "input_norm", store, n.inputLayernorm(), hidden),
                         qkv,
@@ -136,6 +137,70 @@ final class CudaWeights implements AutoCloseable {
                 done += 2L * (to - from);
             }
         }
+    }
+
+    /**
+     * Uploads two [rows, cols] tensors into {@code dst} with their rows interleaved in groups of
+     * {@link CudaKernels#GATE_GROUP}: a's group 0, b's group 0, a's group 1, ... (rows % GATE_GROUP == 0).
+     */
+    private void putInterleaved(DeviceBuffer dst, TensorStore store, String a, String b, long rows, long cols) {
+        int g = CudaKernels.GATE_GROUP;
+        if (rows % g != 0) {
+            throw new IllegalStateException("tensors " + a + ", " + b + ": " + rows + " rows, not a multiple of " + g);
+        }
+        ByteBuffer[] src = {bf16Bytes(store, a, rows, cols), bf16Bytes(store, b, rows, cols)};
+        long groupBytes = 2L * g * cols;
+        if (groupBytes > STAGE_BYTES) {
+            throw new IllegalStateException("tensor " + a + ": rows of " + cols + " columns do not fit the stage");
+        }
+        long groups = rows / g;
+        long done = 0;
+        stage.clear();
+        for (long i = 0; i < groups; i++) {
+            for (ByteBuffer t : src) {
+                if (stage.remaining() < groupBytes) {
+                    done += flushStage(dst, done);
+                }
+                ByteBuffer part = t.duplicate();
+                part.position((int) (i * groupBytes)).limit((int) ((i + 1) * groupBytes));
+                stage.put(part);
+            }
+        }
+        flushStage(dst, done);
+    }
+
+    /** Uploads what the stage holds to {@code dst} at byte {@code offset}; clears it. @return the bytes uploaded */
+    private long flushStage(DeviceBuffer dst, long offset) {
+        int len = stage.position();
+        if (len > 0) {
+            stage.flip();
+            dst.upload(offset, Pointer.to(stage), len);
+        }
+        stage.clear();
+        return len;
+    }
+
+    /** Tensor {@code name} as little-endian bf16 bytes (a non-bf16 tensor converted on the heap). */
+    private static ByteBuffer bf16Bytes(TensorStore store, String name, long... shape) {
+        long bytes = 2 * count(shape);
+        if (bytes > Integer.MAX_VALUE) {
+            throw new IllegalStateException("tensor " + name + ": " + bytes + " bytes is too large to interleave");
+        }
+        ByteBuffer out;
+        if (store.dtype(name) == DType.BF16) {
+            out = store.rawBytes(name, shape).duplicate().order(ByteOrder.LITTLE_ENDIAN);
+        } else {
+            float[] f = store.readFloats(name, shape);
+            out = ByteBuffer.allocate(2 * f.length).order(ByteOrder.LITTLE_ENDIAN);
+            for (float v : f) {
+                out.putShort(FloatCodec.floatToBf16(v));
+            }
+            out.flip();
+        }
+        if (out.remaining() != bytes) {
+            throw new IllegalStateException("tensor " + name + ": " + out.remaining() + " bytes, expected " + bytes);
+        }
+        return out.slice().order(ByteOrder.LITTLE_ENDIAN);
     }
 
     @Override

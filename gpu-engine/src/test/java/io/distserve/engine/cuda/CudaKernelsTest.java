@@ -209,6 +209,9 @@ class CudaKernelsTest {
         CudaChecks c = checks();
         c.embeddingAndNorm(300, 136, 29);
         c.siluMul(13, 344);
+        c.gemmSiluFused(344, 1016, new int[] {1, 5, 8, 13, 16, 29, 32},
+                new CudaKernels.Gemm32Choice(CudaKernels.Gemm32Variant.SKINNY, 4),
+                new CudaKernels.Gemm32Choice(CudaKernels.Gemm32Variant.DUAL, 0));
         assertThat(failures).isEmpty();
     }
 
