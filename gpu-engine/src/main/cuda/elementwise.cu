@@ -128,17 +128,33 @@ extern "C" __global__ void __launch_bounds__(128) qk_norm_rope_kv_write(const bf
     for (int h = blockIdx.y * (blockDim.x >> 5) + warp; h < all; h += gridDim.y * (blockDim.x >> 5)) {
         const bf16* src = row + (size_t)h * headDim;
         int kind = h < heads ? 0 : (h < heads + kvHeads ? 1 : 2);
-        float a[4], b[4];  // pairs (i, i + half) for i = lane + 32 j
-        float ss = 0.f;
+        const bf16* nw = kind == 0 ? qNorm : kind == 1 ? kNorm : nullptr;
+        const float* c = cosT + (size_t)pos * half;
+        const float* s = sinT + (size_t)pos * half;
+        // every load of the head first (its values, norm weights, RoPE angles: one memory round trip, not three),
+        // pairs (i, i + half) for i = lane + 32 j
+        float a[4], b[4], na[4], nb[4], ca[4], sa[4];
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             int i = lane + 32 * j;
-            a[j] = 0.f; b[j] = 0.f;
+            a[j] = 0.f; b[j] = 0.f; na[j] = 0.f; nb[j] = 0.f; ca[j] = 0.f; sa[j] = 0.f;
             if (i < half) {
                 a[j] = __bfloat162float(src[i]);
                 b[j] = __bfloat162float(src[i + half]);
-                ss += a[j] * a[j] + b[j] * b[j];
+                if (nw) {
+                    na[j] = __bfloat162float(nw[i]);
+                    nb[j] = __bfloat162float(nw[i + half]);
+                }
+                if (kind < 2) {
+                    ca[j] = c[i];
+                    sa[j] = s[i];
+                }
             }
+        }
+        float ss = 0.f;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            if (lane + 32 * j < half) ss += a[j] * a[j] + b[j] * b[j];
         }
         bf16* dst;
         if (kind == 0) {
@@ -149,28 +165,23 @@ extern "C" __global__ void __launch_bounds__(128) qk_norm_rope_kv_write(const bf
                   + (size_t)inBlock * headDim;
         }
         if (kind < 2) {
-            const bf16* nw = kind == 0 ? qNorm : kNorm;
             if (nw) {
                 ss = warp_sum(ss);
                 float inv = 1.0f / sqrtf(ss / headDim + eps);
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
-                    int i = lane + 32 * j;
-                    if (i < half) {
-                        a[j] = __bfloat162float(nw[i]) * (a[j] * inv);
-                        b[j] = __bfloat162float(nw[i + half]) * (b[j] * inv);
+                    if (lane + 32 * j < half) {
+                        a[j] = na[j] * (a[j] * inv);
+                        b[j] = nb[j] * (b[j] * inv);
                     }
                 }
             }
-            const float* c = cosT + (size_t)pos * half;
-            const float* s = sinT + (size_t)pos * half;
 #pragma unroll
             for (int j = 0; j < 4; j++) {
-                int i = lane + 32 * j;
-                if (i < half) {
+                if (lane + 32 * j < half) {
                     float x0 = a[j], x1 = b[j];
-                    a[j] = x0 * c[i] - x1 * s[i];
-                    b[j] = x1 * c[i] + x0 * s[i];
+                    a[j] = x0 * ca[j] - x1 * sa[j];
+                    b[j] = x1 * ca[j] + x0 * sa[j];
                 }
             }
         }
