@@ -137,6 +137,90 @@ __device__ __forceinline__ void store_gated(bf16* p, float g, float u) {
                                        __bfloat162float(__float2bfloat16_rn(u))));
 }
 
+// One row of the residual stream through add + RMSNorm, by the whole block (blockDim a multiple of 32):
+//   v = x (+ delta); when writeBack, x = v; out = bf16(w * (v * 1/sqrt(mean(v^2) + eps)))
+// Every load of the row (x, delta, the weight: at most MAXV float4 per thread, hidden <= blockDim x 4 x MAXV) is
+// issued at once into registers, then one block reduction, then the stores: at decode sizes the row is a chain of
+// memory round trips, and this makes it one. delta is read through L2 (__ldcg): in a GEMM's norm tail (norm_tail)
+// other blocks of the same grid wrote it.
+template <int MAXV>
+__device__ __forceinline__ void add_rmsnorm_row(float* __restrict__ x, const float* __restrict__ delta,
+                                                const bf16* __restrict__ w, bf16* __restrict__ out, int hidden,
+                                                float eps, bool writeBack) {
+    float4* xr = reinterpret_cast<float4*>(x);
+    const float4* dr = reinterpret_cast<const float4*>(delta);
+    const uint2* wv = reinterpret_cast<const uint2*>(w);  // 4 bf16 per float4 of x
+    const int vecs = hidden / 4;
+    float4 v[MAXV];
+    uint2 g[MAXV];
+#pragma unroll
+    for (int j = 0; j < MAXV; j++) {
+        int i = threadIdx.x + j * blockDim.x;
+        if (i < vecs) {
+            v[j] = xr[i];
+            g[j] = wv[i];
+        }
+    }
+    if (dr) {
+#pragma unroll
+        for (int j = 0; j < MAXV; j++) {
+            int i = threadIdx.x + j * blockDim.x;
+            if (i < vecs) {
+                float4 d = __ldcg(dr + i);
+                v[j].x += d.x; v[j].y += d.y; v[j].z += d.z; v[j].w += d.w;
+                if (writeBack) xr[i] = v[j];
+            }
+        }
+    }
+    float ss = 0.f;
+#pragma unroll
+    for (int j = 0; j < MAXV; j++) {
+        if (threadIdx.x + j * blockDim.x < vecs) {
+            ss += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
+        }
+    }
+    ss = block_sum(ss);
+    float inv = 1.0f / sqrtf(ss / hidden + eps);
+    uint2* o = reinterpret_cast<uint2*>(out);
+#pragma unroll
+    for (int j = 0; j < MAXV; j++) {
+        int i = threadIdx.x + j * blockDim.x;
+        if (i < vecs) {
+            o[i] = make_uint2(pack2(bf16_lo(g[j].x) * (v[j].x * inv), bf16_hi(g[j].x) * (v[j].y * inv)),
+                              pack2(bf16_lo(g[j].y) * (v[j].z * inv), bf16_hi(g[j].y) * (v[j].w * inv)));
+        }
+    }
+}
+
+// The norm that follows o_proj and down_proj, as the tail of their decode GEMM (one launch instead of two): after
+// every block of the grid stored its part of delta = C [M, N] (fp32, row stride N = hidden), the last block to get
+// here (a counter in device memory, reset by that block for the next launch or graph replay) runs
+// add_rmsnorm_row over the M rows: x += delta (written back), out = the next GEMM's normalized input.
+struct NormTail {
+    float* x;
+    const bf16* w;
+    bf16* out;
+    int* counter;
+    float eps;
+};
+#define NORM_TAIL_VECS 8  // hidden <= blockDim x 32 (the host checks before it fuses)
+__device__ __forceinline__ void norm_tail(const NormTail& t, const float* C, int M, int N) {
+    __shared__ int lastBlock;
+    __threadfence();  // this block's part of C visible device-wide before it counts itself done
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        lastBlock = atomicAdd(t.counter, 1) == (int)(gridDim.x * gridDim.y * gridDim.z) - 1;
+        if (lastBlock) *t.counter = 0;
+    }
+    __syncthreads();
+    if (!lastBlock) return;
+    __threadfence();
+    for (int m = 0; m < M; m++) {
+        add_rmsnorm_row<NORM_TAIL_VECS>(t.x + (size_t)m * N, C + (size_t)m * N, t.w, t.out + (size_t)m * N, N,
+                                        t.eps, true);
+    }
+}
+
 // Element index of (block, layer, k=0|v=1, kvHead, slot 0, dim 0) in the block-major paged KV pool
 // [block][layer][k,v][kvHead][slot][headDim] (io.distserve.engine.kv.KvCacheLayout#elementIndex).
 __device__ __forceinline__ size_t kv_index(int block, int layer, int kv, int head, int numLayers, int numKvHeads,

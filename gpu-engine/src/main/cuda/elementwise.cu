@@ -22,10 +22,8 @@ extern "C" __global__ void __launch_bounds__(128) embedding_gather(const bf16* _
 //   v = x[s] (+ delta[s] when delta != null); when writeBack, x[s] = v;
 //   out[r] = bf16(w * (v * 1/sqrt(mean(v^2) + eps)))
 // The residual stream x and the deltas (o_proj, down_proj outputs) are fp32; out feeds the next GEMM.
-// A decode step runs this on one row per launch, twice per layer, so the launch is a chain of memory round trips:
-// every load of the row (x, delta, the norm weight: at most RMS_VECS float4 per thread, hidden <= 256 x 4 x
-// RMS_VECS, checked on the host) is issued at once into registers, then one block reduction, then the stores;
-// no second pass over x.
+// One block per row, the row held in registers (add_rmsnorm_row, common.cuh): hidden <= 256 x 4 x RMS_VECS,
+// checked on the host. Decode steps of one token get this from the o_proj / down_proj GEMM's tail (norm_tail).
 #define RMS_VECS 8
 extern "C" __global__ void __launch_bounds__(256) add_rmsnorm(float* __restrict__ x, const float* __restrict__ delta,
         const bf16* __restrict__ w, bf16* __restrict__ out, const int* __restrict__ rowIdx, int hidden, float eps,
@@ -33,49 +31,8 @@ extern "C" __global__ void __launch_bounds__(256) add_rmsnorm(float* __restrict_
     pdl_enter();
     int r = blockIdx.x;
     int s = rowIdx ? rowIdx[r] : r;
-    float4* xr = reinterpret_cast<float4*>(x + (size_t)s * hidden);
-    const float4* dr = delta ? reinterpret_cast<const float4*>(delta + (size_t)s * hidden) : nullptr;
-    const uint2* wv = reinterpret_cast<const uint2*>(w);  // 4 bf16 per float4 of x
-    const int vecs = hidden / 4;
-    float4 v[RMS_VECS];
-    uint2 g[RMS_VECS];
-#pragma unroll
-    for (int j = 0; j < RMS_VECS; j++) {
-        int i = threadIdx.x + j * blockDim.x;
-        if (i < vecs) {
-            v[j] = xr[i];
-            g[j] = wv[i];
-        }
-    }
-    if (dr) {
-#pragma unroll
-        for (int j = 0; j < RMS_VECS; j++) {
-            int i = threadIdx.x + j * blockDim.x;
-            if (i < vecs) {
-                float4 d = dr[i];
-                v[j].x += d.x; v[j].y += d.y; v[j].z += d.z; v[j].w += d.w;
-                if (writeBack) xr[i] = v[j];
-            }
-        }
-    }
-    float ss = 0.f;
-#pragma unroll
-    for (int j = 0; j < RMS_VECS; j++) {
-        if (threadIdx.x + j * blockDim.x < vecs) {
-            ss += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
-        }
-    }
-    ss = block_sum(ss);
-    float inv = 1.0f / sqrtf(ss / hidden + eps);
-    uint2* o = reinterpret_cast<uint2*>(out + (size_t)r * hidden);
-#pragma unroll
-    for (int j = 0; j < RMS_VECS; j++) {
-        int i = threadIdx.x + j * blockDim.x;
-        if (i < vecs) {
-            o[i] = make_uint2(pack2(bf16_lo(g[j].x) * (v[j].x * inv), bf16_hi(g[j].x) * (v[j].y * inv)),
-                              pack2(bf16_lo(g[j].y) * (v[j].z * inv), bf16_hi(g[j].y) * (v[j].w * inv)));
-        }
-    }
+    add_rmsnorm_row<RMS_VECS>(x + (size_t)s * hidden, delta ? delta + (size_t)s * hidden : nullptr, w,
+                              out + (size_t)r * hidden, hidden, eps, writeBack != 0);
 }
 
 // act[t, i] = silu(gate[t, i]) * up[t, i] from gu = the gate|up GEMM's output, whose rows interleave gate and up in

@@ -52,9 +52,10 @@ __device__ __forceinline__ uint4 d32_ld_shared16(uint32_t addr) {
 
 // grid (ceil(N / 32)), block 32 * warps (warps split K in runs of D32_UNROLL chunks), dynamic shared memory
 // warps * 32 * 33 * 4 bytes.
-template <typename OutT, bool GATED = false>
+template <typename OutT, bool GATED = false, bool NORM = false>
 __device__ __forceinline__ void gemm_dual32(const bf16* __restrict__ A, const bf16* __restrict__ W,
-                                            OutT* __restrict__ C, int M, int N, int K, int lda, int ldw, int ldc) {
+                                            OutT* __restrict__ C, int M, int N, int K, int lda, int ldw, int ldc,
+                                            NormTail tail = NormTail{}) {
     constexpr int NT = 4;  // n-tiles of 8 tokens
     extern __shared__ float d32_red[];  // [warps][32 rows][D32_LDR]
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
@@ -166,6 +167,7 @@ __device__ __forceinline__ void gemm_dual32(const bf16* __restrict__ A, const bf
             store_out<OutT>(C + (size_t)m * ldc + row0 + r, s);
         }
     }
+    if constexpr (NORM) norm_tail(tail, C, M, N);
 }
 
 #define DUAL32_KERNEL(OUT, NAME)                                                                                    \
@@ -175,6 +177,14 @@ __device__ __forceinline__ void gemm_dual32(const bf16* __restrict__ A, const bf
     }
 DUAL32_KERNEL(bf16, gemm_dual32_bf16)
 DUAL32_KERNEL(float, gemm_dual32_f32)
+// o_proj / down_proj with the following add + RMSNorm in the grid's last block (as gemm_skinny8_f32_norm)
+extern "C" __global__ void __launch_bounds__(256, 2) gemm_dual32_f32_norm(const bf16* __restrict__ A,
+        const bf16* __restrict__ W, float* __restrict__ C, int M, int N, int K, int lda, int ldw, int ldc,
+        float* __restrict__ x, const bf16* __restrict__ normW, bf16* __restrict__ xn, int* __restrict__ counter,
+        float eps) {
+    gemm_dual32<float, false, true>(A, W, C, M, N, K, lda, ldw, ldc, NormTail{x, normW, xn, counter, eps});
+}
+
 // the gate|up GEMM with silu(gate) * up in its epilogue (as gemm_skinny*_silu): C = act [M, N / 2]
 extern "C" __global__ void __launch_bounds__(256, 2) gemm_dual32_silu(const bf16* __restrict__ A,
         const bf16* __restrict__ W, bf16* __restrict__ C, int M, int N, int K, int lda, int ldw, int ldc) {

@@ -30,9 +30,10 @@
 #define SK_CHUNK 32
 #define SK_UNROLL 4
 
-template <int NT, typename OutT, bool GATED = false>
+template <int NT, typename OutT, bool GATED = false, bool NORM = false>
 __device__ __forceinline__ void gemm_skinny(const bf16* __restrict__ A, const bf16* __restrict__ W,
-                                            OutT* __restrict__ C, int M, int N, int K, int lda, int ldw, int ldc) {
+                                            OutT* __restrict__ C, int M, int N, int K, int lda, int ldw, int ldc,
+                                            NormTail tail = NormTail{}) {
     constexpr int COLS = 8 * NT;      // tokens covered
     constexpr int LDR = COLS + 1;     // padded row of the reduction buffer (bank-conflict free reads)
     extern __shared__ float red[];    // [warps][SK_ROWS][LDR]
@@ -124,6 +125,7 @@ __device__ __forceinline__ void gemm_skinny(const bf16* __restrict__ A, const bf
             store_out<OutT>(C + (size_t)m * ldc + row0 + r, s);
         }
     }
+    if constexpr (NORM) norm_tail(tail, C, M, N);
 }
 
 // grid (ceil(N / 16)), block 32 * warps (<= 512), dynamic shared memory warps * 16 * (8 NT + 1) * 4 bytes.
@@ -150,3 +152,12 @@ SKINNY_KERNEL(4, float, gemm_skinny32_f32)
 SKINNY_SILU_KERNEL(1, gemm_skinny8_silu)
 SKINNY_SILU_KERNEL(2, gemm_skinny16_silu)
 SKINNY_SILU_KERNEL(4, gemm_skinny32_silu)
+
+// o_proj / down_proj of a decode step with the add + RMSNorm that follows them in the grid's last block
+// (norm_tail, common.cuh): C = delta [M, N] fp32 (ldc = N = hidden), then x += delta, xn = norm(x) * normW.
+extern "C" __global__ void __launch_bounds__(512) gemm_skinny8_f32_norm(const bf16* __restrict__ A,
+        const bf16* __restrict__ W, float* __restrict__ C, int M, int N, int K, int lda, int ldw, int ldc,
+        float* __restrict__ x, const bf16* __restrict__ normW, bf16* __restrict__ xn, int* __restrict__ counter,
+        float eps) {
+    gemm_skinny<1, float, false, true>(A, W, C, M, N, K, lda, ldw, ldc, NormTail{x, normW, xn, counter, eps});
+}

@@ -37,6 +37,8 @@ import org.slf4j.LoggerFactory;
  *       delta = down(silu(gate(xn)) * up(xn))           GEMM (gate|up), silu_mul, GEMM
  *   logits = lm_head(rmsnorm(x += delta)[rows asked])   gather fused into the norm, GEMM, fp32 to the host
  * </pre>
+ * Decode steps fuse further (CUDA_NOTES section 13): the gate|up GEMM applies silu_mul in its epilogue, and at one
+ * token the o_proj and down_proj GEMMs end with the add + RMSNorm that follows them (the grid's last block).
  * {@code forward} is serialized. Scratch buffers grow to the largest batch seen and are reused. Decode steps
  * (every slice one token) replay a CUDA graph per batch size ({@link DecodeGraphs}); the other steps launch
  * kernel by kernel. Greedy steps pick their tokens on the device ({@link #forwardGreedy}). Attention: slices of
@@ -429,12 +431,14 @@ public final class CudaBackend implements ComputeBackend {
         int hidden = config.hiddenSize();
         Scratch s = scratch;
         k.embedding(w.embedding, meta.tokens, s.x, n, hidden);
+        k.addRmsNorm(s.x, null, w.layers.get(0).inputNorm(), s.xn, null, n, hidden, eps, true);
         for (int l = 0; l < config.numLayers(); l++) {
             CudaWeights.Layer layer = w.layers.get(l);
-            k.addRmsNorm(s.x, l == 0 ? null : s.delta, layer.inputNorm(), s.xn, null, n, hidden, eps, true);
+            // xn = the input norm of x (+ the previous layer's delta, added by the previous layer's down_proj)
             attention(l, layer, n, plan, meta);
-            k.addRmsNorm(s.x, s.delta, layer.postNorm(), s.xn, null, n, hidden, eps, true);
-            mlp(layer, n);
+            // + x += delta, xn = post-attention norm
+            mlp(l, layer, n);
+            // + x += delta, xn = the next layer's input norm (the last layer's delta meets the final norm in lmHead)
         }
     }
 
@@ -450,16 +454,25 @@ public final class CudaBackend implements ComputeBackend {
         k.attention(s.q, kv, meta.items, meta.tables, meta.geom, s.attn, s.partO, s.partML, s.splitDone, plan, n,
                 config.numHeads(), config.numKvHeads(), config.headDim(), l, config.numLayers(), layout.blockSize(),
                 scale);
-        k.gemm(s.attn, layer.o(), s.delta, n, hidden, config.qDim(), true);
+        k.gemmAddRmsNorm(s.attn, layer.o(), s.delta, n, hidden, config.qDim(), s.x, layer.postNorm(), s.xn, eps,
+                s.normDone);
     }
 
-    /** delta = down(silu(gate(xn)) * up(xn)); decode steps get the activation from the gate|up GEMM itself. */
-    private void mlp(CudaWeights.Layer layer, int n) {
+    /**
+     * delta = down(silu(gate(xn)) * up(xn)), decode steps getting the activation from the gate|up GEMM itself; then,
+     * but for the last layer, x += delta and xn = the next layer's input norm.
+     */
+    private void mlp(int l, CudaWeights.Layer layer, int n) {
         int hidden = config.hiddenSize();
         int inter = config.intermediateSize();
         Scratch s = scratch;
         k.gemmSiluMul(s.xn, layer.gateUp(), s.gateUp, s.act, n, inter, hidden);
-        k.gemm(s.act, layer.down(), s.delta, n, hidden, inter, true);
+        if (l + 1 < config.numLayers()) {
+            k.gemmAddRmsNorm(s.act, layer.down(), s.delta, n, hidden, inter, s.x, w.layers.get(l + 1).inputNorm(),
+                    s.xn, eps, s.normDone);
+        } else {
+            k.gemm(s.act, layer.down(), s.delta, n, hidden, inter, true);
+        }
     }
 
     /** Final norm of the rows asked for (gathered), LM head: fp32 logits in scratch.logits. */
@@ -714,6 +727,8 @@ public final class CudaBackend implements ComputeBackend {
         private long partCap;
         private int metaCap;
         DeviceBuffer x, delta, xn, qkv, q, attn, gateUp, act, xs, logits, ids, partO, partML, splitDone, meta;
+        /** The block counter of the GEMMs with a norm tail (CudaKernels#gemmAddRmsNorm): zero between launches. */
+        DeviceBuffer normDone;
 
         Scratch(CudaContext ctx, ModelConfig c) {
             this.ctx = ctx;
@@ -723,6 +738,11 @@ public final class CudaBackend implements ComputeBackend {
         /** @return true when a buffer was reallocated */
         boolean ensure(int n, int rows, int splits) {
             boolean grown = false;
+            if (normDone == null) {
+                normDone = ctx.allocate("norm_done", 4);
+                normDone.fill32(0);
+                grown = true;
+            }
             if (n > tokens) {
                 int cap = Math.max(n, tokens + tokens / 2);
                 freeTokenBuffers();
@@ -806,6 +826,7 @@ public final class CudaBackend implements ComputeBackend {
             partO = close(partO);
             partML = close(partML);
             splitDone = close(splitDone);
+            normDone = close(normDone);
             xs = close(xs);
             logits = close(logits);
             ids = close(ids);

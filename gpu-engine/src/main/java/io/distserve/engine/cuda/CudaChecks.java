@@ -699,6 +699,96 @@ public final class CudaChecks {
                 worstOut, worstRef, TOL_BF16, msFused, note);
     }
 
+    /**
+     * o_proj / down_proj with the add + RMSNorm in the grid's last block (gemm_skinny8_f32_norm,
+     * gemm_dual32_f32_norm) at M 1, three launches in a row on one counter (each must run the tail: the counter is
+     * reset by the last block): delta and x bit for bit against the GEMM + add_rmsnorm path; xn against float64
+     * (its block reduction is cut differently, so its last bits may differ).
+     */
+    public Result gemmNormFused(int hidden, int kDim, CudaKernels.Gemm32Choice... choices) {
+        int m = 1;
+        float[] a = new float[m * kDim];
+        float[] w = new float[hidden * kDim];
+        float[] nw = new float[hidden];
+        float[] x0 = new float[m * hidden];
+        short[] ab = randomBf16(a.length, 1.0, a);
+        short[] wb = randomBf16(w.length, 0.05, w);
+        short[] nb = randomBf16(nw.length, 1.0, nw);
+        for (int i = 0; i < x0.length; i++) {
+            x0[i] = (float) rnd.nextGaussian();
+        }
+        List<String> notes = new ArrayList<>();
+        double[] worstOut = new double[0];
+        double[] worstRef = new double[0];
+        double worst = -1;
+        float msFused = 0;
+        try (DeviceBuffer da = bf16Buffer("a", ab); DeviceBuffer dw = bf16Buffer("w", wb);
+             DeviceBuffer dn = bf16Buffer("norm_w", nb); DeviceBuffer x = floatBuffer("x", x0);
+             DeviceBuffer delta = ctx.allocate("delta", 4L * m * hidden);
+             DeviceBuffer xn = ctx.allocate("xn", 2L * m * hidden); DeviceBuffer counter = ctx.allocate("counter", 4)) {
+            counter.fill32(0);
+            for (CudaKernels.Gemm32Choice c : choices) {
+                if (!k.normFusable(c, hidden, kDim)) {
+                    notes.add(c + ": not fusable here (registers / block size)");
+                    continue;
+                }
+                x.upload(x0);
+                delta.fill32(NAN_F32);
+                xn.fill16(NAN_BF16);
+                k.gemm32(c, da, dw, delta, m, hidden, kDim, kDim, kDim, hidden, true);
+                k.addRmsNorm(x, delta, dn, xn, null, m, hidden, 1e-6f, true);
+                int[] deltaRef = rawBits(delta, m * hidden, true);
+                int[] xRef = rawBits(x, m * hidden, true);
+                for (int run = 0; run < 3; run++) {
+                    x.upload(x0);
+                    delta.fill32(NAN_F32);
+                    xn.fill16(NAN_BF16);
+                    float t = ctx.timeMillis(() -> k.gemmNormFused(c, da, dw, delta, m, hidden, kDim, x, dn, xn, 1e-6f,
+                            counter));
+                    int dd = differing(deltaRef, rawBits(delta, m * hidden, true));
+                    int dx = differing(xRef, rawBits(x, m * hidden, true));
+                    if (dd + dx > 0) {
+                        notes.add(c + " run " + run + ": delta " + dd + ", x " + dx + " differ");
+                    }
+                    float[] xs = x.downloadFloats(m * hidden);
+                    double[] ref = new double[m * hidden];
+                    double ss = 0;
+                    for (int i = 0; i < hidden; i++) {
+                        ss += (double) xs[i] * xs[i];
+                    }
+                    double inv = 1 / Math.sqrt(ss / hidden + 1e-6);
+                    for (int i = 0; i < hidden; i++) {
+                        ref[i] = nw[i] * xs[i] * inv;
+                    }
+                    double[] out = fromBf16(downloadBf16(xn, m * hidden));
+                    double err = 0;
+                    for (int i = 0; i < ref.length; i++) {
+                        err = Math.max(err, Double.isNaN(out[i]) ? Double.POSITIVE_INFINITY : Math.abs(out[i] - ref[i]));
+                    }
+                    if (err > worst) {
+                        worst = err;
+                        worstOut = out;
+                        worstRef = ref;
+                    }
+                    msFused = t;
+                }
+            }
+            int left = counter.downloadInts(1)[0];
+            if (left != 0) {
+                notes.add("FAIL: counter left at " + left);
+            }
+        }
+        boolean bad = notes.stream().anyMatch(n -> n.contains("differ") || n.startsWith("FAIL"));
+        String note = (bad ? "FAIL: " : "delta and x == gemm + add_rmsnorm bit for bit, 3 launches each ("
+                + Arrays.toString(choices) + ")") + (notes.isEmpty() ? "" : "; " + String.join("; ", notes));
+        if (worstRef.length == 0) {
+            return record("gemm + add_rmsnorm tail", "1x" + hidden + "x" + kDim, new double[] {Double.NaN},
+                    new double[] {0}, TOL_BF16, 0, "FAIL: no choice was fusable: " + note);
+        }
+        return record("gemm + add_rmsnorm tail", "1x" + hidden + "x" + kDim, worstOut, worstRef, TOL_BF16, msFused,
+                note);
+    }
+
     /** A paged pool of random bf16 K/V, a shuffled block table per slice, and the slices' geometry. */
     private final class Pool implements AutoCloseable {
         final int layers = 2;
@@ -1332,6 +1422,9 @@ public final class CudaChecks {
                     new SequenceSlice(0, tokens(config, 1), pos0 + 4, tables[0], LogitsMode.LAST),
                     new SequenceSlice(2, tokens(config, 20), p2.length, tables[2], LogitsMode.ALL));
             compare(label + " chunked prefill + decode", config, cpu, gpu, chunked);
+            // batch 1: the decode GEMMs' M 1 bucket (and the kernels fused there) on their own
+            compare(label + " decode batch 1", config, cpu, gpu,
+                    List.of(new SequenceSlice(0, tokens(config, 1), pos0 + 5, tables[0], LogitsMode.LAST)));
         }
     }
 
@@ -1398,7 +1491,7 @@ public final class CudaChecks {
             for (int step = 0; step < steps; step++) {
                 List<SequenceSlice> batch = new ArrayList<>();
                 for (int s = 0; s < seqs; s++) {
-                    if (s == seqs - 1 && step >= 3 && step < 6) {
+                    if (seqs > 1 && s == seqs - 1 && step >= 3 && step < 6) {
                         continue;  // one sequence fewer for a while
                     }
                     batch.add(new SequenceSlice(s, tokens(config, 1), pos[s]++, tables[s], LogitsMode.LAST));
@@ -1648,6 +1741,12 @@ public final class CudaChecks {
                 new CudaKernels.Gemm32Choice(CudaKernels.Gemm32Variant.SKINNY, 4),
                 new CudaKernels.Gemm32Choice(CudaKernels.Gemm32Variant.SKINNY, 16),
                 new CudaKernels.Gemm32Choice(CudaKernels.Gemm32Variant.DUAL, 0));
+        // o_proj / down_proj with the norm in their last block (M 1): odd N and K, then qwen3-8b's shapes
+        gemmNormFused(1000, 1016, new CudaKernels.Gemm32Choice(CudaKernels.Gemm32Variant.SKINNY, 4),
+                new CudaKernels.Gemm32Choice(CudaKernels.Gemm32Variant.DUAL, 0));
+        gemmNormFused(4096, 12288, new CudaKernels.Gemm32Choice(CudaKernels.Gemm32Variant.SKINNY, 0),
+                new CudaKernels.Gemm32Choice(CudaKernels.Gemm32Variant.SKINNY, 4),
+                new CudaKernels.Gemm32Choice(CudaKernels.Gemm32Variant.DUAL, 0));
         gemmSiluFused(12288, 4096, new int[] {1, 8, 32},
                 new CudaKernels.Gemm32Choice(CudaKernels.Gemm32Variant.SKINNY, 0),
                 new CudaKernels.Gemm32Choice(CudaKernels.Gemm32Variant.DUAL, 0));
@@ -1693,6 +1792,9 @@ public final class CudaChecks {
                 false, true, -1, List.of(999), "bfloat16"), 4);
         graphVsEager("llama", new ModelConfig("llama", 48, 128, 2, 6, 2, 8, 257, 128, 10_000.0, 1e-5, false, false,
                 1, List.of(2), "bfloat16"), 5);
+        // batch 1: the M 1 decode GEMMs and a split-KV attention merged in its last split, in a graph vs eager
+        graphVsEager("qwen3 hd128, batch 1", new ModelConfig("qwen3", 256, 512, 2, 8, 2, 128, 1000, 4096,
+                1_000_000.0, 1e-6, false, true, -1, List.of(999), "bfloat16"), 4, 1);
         // batch 20 / 19: every decode GEMM is the M 17..32 kernel the backend's tuner picked per shape at load (the
         // note names them) inside the graphs
         graphVsEager("qwen3 hd128, split GEMM", new ModelConfig("qwen3", 256, 512, 2, 8, 2, 128, 1000, 4096,

@@ -126,6 +126,9 @@ public final class CudaKernels {
     private final Kernel[] skinnyF32 = new Kernel[3];
     /** gemm_skinny{8,16,32}_silu: the gate|up GEMM with the activation in its epilogue. */
     private final Kernel[] skinnySilu = new Kernel[3];
+    /** gemm_skinny8_f32_norm, gemm_dual32_f32_norm: o_proj / down_proj with the add + RMSNorm after them. */
+    private final Kernel skinnyNorm;
+    private final Kernel dualNorm;
     /** gemm_split32_s{1,2,4,8}_{bf16,f32}: index log2(S). */
     private final Kernel[] splitBf16 = new Kernel[4];
     private final Kernel[] splitF32 = new Kernel[4];
@@ -202,6 +205,8 @@ public final class CudaKernels {
         dualBf16 = ctx.kernel("gemm_dual32_bf16");
         dualF32 = ctx.kernel("gemm_dual32_f32");
         dualSilu = ctx.kernel("gemm_dual32_silu");
+        skinnyNorm = ctx.kernel("gemm_skinny8_f32_norm");
+        dualNorm = ctx.kernel("gemm_dual32_f32_norm");
         for (int i = 0; i < 4; i++) {
             pipeBf16[i] = ctx.kernel("gemm_pipe32_u4_s" + (1 << i) + "_bf16");
             pipeF32[i] = ctx.kernel("gemm_pipe32_u4_s" + (1 << i) + "_f32");
@@ -277,6 +282,8 @@ public final class CudaKernels {
         all.add(dualBf16);
         all.add(dualF32);
         all.add(dualSilu);
+        all.add(skinnyNorm);
+        all.add(dualNorm);
         all.addAll(Arrays.asList(pipeBf16));
         all.addAll(Arrays.asList(pipeF32));
         return all.toArray(new Kernel[0]);
@@ -340,6 +347,79 @@ public final class CudaKernels {
         }
         gemm(xn, w, gateUp, m, 2 * inter, k, false);
         siluMul(gateUp, act, m, inter);
+    }
+
+    /**
+     * delta[M, hidden] = a . w^T (fp32), then x += delta and xn = rmsnorm(x) * normW: the o_proj / down_proj of a
+     * layer and the add + RMSNorm that follows. A decode step of {@link #NORM_FUSE_MAX_M} token(s) whose pick for the
+     * shape is the skinny or the dual GEMM runs both in one launch: the grid's last block does the norm
+     * (norm_tail in common.cuh, counting blocks in {@code counter}: one int, zero before the first launch, left
+     * zero by every launch), when its blocks still fit the GPU in one wave with the tail's registers
+     * ({@link #normFusable}). Otherwise the GEMM, then add_rmsnorm.
+     */
+    public void gemmAddRmsNorm(Object a, Object w, Object delta, int m, int hidden, int k, Object x, Object normW,
+                               Object xn, float eps, Object counter) {
+        if (m >= 1 && m <= NORM_FUSE_MAX_M && !"false".equalsIgnoreCase(System.getProperty(NORM_FUSE_PROPERTY))) {
+            Gemm32Choice c = decodeChoice(m, hidden, k, true);
+            if (normFusable(c, hidden, k)) {
+                gemmNormFused(c, a, w, delta, m, hidden, k, x, normW, xn, eps, counter);
+                return;
+            }
+        }
+        gemm(a, w, delta, m, hidden, k, true);
+        addRmsNorm(x, delta, normW, xn, null, m, hidden, eps, true);
+    }
+
+    /** Tokens up to which {@link #gemmAddRmsNorm} fuses (the tail block normalizes the rows one after another). */
+    public static final int NORM_FUSE_MAX_M = 1;
+    /** {@code -Ddistserve.cuda.normFuse=false}: o_proj / down_proj and add_rmsnorm as two launches at every M. */
+    public static final String NORM_FUSE_PROPERTY = "distserve.cuda.normFuse";
+
+    /**
+     * Whether the choice has a norm-tail kernel (skinny, dual), whose block can hold a row in registers
+     * (hidden <= 32 x threads), and whose grid still runs in one wave with the tail's registers.
+     */
+    boolean normFusable(Gemm32Choice c, int hidden, int k) {
+        Kernel kernel;
+        int threads;
+        int blocks;
+        if (c.variant() == Gemm32Variant.SKINNY) {
+            kernel = skinnyNorm;
+            threads = 32 * skinnyWarps(hidden, k, c.slices());
+            blocks = (hidden + SKINNY_ROWS - 1) / SKINNY_ROWS;
+        } else if (c.variant() == Gemm32Variant.DUAL) {
+            kernel = dualNorm;
+            threads = 32 * dualWarps(k);
+            blocks = (hidden + DUAL_ROWS - 1) / DUAL_ROWS;
+        } else {
+            return false;
+        }
+        if (hidden % 8 != 0 || hidden > 32 * threads) {
+            return false;
+        }
+        int regs = Math.max(1, (kernel.registers() + 7) / 8 * 8);
+        long perSm = 65536L / ((long) regs * threads);
+        return perSm * ctx.smCount() >= blocks;
+    }
+
+    /** The fused GEMM + add + RMSNorm on the skinny (M <= 8; the choice's warps) or the dual kernel. */
+    public void gemmNormFused(Gemm32Choice c, Object a, Object w, Object delta, int m, int hidden, int k, Object x,
+                              Object normW, Object xn, float eps, Object counter) {
+        checkGemm("gemm (+ add_rmsnorm)", k, k, k);
+        if (m < 1 || m > 8) {
+            throw new IllegalArgumentException("gemm (+ add_rmsnorm): M must be in [1, 8], got " + m);
+        }
+        if (c.variant() == Gemm32Variant.DUAL) {
+            int warps = dualWarps(k);
+            dualNorm.launch((hidden + DUAL_ROWS - 1) / DUAL_ROWS, 1, 1, 32 * warps, dualSharedBytes(warps), a, w,
+                    delta, m, hidden, k, k, k, hidden, x, normW, xn, counter, eps);
+        } else if (c.variant() == Gemm32Variant.SKINNY) {
+            int warps = skinnyWarps(hidden, k, c.slices());
+            skinnyNorm.launch((hidden + SKINNY_ROWS - 1) / SKINNY_ROWS, 1, 1, 32 * warps,
+                    warps * SKINNY_ROWS * 9 * 4, a, w, delta, m, hidden, k, k, k, hidden, x, normW, xn, counter, eps);
+        } else {
+            throw new IllegalArgumentException("gemm (+ add_rmsnorm): no fused " + c.variant() + " kernel");
+        }
     }
 
     /** The fused gate|up + activation GEMM on the skinny (with the choice's warps) or the dual kernel. */

@@ -212,6 +212,8 @@ class CudaKernelsTest {
         c.gemmSiluFused(344, 1016, new int[] {1, 5, 8, 13, 16, 29, 32},
                 new CudaKernels.Gemm32Choice(CudaKernels.Gemm32Variant.SKINNY, 4),
                 new CudaKernels.Gemm32Choice(CudaKernels.Gemm32Variant.DUAL, 0));
+        c.gemmNormFused(1000, 1016, new CudaKernels.Gemm32Choice(CudaKernels.Gemm32Variant.SKINNY, 4),
+                new CudaKernels.Gemm32Choice(CudaKernels.Gemm32Variant.DUAL, 0));
         assertThat(failures).isEmpty();
     }
 
