@@ -82,6 +82,14 @@ if [ -f "$out/ours_8b.json" ] && fits 20 "tables"; then
   echo "== tables (defaults)" | tee -a "$log"
   python3 gpu-engine/scripts/bench_table.py --ours "$out/ours_8b.json" "${hf[@]}" --models /tmp/qwen3-8b --measure 2>&1 | tee -a "$log"
 fi
+# A/B of CUDA_NOTES section 13's norm tail: batch 1 with it off, then on again (the run-to-run spread)
+JVNF=("$JAVA" -Xmx48g -XX:MaxDirectMemorySize=16g -Ddistserve.cuda.normFuse=false -cp /tmp/distserve-app io.distserve.cli.DistServeCli)
+fits 40 "8b batch 1, norm tail off" && bench "ours qwen3-8b batch 1, norm tail OFF" JVNF --model /tmp/qwen3-8b --batch 1 \
+  --prompt-tokens 128 --new-tokens 64
+fits 40 "8b batch 1 again" && bench "ours qwen3-8b batch 1, defaults again" JV --model /tmp/qwen3-8b --batch 1 \
+  --prompt-tokens 128 --new-tokens 64
+[ -f /tmp/qwen3-0.6b/config.json ] && fits 20 "0.6b batch 1, norm tail off" && bench "ours qwen3-0.6b batch 1, norm tail OFF" \
+  JVNF --model /tmp/qwen3-0.6b --batch 1 --prompt-tokens 128 --new-tokens 64
 fits 45 "8,192-token prompt" && bench "ours qwen3-8b, one 8,192-token prompt" JV --model /tmp/qwen3-8b --batch 1 \
   --prompt-tokens 16 --new-tokens 2 --prefill 8192
 echo "== done at $SECONDS s; $(date -u)" | tee -a "$log"
