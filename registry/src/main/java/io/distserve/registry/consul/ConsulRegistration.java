@@ -78,6 +78,8 @@ public final class ConsulRegistration implements AutoCloseable {
     private final ScheduledExecutorService timer;
     private volatile boolean registered;
     private volatile boolean everRegistered;
+    /** A registration was sent: the agent may hold the instance even if no answer came back. */
+    private volatile boolean registerSent;
     private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
     private boolean failing;
     private long backoffMillis = 500;
@@ -92,6 +94,8 @@ public final class ConsulRegistration implements AutoCloseable {
             return thread;
         });
         t.setRemoveOnCancelPolicy(true);
+        // close() lets a sync in flight finish but cancels the next one
+        t.setExecuteExistingDelayedTasksAfterShutdownPolicy(false);
         this.timer = t;
     }
 
@@ -160,6 +164,7 @@ public final class ConsulRegistration implements AutoCloseable {
         long next;
         try {
             if (!everRegistered || !consul.agentServiceIds().contains(registration.getId())) {
+                registerSent = true;
                 consul.register(registration);
                 if (everRegistered) {
                     LOG.warn("Consul at {} no longer knew {} (agent restarted?); registered it again",
@@ -196,19 +201,28 @@ public final class ConsulRegistration implements AutoCloseable {
         }
     }
 
-    /** Stops syncing and deregisters the instance (best effort: Consul reaps it anyway once its check fails). */
+    /**
+     * Stops syncing and deregisters the instance (best effort: Consul reaps it anyway once its check fails). A sync
+     * in flight is let finish first (up to the request timeout): interrupting a registration does not unsend it, and
+     * an agent that took it after our deregistration would keep an instance nobody removes. So the deregistration
+     * goes out whenever a registration was sent, answered or not.
+     */
     @Override
     public void close() {
         if (!closed.compareAndSet(false, true)) {
             return;
         }
-        timer.shutdownNow();
+        timer.shutdown();
         try {
-            timer.awaitTermination(settings.requestTimeout().toMillis(), TimeUnit.MILLISECONDS);
+            if (!timer.awaitTermination(settings.requestTimeout().toMillis() + 1000, TimeUnit.MILLISECONDS)) {
+                timer.shutdownNow();
+                timer.awaitTermination(1, TimeUnit.SECONDS);
+            }
         } catch (InterruptedException e) {
+            timer.shutdownNow();
             Thread.currentThread().interrupt();
         }
-        if (!everRegistered) {
+        if (!registerSent) {
             return;
         }
         try {

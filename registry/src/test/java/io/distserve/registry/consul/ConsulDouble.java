@@ -107,6 +107,7 @@ public final class ConsulDouble implements AutoCloseable {
     private final Map<String, ServiceEntry> services = new LinkedHashMap<>();
     private final Map<String, KvEntry> kv = new TreeMap<>();
     private final AtomicInteger registrations = new AtomicInteger();
+    private volatile long registerDelayMillis;
     private long index = 10;
 
     private ConsulDouble(String aclToken, Duration reapInterval, int port) throws IOException {
@@ -162,6 +163,14 @@ public final class ConsulDouble implements AutoCloseable {
     /** How many registrations were accepted since the start. */
     public int registrations() {
         return registrations.get();
+    }
+
+    /**
+     * Every later registration request is taken only after {@code delay} (and answered after that): an agent slow
+     * to answer, whose client may give up while the request is still on its way in.
+     */
+    public void delayRegistrations(Duration delay) {
+        registerDelayMillis = delay.toMillis();
     }
 
     /** The IDs of the registered services. */
@@ -429,7 +438,11 @@ public final class ConsulDouble implements AutoCloseable {
             authorize(exchange, query);
             if (path.equals("/v1/agent/service/register")) {
                 requireMethod(method, "PUT");
-                register(exchange.getRequestBody().readAllBytes());
+                byte[] body = exchange.getRequestBody().readAllBytes();
+                if (registerDelayMillis > 0) {
+                    Thread.sleep(registerDelayMillis);
+                }
+                register(body);
                 send(exchange, 200, "text/plain", new byte[0], null);
             } else if (path.startsWith("/v1/agent/service/deregister/")) {
                 requireMethod(method, "PUT");

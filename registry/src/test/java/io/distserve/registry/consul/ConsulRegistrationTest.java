@@ -121,6 +121,20 @@ class ConsulRegistrationTest {
     }
 
     @Test
+    void deregistersOnCloseWhileItsFirstRegistrationIsStillUnanswered() {
+        // the agent takes the registration 1.5 s after it arrives; the engine stops before that: close() must not
+        // leave the instance behind (an interrupted request is not an unsent one)
+        consul.delayRegistrations(Duration.ofMillis(1500));
+        ConsulRegistration r = register(consul.url(), null);
+        await().pollDelay(Duration.ofMillis(300)).atMost(Duration.ofSeconds(1)).until(() -> !r.registered());
+        r.close();
+        registration = null;
+        assertThat(consul.registrations()).isEqualTo(1);
+        await().pollDelay(Duration.ofMillis(500)).atMost(Duration.ofSeconds(2)).until(() -> true);
+        assertThat(consul.serviceIds()).isEmpty();
+    }
+
+    @Test
     void keepsTryingUntilConsulIsUp() throws IOException {
         int port;
         try (ServerSocket s = new ServerSocket(0)) {
