@@ -977,7 +977,7 @@ public final class CudaChecks {
             return forcedSplits > 0 ? plan.withSplits(forcedSplits, maxEnd) : plan;
         });
         AttentionPlan plan = run.plan();
-        record("paged_attention" + (plan.splits() > 1 ? " + combine" : "") + (fixedSplits ? " (graph plan)" : ""),
+        record("paged_attention" + (plan.splits() > 1 ? " + split merge" : "") + (fixedSplits ? " (graph plan)" : ""),
                 run.tokens() + " tok in " + lens.length + " slices (max ctx " + run.maxEnd() + "), " + heads + "/"
                         + kvHeads + " heads, hd " + hd + ", block " + bs + ", splits " + plan.splits() + " of "
                         + plan.splitLen(),
