@@ -10,6 +10,7 @@
 # 5. transformers eager on the same weights (batch 1 / 32, 16 new; the 2,048-token prompt);
 # 6. the tables: ours vs HF vs the roofline from the copy bandwidth and matmul rate measured in this run;
 # 7. one 8,192-token prompt.
+# NCU06=0 skips the 0.6b profile, HF=0 transformers (device minutes); PDL_AB=1 adds the programmatic-launch A/B.
 # Writes $OUT/issue19.txt, $OUT/cuda_check.txt and the JSONs.
 source scripts/device/env.sh
 out=${OUT:-/tmp/out}; mkdir -p "$out"
@@ -63,7 +64,7 @@ if fits 90 "ncu, qwen3-8b batch 1"; then
   echo "ncu rc $?" | tee -a "$log"
   python3 gpu-engine/scripts/ncu_summary.py /tmp/ncu1.csv 2>&1 | tee -a "$log"
 fi
-if [ -f /tmp/qwen3-0.6b/config.json ] && fits 60 "ncu, qwen3-0.6b batch 1"; then
+if [ "${NCU06:-1}" = 1 ] && [ -f /tmp/qwen3-0.6b/config.json ] && fits 60 "ncu, qwen3-0.6b batch 1"; then
   echo "== ncu: qwen3-0.6b batch-1 steps, eager, kernel by kernel ($SECONDS s)" | tee -a "$log"
   timeout 50 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
     "$JAVA" -Xmx48g -XX:MaxDirectMemorySize=16g -Ddistserve.cuda.graphs=false -cp /tmp/distserve-app \
@@ -72,7 +73,7 @@ if [ -f /tmp/qwen3-0.6b/config.json ] && fits 60 "ncu, qwen3-0.6b batch 1"; then
   echo "ncu rc $?" | tee -a "$log"
   python3 gpu-engine/scripts/ncu_summary.py /tmp/ncu06.csv 2>&1 | tee -a "$log"
 fi
-if fits 100 "HF eager qwen3-8b"; then
+if [ "${HF:-1}" = 1 ] && fits 100 "HF eager qwen3-8b"; then
   echo "== HF transformers eager, qwen3-8b ($SECONDS s)" | tee -a "$log"
   timeout $((budget - SECONDS - 20)) python3 gpu-engine/scripts/hf_bench.py /tmp/qwen3-8b --batches 1,32 --prompt 128 \
     --new 16 --prefill 2048 --json "$out/hf_qwen3-8b.json" 2>&1 | grep -v Warning | tee -a "$log"
