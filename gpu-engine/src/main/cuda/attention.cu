@@ -17,9 +17,8 @@
 // decode graph fixes the number of splits (grid.z) when it is captured and each replay covers its context with
 // that many splits or fewer; splits past the context only count themselves done.
 //
-// Dynamic shared memory (bytes): 4 * (2 * R * hd + R * KT + 3 * RMAX + KT * (hd / 2 + 1) + KT * hd / 2
-// + 2 * RMAX * splits); the host computes the same (CudaKernels.attentionSharedBytes) and raises the kernel's limit
-// past 48 KB when needed.
+// Dynamic shared memory (bytes): 4 * (2 * R * hd + R * KT + 3 * RMAX + KT * (hd / 2 + 1) + KT * hd / 2); the host
+// computes the same (CudaKernels.attentionSharedBytes) and raises the kernel's limit past 48 KB when needed.
 //
 // Scores and P.V run on the CUDA cores in fp32. Since the tensor-core prefill kernel (attention_prefill.cu) the
 // backend sends only decodes and short slices (< 16 tokens) here; slices of 16 tokens or more go there
@@ -178,26 +177,17 @@ extern "C" __global__ void __launch_bounds__(128) paged_attention(
     __threadfence();
     // splits z with z * splitLen >= the item's end hold no key for any row (never written this launch)
     const int live = min(splits, (pos0 + nTok + splitLen - 1) / splitLen);
-    // Every (max, sum) of the live splits into shared memory at once (one round trip, not a chain of dependent
-    // loads per split), then per row M = max_z m_z and the denominator sum_z l_z e^(m_z - M) (Ms, Ls reused: this
-    // block's own statistics are in the workspace now), then the outputs, their partials loaded unconditionally so
-    // that they are in flight together (a row of a live split with no visible key holds O = 0, weighted 0).
-    float* MLs = reinterpret_cast<float*>(Vs + KT * hw);  // [live][rows][2], 2 * RMAX * splits floats reserved
-    for (int i = tid; i < live * rows; i += blockDim.x) {
-        int z = i / rows, r = i - z * rows;
-        size_t gr = (size_t)(tok0 + r / HG) * heads + head0 + r % HG;
-        float2 ml = __ldcg(reinterpret_cast<const float2*>(partML + ((size_t)z * nRows + gr) * 2));
-        MLs[2 * i] = ml.x;
-        MLs[2 * i + 1] = ml.y;
-    }
+    // per row: M = max_z m_z and the denominator sum_z l_z e^(m_z - M) (Ms, Ls reused: this block's own stats
+    // are in the workspace now)
     __syncthreads();
     for (int r = tid; r < rows; r += blockDim.x) {
+        size_t gr = (size_t)(tok0 + r / HG) * heads + head0 + r % HG;
         float mMax = -INFINITY;
-        for (int z = 0; z < live; z++) mMax = fmaxf(mMax, MLs[2 * (z * rows + r)]);
+        for (int z = 0; z < live; z++) mMax = fmaxf(mMax, __ldcg(partML + ((size_t)z * nRows + gr) * 2));
         float denom = 0.f;
         for (int z = 0; z < live; z++) {
-            float m = MLs[2 * (z * rows + r)];
-            if (m != -INFINITY) denom += MLs[2 * (z * rows + r) + 1] * __expf(m - mMax);
+            float m = __ldcg(partML + ((size_t)z * nRows + gr) * 2);
+            if (m != -INFINITY) denom += __ldcg(partML + ((size_t)z * nRows + gr) * 2 + 1) * __expf(m - mMax);
         }
         Ms[r] = mMax;
         Ls[r] = denom;
@@ -207,11 +197,9 @@ extern "C" __global__ void __launch_bounds__(128) paged_attention(
         int r = i / hd, d = i - r * hd;
         size_t gr = (size_t)(tok0 + r / HG) * heads + head0 + r % HG;
         float acc = 0.f;
-#pragma unroll 8
         for (int z = 0; z < live; z++) {
-            float m = MLs[2 * (z * rows + r)];
-            float o = __ldcg(partO + ((size_t)z * nRows + gr) * hd + d);
-            if (m != -INFINITY) acc += o * __expf(m - Ms[r]);
+            float m = __ldcg(partML + ((size_t)z * nRows + gr) * 2);
+            if (m != -INFINITY) acc += __ldcg(partO + ((size_t)z * nRows + gr) * hd + d) * __expf(m - Ms[r]);
         }
         out[gr * hd + d] = __float2bfloat16_rn(acc / Ls[r]);
     }

@@ -203,37 +203,7 @@ struct NormTail {
     int* counter;
     float eps;
 };
-// The tail walks the row in two passes instead of holding it in registers (add_rmsnorm_row): those registers would
-// count for the whole GEMM kernel and cost it occupancy. Same per-thread order of the sum as add_rmsnorm_row at the
-// same block size.
-__device__ __forceinline__ void add_rmsnorm_row_2pass(float* __restrict__ x, const float* __restrict__ delta,
-                                                      const bf16* __restrict__ w, bf16* __restrict__ out, int hidden,
-                                                      float eps) {
-    float4* xr = reinterpret_cast<float4*>(x);
-    const float4* dr = reinterpret_cast<const float4*>(delta);
-    const uint2* wv = reinterpret_cast<const uint2*>(w);
-    const int vecs = hidden / 4;
-    float ss = 0.f;
-#pragma unroll 4
-    for (int i = threadIdx.x; i < vecs; i += blockDim.x) {
-        float4 v = xr[i];
-        float4 d = __ldcg(dr + i);
-        v.x += d.x; v.y += d.y; v.z += d.z; v.w += d.w;
-        xr[i] = v;
-        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-    }
-    ss = block_sum(ss);
-    float inv = 1.0f / sqrtf(ss / hidden + eps);
-    uint2* o = reinterpret_cast<uint2*>(out);
-#pragma unroll 4
-    for (int i = threadIdx.x; i < vecs; i += blockDim.x) {
-        float4 v = xr[i];  // this thread's own write of the first pass
-        uint2 g = wv[i];
-        o[i] = make_uint2(pack2(bf16_lo(g.x) * (v.x * inv), bf16_hi(g.x) * (v.y * inv)),
-                          pack2(bf16_lo(g.y) * (v.z * inv), bf16_hi(g.y) * (v.w * inv)));
-    }
-}
-
+#define NORM_TAIL_VECS 8  // hidden <= blockDim x 32 (the host checks before it fuses)
 __device__ __forceinline__ void norm_tail(const NormTail& t, const float* C, int M, int N) {
     __shared__ int lastBlock;
     __threadfence();  // this block's part of C visible device-wide before it counts itself done
@@ -246,7 +216,8 @@ __device__ __forceinline__ void norm_tail(const NormTail& t, const float* C, int
     if (!lastBlock) return;
     __threadfence();
     for (int m = 0; m < M; m++) {
-        add_rmsnorm_row_2pass(t.x + (size_t)m * N, C + (size_t)m * N, t.w, t.out + (size_t)m * N, N, t.eps);
+        add_rmsnorm_row<NORM_TAIL_VECS>(t.x + (size_t)m * N, C + (size_t)m * N, t.w, t.out + (size_t)m * N, N,
+                                        t.eps, true);
     }
 }
 

@@ -376,8 +376,8 @@ public final class CudaKernels {
     public static final String NORM_FUSE_PROPERTY = "distserve.cuda.normFuse";
 
     /**
-     * Whether the choice has a norm-tail kernel (skinny, dual) whose grid still runs in one wave with the registers
-     * the tail adds (qwen3-8b: gemm_skinny8_f32_norm 60 registers against 54; 256 blocks of up to 512 threads).
+     * Whether the choice has a norm-tail kernel (skinny, dual), whose block can hold a row in registers
+     * (hidden <= 32 x threads), and whose grid still runs in one wave with the tail's registers.
      */
     boolean normFusable(Gemm32Choice c, int hidden, int k) {
         Kernel kernel;
@@ -394,7 +394,7 @@ public final class CudaKernels {
         } else {
             return false;
         }
-        if (hidden % 8 != 0) {
+        if (hidden % 8 != 0 || hidden > 32 * threads) {
             return false;
         }
         int regs = Math.max(1, (kernel.registers() + 7) / 8 * 8);
@@ -1185,10 +1185,9 @@ public final class CudaKernels {
         return hg;
     }
 
-    /** paged_attention's dynamic shared memory (attention.cu): tiles, statistics, and the merge's (max, sum). */
-    static int attentionSharedBytes(int rows, int headDim, int splits) {
+    static int attentionSharedBytes(int rows, int headDim) {
         return 4 * (2 * rows * headDim + rows * ATTN_KEYS + 3 * ATTN_ROWS + ATTN_KEYS * (headDim / 2 + 1)
-                + ATTN_KEYS * headDim / 2 + (splits > 1 ? 2 * ATTN_ROWS * splits : 0));
+                + ATTN_KEYS * headDim / 2);
     }
 
     /**
@@ -1199,8 +1198,8 @@ public final class CudaKernels {
      * (what a decode graph replays with new values); with {@code splits > 1}, partO/partML are the workspace.
      */
     public void attention(Object q, Object cache, Object items, Object blockTables, Object geom, Object out,
-                          Object partO, Object partML, Object splitDone, AttentionPlan plan, int n, int heads,
-                          int kvHeads, int headDim, int layer, int numLayers, int blockSize, float scale) {
+                          Object partO, Object partML, Object splitDone, AttentionPlan plan, int n, int heads, int kvHeads, int headDim,
+                          int layer, int numLayers, int blockSize, float scale) {
         if (plan.prefillItems() > 0) {
             attentionPrefill(q, cache, byteOffset(items, 16L * plan.items()), blockTables, geom, out,
                     plan.prefillItems(), plan.prefillHeadsPerBlock(), heads, kvHeads, headDim, layer, numLayers,
@@ -1208,7 +1207,8 @@ public final class CudaKernels {
         }
         if (plan.items() > 0) {
             pagedAttention(q, cache, items, blockTables, geom, out, partO, partML, splitDone, plan, n, heads, kvHeads,
-                    headDim, layer, numLayers, blockSize, scale);
+                    headDim,
+                    layer, numLayers, blockSize, scale);
         }
     }
 
@@ -1222,8 +1222,7 @@ public final class CudaKernels {
                                int kvHeads, int headDim, int layer, int numLayers, int blockSize, float scale) {
         int rows = plan.tokensPerItem() * plan.headsPerBlock();
         attention.launch(plan.items(), heads / plan.headsPerBlock(), plan.splits(), 128,
-                attentionSharedBytes(rows, headDim, plan.splits()), q, cache, items, blockTables, geom, out, partO,
-                partML,
+                attentionSharedBytes(rows, headDim), q, cache, items, blockTables, geom, out, partO, partML,
                 splitDone, n, heads, kvHeads, headDim, plan.headsPerBlock(), plan.tokensPerItem(), layer, numLayers,
                 blockSize, scale);
     }
