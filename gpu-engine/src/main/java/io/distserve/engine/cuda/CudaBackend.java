@@ -777,6 +777,7 @@ public final class CudaBackend implements ComputeBackend {
                 partO = ctx.allocate("attn_part_o", 4L * cap * c.numHeads() * c.headDim());
                 partML = ctx.allocate("attn_part_ml", 8L * cap * c.numHeads());
                 partCap = cap;
+                grown = true;
             }
             // paged_attention's split counters: zero once here, every launch leaves them zero
             if (splits > 1 && (splitDone == null || splitDone.bytes() < 4 * CudaKernels.splitDoneInts(n,

@@ -627,6 +627,25 @@ public final class CudaChecks {
         }
     }
 
+    /** Of several (output, reference) pairs, the one with the largest absolute difference (NaN: infinite). */
+    private static final class WorstCase {
+        private double err = -1;
+        double[] out = new double[0];
+        double[] ref = new double[0];
+
+        void offer(double[] o, double[] r) {
+            double e = 0;
+            for (int i = 0; i < r.length; i++) {
+                e = Math.max(e, Double.isNaN(o[i]) ? Double.POSITIVE_INFINITY : Math.abs(o[i] - r[i]));
+            }
+            if (e > err) {
+                err = e;
+                out = o;
+                ref = r;
+            }
+        }
+    }
+
     /** paged_attention's split counters for n tokens, zeroed (as the backend's scratch holds them). */
     private DeviceBuffer splitCounters(int n, int heads) {
         DeviceBuffer d = ctx.allocate("split_done", 4 * CudaKernels.splitDoneInts(n, heads));
@@ -648,9 +667,7 @@ public final class CudaChecks {
         short[] wb = randomBf16(w.length, 0.05, w);
         List<String> notes = new ArrayList<>();
         int bad = 0;
-        double[] worstOut = new double[0];
-        double[] worstRef = new double[0];
-        double worst = -1;
+        WorstCase worst = new WorstCase();
         float msFused = 0;
         try (DeviceBuffer da = bf16Buffer("a", ab); DeviceBuffer dw = bf16Buffer("w", wb);
              DeviceBuffer gu = ctx.allocate("gu", 2L * maxM * n); DeviceBuffer act = ctx.allocate("act", 2L * maxM * inter);
@@ -680,15 +697,7 @@ public final class CudaChecks {
                         }
                     }
                     double[] out = fromBf16(downloadBf16(act2, m * inter));
-                    double err = 0;
-                    for (int i = 0; i < ref.length; i++) {
-                        err = Math.max(err, Double.isNaN(out[i]) ? Double.POSITIVE_INFINITY : Math.abs(out[i] - ref[i]));
-                    }
-                    if (err > worst) {
-                        worst = err;
-                        worstOut = out;
-                        worstRef = ref;
-                    }
+                    worst.offer(out, ref);
                     msFused = t;
                 }
             }
@@ -696,7 +705,7 @@ public final class CudaChecks {
         String note = bad == 0 ? "fused == gemm + silu_mul bit for bit (" + Arrays.toString(choices) + " x M "
                 + Arrays.toString(ms) + ")" : "FAIL: " + String.join("; ", notes);
         return record("gemm gate|up + silu epilogue", Arrays.stream(ms).max().orElse(1) + "x" + inter + "x" + kDim,
-                worstOut, worstRef, TOL_BF16, msFused, note);
+                worst.out, worst.ref, TOL_BF16, msFused, note);
     }
 
     /**
@@ -718,9 +727,7 @@ public final class CudaChecks {
             x0[i] = (float) rnd.nextGaussian();
         }
         List<String> notes = new ArrayList<>();
-        double[] worstOut = new double[0];
-        double[] worstRef = new double[0];
-        double worst = -1;
+        WorstCase worst = new WorstCase();
         float msFused = 0;
         try (DeviceBuffer da = bf16Buffer("a", ab); DeviceBuffer dw = bf16Buffer("w", wb);
              DeviceBuffer dn = bf16Buffer("norm_w", nb); DeviceBuffer x = floatBuffer("x", x0);
@@ -761,15 +768,7 @@ public final class CudaChecks {
                         ref[i] = nw[i] * xs[i] * inv;
                     }
                     double[] out = fromBf16(downloadBf16(xn, m * hidden));
-                    double err = 0;
-                    for (int i = 0; i < ref.length; i++) {
-                        err = Math.max(err, Double.isNaN(out[i]) ? Double.POSITIVE_INFINITY : Math.abs(out[i] - ref[i]));
-                    }
-                    if (err > worst) {
-                        worst = err;
-                        worstOut = out;
-                        worstRef = ref;
-                    }
+                    worst.offer(out, ref);
                     msFused = t;
                 }
             }
@@ -781,12 +780,12 @@ public final class CudaChecks {
         boolean bad = notes.stream().anyMatch(n -> n.contains("differ") || n.startsWith("FAIL"));
         String note = (bad ? "FAIL: " : "delta and x == gemm + add_rmsnorm bit for bit, 3 launches each ("
                 + Arrays.toString(choices) + ")") + (notes.isEmpty() ? "" : "; " + String.join("; ", notes));
-        if (worstRef.length == 0) {
+        if (worst.ref.length == 0) {
             return record("gemm + add_rmsnorm tail", "1x" + hidden + "x" + kDim, new double[] {Double.NaN},
                     new double[] {0}, TOL_BF16, 0, "FAIL: no choice was fusable: " + note);
         }
-        return record("gemm + add_rmsnorm tail", "1x" + hidden + "x" + kDim, worstOut, worstRef, TOL_BF16, msFused,
-                note);
+        return record("gemm + add_rmsnorm tail", "1x" + hidden + "x" + kDim, worst.out, worst.ref, TOL_BF16,
+                msFused, note);
     }
 
     /** A paged pool of random bf16 K/V, a shuffled block table per slice, and the slices' geometry. */
