@@ -114,6 +114,8 @@ public final class CudaKernels {
     private final Kernel wgmmaBf16;
     private final Kernel wgmmaF32;
     private final String wgmmaOff;
+    /** {@link #NORM_FUSE_PROPERTY}, read once. */
+    private final boolean normFuse = !"false".equalsIgnoreCase(System.getProperty(NORM_FUSE_PROPERTY));
     private final Kernel attention;
     private final Kernel prefill64;
     private final Kernel prefill128;
@@ -312,7 +314,7 @@ public final class CudaKernels {
 
     /**
      * act[t, i] = silu(gate[t, i]) * up[t, i] for gu = the output of the interleaved gate|up weight
-     * ({@link #interleaveGateUp}): [gate 8 features | up 8 features] per 16 columns; inter % 8 == 0.
+     * ({@link #interleavedGateUpRow}): [gate 8 features | up 8 features] per 16 columns; inter % 8 == 0.
      */
     public void siluMul(Object gateUp, Object act, int n, int inter) {
         long vecs = (long) n * (inter / 8);
@@ -329,7 +331,7 @@ public final class CudaKernels {
     }
 
     /**
-     * act[M, inter] = silu(xn . gate^T) * (xn . up^T) for the gate|up weight interleaved by {@link #interleaveGateUp}
+     * act[M, inter] = silu(xn . gate^T) * (xn . up^T) for the gate|up weight interleaved by {@link #interleavedGateUpRow}
      * (2 inter rows, K columns). Decode-sized M whose pick (the tuner's, for the 2 inter x K shape) is the skinny or
      * the dual GEMM runs it with the activation in the GEMM's epilogue (gemm_skinny*_silu, gemm_dual32_silu): one
      * launch, no gate|up round trip through memory. Otherwise the GEMM writes {@code gateUp} and silu_mul follows.
@@ -359,7 +361,7 @@ public final class CudaKernels {
      */
     public void gemmAddRmsNorm(Object a, Object w, Object delta, int m, int hidden, int k, Object x, Object normW,
                                Object xn, float eps, Object counter) {
-        if (m >= 1 && m <= NORM_FUSE_MAX_M && !"false".equalsIgnoreCase(System.getProperty(NORM_FUSE_PROPERTY))) {
+        if (m >= 1 && m <= NORM_FUSE_MAX_M && normFuse) {
             Gemm32Choice c = decodeChoice(m, hidden, k, true);
             if (normFusable(c, hidden, k)) {
                 gemmNormFused(c, a, w, delta, m, hidden, k, x, normW, xn, eps, counter);
@@ -415,8 +417,8 @@ public final class CudaKernels {
                     delta, m, hidden, k, k, k, hidden, x, normW, xn, counter, eps);
         } else if (c.variant() == Gemm32Variant.SKINNY) {
             int warps = skinnyWarps(hidden, k, c.slices());
-            skinnyNorm.launch((hidden + SKINNY_ROWS - 1) / SKINNY_ROWS, 1, 1, 32 * warps,
-                    warps * SKINNY_ROWS * 9 * 4, a, w, delta, m, hidden, k, k, k, hidden, x, normW, xn, counter, eps);
+            skinnyNorm.launch((hidden + SKINNY_ROWS - 1) / SKINNY_ROWS, 1, 1, 32 * warps, skinnySharedBytes(warps, 0),
+                    a, w, delta, m, hidden, k, k, k, hidden, x, normW, xn, counter, eps);
         } else {
             throw new IllegalArgumentException("gemm (+ add_rmsnorm): no fused " + c.variant() + " kernel");
         }
@@ -436,10 +438,9 @@ public final class CudaKernels {
                     n, k, k, k, inter);
         } else if (c.variant() == Gemm32Variant.SKINNY) {
             int warps = skinnyWarps(n, k, c.slices());
-            int variant = m <= 8 ? 0 : m <= 16 ? 1 : 2;
-            int shared = warps * SKINNY_ROWS * (8 * (1 << variant) + 1) * 4;
-            skinnySilu[variant].launch((n + SKINNY_ROWS - 1) / SKINNY_ROWS, 1, 1, 32 * warps, shared, xn, w, act, m,
-                    n, k, k, k, inter);
+            int variant = skinnyVariant(m);
+            skinnySilu[variant].launch((n + SKINNY_ROWS - 1) / SKINNY_ROWS, 1, 1, 32 * warps,
+                    skinnySharedBytes(warps, variant), xn, w, act, m, n, k, k, k, inter);
         } else {
             throw new IllegalArgumentException("gemm (gate|up + silu): no fused " + c.variant() + " kernel");
         }
@@ -593,6 +594,16 @@ public final class CudaKernels {
         gemmSkinny(a, w, c, m, n, k, lda, ldw, ldc, f32Out, 0);
     }
 
+    /** The skinny kernel for M tokens: 0, 1, 2 (gemm_skinny8/16/32, 1/2/4 n-tiles of 8 tokens). */
+    private static int skinnyVariant(int m) {
+        return m <= 8 ? 0 : m <= 16 ? 1 : 2;
+    }
+
+    /** gemm_skinny's reduction buffer: warps x 16 rows x (8 n-tiles + 1) floats. */
+    private static int skinnySharedBytes(int warps, int variant) {
+        return warps * SKINNY_ROWS * (8 * (1 << variant) + 1) * 4;
+    }
+
     /**
      * Warps per skinny block: {@code asked} (1, 2, 4, 8 or 16; 0: 16 when fewer than 2 row tiles per SM, else 8),
      * halved while half of them still cover K's runs of 4 chunks (more would idle).
@@ -619,8 +630,8 @@ public final class CudaKernels {
         }
         int tiles = (n + SKINNY_ROWS - 1) / SKINNY_ROWS;
         int warps = skinnyWarps(n, k, warpsAsked);
-        int variant = m <= 8 ? 0 : m <= 16 ? 1 : 2;
-        int shared = warps * SKINNY_ROWS * (8 * (1 << variant) + 1) * 4;
+        int variant = skinnyVariant(m);
+        int shared = skinnySharedBytes(warps, variant);
         (f32Out ? skinnyF32 : skinnyBf16)[variant].launch(tiles, 1, 1, 32 * warps, shared, a, w, c, m, n, k, lda, ldw,
                 ldc);
     }
