@@ -81,6 +81,25 @@ class StagingChannelTest {
     }
 
     @Test
+    void aRefusedPeerStillSendingReadsWhyAndAnOrderlyEndNotAReset() throws Exception {
+        try (Peer p = dial()) {
+            p.out().write("GET / HTTP/1.1\r\n".getBytes(StandardCharsets.US_ASCII));
+            p.out().flush();
+            assertThatThrownBy(() -> StagingProtocol.readWelcome(p.in())).hasMessageContaining("status 3");
+            // The server has answered; a peer that keeps writing (a pipelined client) must not be reset. Without the
+            // drain the server's close with unread bytes made these writes fail with "broken pipe".
+            byte[] chunk = new byte[1024];
+            for (int i = 0; i < 16; i++) {
+                p.out().write(chunk);
+                p.out().flush();
+                Thread.sleep(5);
+            }
+            assertThat(p.in().read()).isEqualTo(-1);
+            p.socket().shutdownOutput();
+        }
+    }
+
+    @Test
     void badRequestsGetErrorsInOrderAndTheChannelStaysInSyncUntilAnUnknownOp() throws Exception {
         try (Peer p = dial()) {
             StagingProtocol.writeHello(p.out(), TOKEN);
