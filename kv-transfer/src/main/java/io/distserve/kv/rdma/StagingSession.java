@@ -3,6 +3,7 @@ package io.distserve.kv.rdma;
 import io.distserve.kv.device.DeviceException;
 import io.distserve.kv.device.DeviceRegion;
 import io.distserve.kv.device.GpuEvent;
+import io.distserve.kv.transfer.RefusedPeers;
 import io.distserve.kv.transfer.Tokens;
 import io.distserve.kv.transfer.TransferException;
 import java.io.BufferedInputStream;
@@ -27,8 +28,6 @@ final class StagingSession implements Runnable {
 
     private static final Logger LOG = LoggerFactory.getLogger(StagingSession.class);
     private static final int STAGE_BYTES = 4 + 8 + 4 + 8 + 4;
-    /** What a refused peer may still send before we hang up regardless. */
-    static final long MAX_DRAIN_BYTES = 64 * 1024;
 
     /** A request answered in order: its copy's event, or why it was refused. */
     private record Pending(long requestId, int length, GpuEvent copied, String refused) {
@@ -116,28 +115,10 @@ final class StagingSession implements Runnable {
         }
     }
 
-    /**
-     * Half-closes and discards what the peer still sends until it hangs up, for at most the handshake timeout and
-     * {@link #MAX_DRAIN_BYTES}. Closing with unread bytes makes the kernel answer the peer with a reset, which can
-     * reach it before it has read our refusal (and fails its writes still in progress): it would see "connection
-     * reset" or "broken pipe" instead of why it was refused.
-     */
+    /** After a refusal: the peer reads why before we hang up (RefusedPeers says why that needs a drain). */
     private void drainBeforeClose(DataInputStream in) {
-        try {
-            socket.shutdownOutput();
-            socket.setSoTimeout((int) Math.max(1, Math.min(Integer.MAX_VALUE, handshakeTimeout.toMillis())));
-            long deadline = System.nanoTime() + handshakeTimeout.toNanos();
-            byte[] sink = new byte[4096];
-            long left = MAX_DRAIN_BYTES;
-            while (left > 0 && System.nanoTime() < deadline) {
-                int n = in.read(sink, 0, (int) Math.min(sink.length, left));
-                if (n < 0) {
-                    return;
-                }
-                left -= n;
-            }
-        } catch (IOException e) {
-            LOG.debug("rdma staging: draining a refused peer ended: {}", e.toString());
+        if (!RefusedPeers.drain(socket, in, handshakeTimeout)) {
+            LOG.debug("rdma staging: a refused peer did not hang up within {}; closing", handshakeTimeout);
         }
     }
 

@@ -1,11 +1,13 @@
 package io.distserve.kv.tcp;
 
 import io.distserve.kv.transfer.MemoryRegion;
+import io.distserve.kv.transfer.RefusedPeers;
 import io.distserve.kv.transfer.Tokens;
 import io.distserve.kv.transfer.TransportOptions;
 import java.io.DataInputStream;
 import java.io.EOFException;
 import java.io.IOException;
+import java.io.InputStream;
 import java.net.SocketTimeoutException;
 import java.net.StandardSocketOptions;
 import java.nio.ByteBuffer;
@@ -77,7 +79,8 @@ final class ServingSession {
             // A bug here must cost one socket, not the server.
             log.warn("session with {} failed", peer, e);
         } finally {
-            // off the server's list before the peer can see the close: whoever sees EOF sees the session gone
+            // off the server's list before the peer can see the close: whoever sees EOF sees the session gone (but a
+            // refused peer sees our half-close first, while the drain keeps the session listed for a closing server)
             onEnd.accept(this);
             TcpServer.closeQuietly(ch);
         }
@@ -120,6 +123,7 @@ final class ServingSession {
         WireProtocol.writeFully(ch, WireProtocol.welcome(status, region.size(), why));
         if (status != WireProtocol.WELCOME_OK) {
             log.warn("refused kv transfer peer {}: {}", peer, why);
+            drainBeforeClose(in);
             return false;
         }
         log.debug("kv transfer peer {} authenticated", peer);
@@ -142,6 +146,7 @@ final class ServingSession {
                 int length = req.getInt();
                 if (op != WireProtocol.OP_READ) {
                     sendError(hdr, id, "unknown op " + op + "; closing");
+                    drainBeforeClose(ch.socket().getInputStream());
                     return;
                 }
                 try {
@@ -158,6 +163,16 @@ final class ServingSession {
                 hdr.putInt(WireProtocol.STATUS_DATA).putLong(id).putInt(length).flip();
                 sender.send(ch, hdr, offset, length);
             }
+        }
+    }
+
+    /**
+     * After a refusal: the peer reads why before we hang up (RefusedPeers says why that needs a drain). The session
+     * stays on the server's list meanwhile, so closing the server still ends it at once.
+     */
+    private void drainBeforeClose(InputStream in) {
+        if (!RefusedPeers.drain(ch.socket(), in, options.handshakeTimeout())) {
+            log.debug("a refused kv transfer peer did not hang up within {}; closing", options.handshakeTimeout());
         }
     }
 
