@@ -54,25 +54,21 @@ if fits 50 "qwen3-0.6b"; then
   [ "${PDL_AB:-0}" = 1 ] && fits 20 "qwen3-0.6b pdl" && bench "ours qwen3-0.6b, programmatic launches ON" JVPDL --model /tmp/qwen3-0.6b --batch 1 \
     --prompt-tokens 128 --new-tokens 64
 fi
-if fits 90 "ncu, qwen3-8b batch 1"; then
-  NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
-  echo "== ncu: qwen3-8b batch-1 steps, eager, kernel by kernel ($SECONDS s)" | tee -a "$log"
-  timeout 100 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
+# ncu_steps NAME MODEL TIMEOUT: batch-1 steps, eager, kernel by kernel, summed per kernel
+ncu_steps() {
+  local ncu
+  ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  echo "== ncu: $1 batch-1 steps, eager, kernel by kernel ($SECONDS s)" | tee -a "$log"
+  timeout "$3" "$ncu" --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
     "$JAVA" -Xmx48g -XX:MaxDirectMemorySize=16g -Ddistserve.cuda.graphs=false -cp /tmp/distserve-app \
-    io.distserve.cli.DistServeCli bench engine --backend cuda --model /tmp/qwen3-8b --batch 1 --prompt-tokens 128 \
-    --new-tokens 3 --log-level WARNING > /tmp/ncu1.csv 2> /tmp/ncu1.err
+    io.distserve.cli.DistServeCli bench engine --backend cuda --model "$2" --batch 1 --prompt-tokens 128 \
+    --new-tokens 3 --log-level WARNING > "/tmp/ncu-$1.csv" 2> "/tmp/ncu-$1.err"
   echo "ncu rc $?" | tee -a "$log"
-  python3 gpu-engine/scripts/ncu_summary.py /tmp/ncu1.csv 2>&1 | tee -a "$log"
-fi
-if [ "${NCU06:-1}" = 1 ] && [ -f /tmp/qwen3-0.6b/config.json ] && fits 60 "ncu, qwen3-0.6b batch 1"; then
-  echo "== ncu: qwen3-0.6b batch-1 steps, eager, kernel by kernel ($SECONDS s)" | tee -a "$log"
-  timeout 50 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
-    "$JAVA" -Xmx48g -XX:MaxDirectMemorySize=16g -Ddistserve.cuda.graphs=false -cp /tmp/distserve-app \
-    io.distserve.cli.DistServeCli bench engine --backend cuda --model /tmp/qwen3-0.6b --batch 1 --prompt-tokens 128 \
-    --new-tokens 3 --log-level WARNING > /tmp/ncu06.csv 2> /tmp/ncu06.err
-  echo "ncu rc $?" | tee -a "$log"
-  python3 gpu-engine/scripts/ncu_summary.py /tmp/ncu06.csv 2>&1 | tee -a "$log"
-fi
+  python3 gpu-engine/scripts/ncu_summary.py "/tmp/ncu-$1.csv" 2>&1 | tee -a "$log"
+}
+fits 90 "ncu, qwen3-8b batch 1" && ncu_steps qwen3-8b /tmp/qwen3-8b 100
+[ "${NCU06:-1}" = 1 ] && [ -f /tmp/qwen3-0.6b/config.json ] && fits 60 "ncu, qwen3-0.6b batch 1" \
+  && ncu_steps qwen3-0.6b /tmp/qwen3-0.6b 50
 if [ "${HF:-1}" = 1 ] && fits 100 "HF eager qwen3-8b"; then
   echo "== HF transformers eager, qwen3-8b ($SECONDS s)" | tee -a "$log"
   timeout $((budget - SECONDS - 20)) python3 gpu-engine/scripts/hf_bench.py /tmp/qwen3-8b --batches 1,32 --prompt 128 \
